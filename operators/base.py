@@ -1,0 +1,188 @@
+"""The operator contract: typed configuration, a lifecycle, declared resources, errors as data.
+
+An operator is a pydantic model whose fields are its configuration (validated on
+creation; unknown fields are errors). Its lifecycle is::
+
+    op = SomeOperator(**params)   # validate configuration; cheap, picklable
+    op.setup()                    # load models once per worker (heavy imports here)
+    out = op(records)             # process one batch: list[dict] -> list[dict]
+    op.teardown()                 # free what setup() loaded
+
+``op(records)`` is what every runner calls. It passes already rejected records through
+untouched, gives the operator only records whose ``status`` is ``"ok"``, turns a
+:class:`RecordError` (or any unexpected exception) into a reject record with the
+operator's name as ``stage``, and counts records in/out, rejects by reason and time.
+A runner never needs a try/except around an operator, which is what makes Ray Data
+(no per-record skip) and Beam behave exactly like the local loop.
+
+Operators implement either ``process_record(record) -> dict | list[dict]`` (one record
+in, zero or more out) or, for batched model inference, ``process_batch(records)``.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from typing import ClassVar, Iterable
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from vidcurate.operators.stats import Stats
+
+OK = "ok"
+REJECTED = "rejected"
+# Payload fields dropped from a record when it is rejected: rejects stay small.
+HEAVY_FIELDS = ("mp4", "audio_pcm", "frames", "keyframes")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one worker of an operator needs. Runners translate this (Ray num_gpus, Beam hints)."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory_gb: float = 0.0
+    batch_size: int = 1
+
+    def __post_init__(self):
+        if self.cpus < 0 or self.gpus < 0 or self.memory_gb < 0:
+            raise ValueError(f"resources must be >= 0, got {self}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+class RecordError(Exception):
+    """One record cannot be processed. Becomes a reject, never stops the build.
+
+    ``reason`` is a short stable snake_case code (counted and grouped in reports);
+    ``detail`` is the human explanation; ``transient`` marks errors worth retrying
+    (network, timeouts) as opposed to bad input.
+    """
+
+    def __init__(self, reason: str, detail: str = "", transient: bool = False):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+        self.transient = transient
+
+
+class OperatorSetupError(RuntimeError):
+    """An operator could not load what it needs (missing package, model not found)."""
+
+
+def is_ok(record: dict) -> bool:
+    return record.get("status", OK) == OK
+
+
+def reject(record: dict, stage: str, reason: str, detail: str = "", transient: bool = False) -> dict:
+    """The one failure path: a copy of ``record`` marked rejected, without heavy payloads."""
+    out = {k: v for k, v in record.items() if k not in HEAVY_FIELDS}
+    out.update(status=REJECTED, error_stage=stage, error_reason=reason,
+               error_detail=detail, error_transient=transient)
+    return out
+
+
+class Operator(BaseModel):
+    """Base class of every operator. Subclasses set ``name`` and, if needed, ``resources``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    name: ClassVar[str] = "operator"
+    resources: ClassVar[Resources] = Resources()
+
+    _stats: Stats = PrivateAttr(default_factory=Stats)
+    _ready: bool = PrivateAttr(default=False)
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def setup(self) -> None:
+        """Load models and open resources, once per worker. Default: nothing to load."""
+
+    def teardown(self) -> None:
+        """Free what setup() loaded."""
+
+    def declared_resources(self) -> Resources:
+        """Resources of this configured instance (operators with a batch_size field override)."""
+        return self.resources
+
+    # ---- work ------------------------------------------------------------------------
+    def process_record(self, record: dict) -> dict | list[dict]:
+        raise NotImplementedError(f"{type(self).__name__} implements neither process_record nor process_batch")
+
+    def process_batch(self, records: list[dict]) -> list[dict]:
+        out: list[dict] = []
+        for record in records:
+            out.extend(self._guarded_record(record))
+        return out
+
+    # ---- what runners call -----------------------------------------------------------
+    @property
+    def stats(self) -> Stats:
+        return self._stats
+
+    def ensure_setup(self) -> None:
+        if not self._ready:
+            started = time.perf_counter()
+            self.setup()
+            self._stats.add_time(f"{self.name}.setup", time.perf_counter() - started)
+            self._ready = True
+
+    def close(self) -> None:
+        if self._ready:
+            self.teardown()
+            self._ready = False
+
+    def __call__(self, records: Iterable[dict]) -> list[dict]:
+        self.ensure_setup()
+        records = list(records)
+        passthrough = [r for r in records if not is_ok(r)]
+        todo = [r for r in records if is_ok(r)]
+        self._stats.incr(f"{self.name}.records_in", len(todo))
+        started = time.perf_counter()
+        out = self._guarded_batch(todo) if todo else []
+        self._stats.add_time(f"{self.name}.process", time.perf_counter() - started)
+        for record in out:
+            if is_ok(record):
+                self._stats.incr(f"{self.name}.records_out")
+            elif record.get("error_stage") == self.name:
+                self._stats.incr(f"{self.name}.rejected.{record['error_reason']}")
+        return passthrough + out
+
+    # ---- failure handling ------------------------------------------------------------
+    def fail(self, record: dict, reason: str, detail: str = "", transient: bool = False) -> dict:
+        return reject(record, self.name, reason, detail, transient)
+
+    def _guarded_record(self, record: dict) -> list[dict]:
+        try:
+            result = self.process_record(record)
+        except RecordError as exc:
+            return [self.fail(record, exc.reason, exc.detail, exc.transient)]
+        except Exception as exc:  # a bug or an unforeseen input: keep it as data, with the trace
+            return [self.fail(record, "unexpected_error", _describe(exc))]
+        if result is None:
+            return []
+        return result if isinstance(result, list) else [result]
+
+    def _guarded_batch(self, records: list[dict]) -> list[dict]:
+        try:
+            return self.process_batch(records)
+        except RecordError as exc:
+            if len(records) == 1:
+                return [self.fail(records[0], exc.reason, exc.detail, exc.transient)]
+            failure = exc
+        except Exception as exc:
+            if len(records) == 1:
+                return [self.fail(records[0], "unexpected_error", _describe(exc))]
+            failure = exc
+        # A batch failed as a whole: retry one record at a time so only the culprit is rejected.
+        self._stats.incr(f"{self.name}.batch_retried_per_record")
+        del failure
+        out: list[dict] = []
+        for record in records:
+            out.extend(self._guarded_batch([record]))
+        return out
+
+
+def _describe(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"

@@ -1,0 +1,82 @@
+"""probe: open each source video with PyAV, record its facts, reject what cannot be read."""
+from __future__ import annotations
+
+import os
+from typing import ClassVar, Optional
+
+from pydantic import Field
+
+from vidcurate.operators.base import Operator, RecordError, Resources
+from vidcurate.operators.media import local_path
+
+
+class ProbeVideo(Operator):
+    """Adds the PROBE fields (duration, fps, size, codecs, audio) and ``local_path``.
+
+    Decodes the first video frame, so a file whose codec cannot be decoded is rejected
+    here (``undecodable_video``) rather than deep inside a later stage.
+    """
+
+    name: ClassVar[str] = "probe"
+    resources: ClassVar[Resources] = Resources(cpus=1, batch_size=8)
+
+    min_duration: float = Field(0.5, ge=0, description="Reject videos shorter than this (seconds).")
+    max_duration: float = Field(4 * 3600, gt=0, description="Reject videos longer than this (seconds).")
+    cache_dir: Optional[str] = Field(None, description="Where remote (fsspec) inputs are copied before decoding.")
+
+    def process_record(self, record: dict) -> dict:
+        uri = record["uri"]
+        path = local_path(uri, self.cache_dir)
+        size = os.path.getsize(path)
+        if size == 0:
+            raise RecordError("empty_file", f"{uri}: the file is 0 bytes")
+        facts = probe_file(path, uri)
+        if facts["duration"] < self.min_duration:
+            raise RecordError("too_short", f"{uri}: {facts['duration']:.2f} s < min_duration {self.min_duration} s")
+        if facts["duration"] > self.max_duration:
+            raise RecordError("too_long", f"{uri}: {facts['duration']:.0f} s > max_duration {self.max_duration} s")
+        return {**record, **facts, "size_bytes": size, "local_path": path}
+
+
+def probe_file(path: str, uri: str) -> dict:
+    import av
+
+    try:
+        container = av.open(path)
+    except Exception as exc:
+        raise RecordError("unreadable_container", f"{uri}: {type(exc).__name__}: {exc}") from exc
+    with container:
+        if not container.streams.video:
+            raise RecordError("no_video_stream", f"{uri}: the container holds no video stream")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate or float(rate) <= 0:
+            raise RecordError("unknown_frame_rate", f"{uri}: the video stream declares no frame rate")
+        fps = float(rate)
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000
+        else:
+            raise RecordError("unknown_duration", f"{uri}: neither the stream nor the container declares a duration")
+        try:
+            first = next(container.decode(stream))
+        except StopIteration:
+            raise RecordError("undecodable_video", f"{uri}: the video stream has no decodable frame") from None
+        except Exception as exc:
+            raise RecordError("undecodable_video", f"{uri}: {type(exc).__name__}: {exc}") from exc
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return {
+            "duration": duration,
+            "fps": fps,
+            "num_frames": int(stream.frames) if stream.frames else int(round(duration * fps)),
+            "width": int(stream.codec_context.width),
+            "height": int(stream.codec_context.height),
+            "video_codec": stream.codec_context.name,
+            "pixel_format": stream.codec_context.format.name if stream.codec_context.format else None,
+            "rotation": int(getattr(first, "rotation", 0) or 0),
+            "has_audio": audio is not None,
+            "audio_codec": audio.codec_context.name if audio else None,
+            "audio_sample_rate": int(audio.codec_context.sample_rate) if audio else None,
+            "audio_channels": int(audio.codec_context.channels) if audio else None,
+        }

@@ -1,0 +1,1 @@
+"""Selectors: pick one caption per clip from its candidates and score every candidate."""

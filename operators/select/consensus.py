@@ -1,0 +1,72 @@
+"""consensus_selector: choose the candidate that agrees best with the other candidates.
+
+Every candidate text of a batch of clips is embedded at once (batching across clips
+and videos) with a sentence embedder (bundled all-MiniLM-L6-v2 by default). A
+candidate's score is its mean cosine similarity to the clip's other candidates; the
+highest score wins, ties go to the longer (more descriptive) text. With one candidate
+there is nothing to agree with: it is selected and its score stays null. A clip with
+no candidate is rejected (``no_caption_candidates``): a sample without a caption is not
+training data.
+
+This is the offline stand-in for Panda-70M's fine-tuned video-text retriever, which
+scores candidates against the video itself; that selector arrives with its own issue
+and writes the same SELECTION fields.
+"""
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Optional
+
+import numpy as np
+from pydantic import Field, PrivateAttr
+
+from vidcurate.operators.base import Operator, Resources
+
+
+class ConsensusSelector(Operator):
+    name: ClassVar[str] = "consensus_selector"
+    resources: ClassVar[Resources] = Resources(cpus=1, batch_size=64)
+
+    model: str = Field("bundled:all-MiniLM-L6-v2", description="Sentence embedder: bundled name, folder or hub id.")
+    revision: Optional[str] = None
+    device: Literal["cpu", "cuda"] = "cpu"
+
+    _embedder = PrivateAttr(default=None)
+
+    def setup(self) -> None:
+        from vidcurate.operators.models.text_embedder import TextEmbedder
+
+        self._embedder = TextEmbedder(self.model, self.device, self.revision)
+
+    def teardown(self) -> None:
+        self._embedder = None
+
+    def process_batch(self, records: list[dict]) -> list[dict]:
+        texts = [c["text"] for r in records for c in (r.get("candidates") or [])]
+        vectors = self._embedder.embed(texts) if texts else None
+        out, offset = [], 0
+        for record in records:
+            candidates = [dict(c) for c in (record.get("candidates") or [])]
+            if not candidates:
+                out.append(self.fail(record, "no_caption_candidates",
+                                     f"clip {record.get('clip_id')}: no teacher produced a caption"))
+                continue
+            emb = vectors[offset:offset + len(candidates)]
+            offset += len(candidates)
+            scores = consensus_scores(emb)
+            for candidate, score in zip(candidates, scores):
+                candidate["score"] = None if score is None else round(float(score), 6)
+            best = max(range(len(candidates)),
+                       key=lambda i: (scores[i] if scores[i] is not None else -1.0, len(candidates[i]["text"])))
+            out.append({**record, "candidates": candidates, "caption": candidates[best]["text"],
+                        "caption_teacher": candidates[best]["teacher"], "score": candidates[best]["score"],
+                        "selector": f"{self.name}:{self.model}"})
+        return out
+
+
+def consensus_scores(embeddings: np.ndarray) -> list[Optional[float]]:
+    """Mean cosine similarity of each unit vector to the others; None when alone."""
+    n = len(embeddings)
+    if n < 2:
+        return [None] * n
+    sims = embeddings @ embeddings.T
+    return [float((sims[i].sum() - sims[i, i]) / (n - 1)) for i in range(n)]

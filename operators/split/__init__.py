@@ -1,0 +1,1 @@
+"""Splitting source videos into clips: shot detection and the rules applied to shots."""

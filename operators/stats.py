@@ -1,0 +1,45 @@
+"""Counters and timers, one interface for every operator and runner, merged at the end."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Stats:
+    """Counters (integers) and timers (seconds), keyed by ``"<scope>.<name>"`` strings."""
+
+    counters: Counter = field(default_factory=Counter)
+    seconds: dict = field(default_factory=dict)
+
+    def incr(self, key: str, n: int = 1) -> None:
+        self.counters[key] += n
+
+    def add_time(self, key: str, seconds: float) -> None:
+        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
+
+    @contextmanager
+    def timer(self, key: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add_time(key, time.perf_counter() - start)
+
+    def merge(self, other: "Stats") -> "Stats":
+        self.counters.update(other.counters)
+        for key, value in other.seconds.items():
+            self.add_time(key, value)
+        return self
+
+    def to_dict(self) -> dict:
+        return {
+            "counters": dict(sorted(self.counters.items())),
+            "seconds": {k: round(v, 4) for k, v in sorted(self.seconds.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Stats":
+        return cls(Counter(data.get("counters", {})), dict(data.get("seconds", {})))

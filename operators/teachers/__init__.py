@@ -1,0 +1,1 @@
+"""Teachers: operators that write caption candidates for each clip, one module per family."""

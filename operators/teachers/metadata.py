@@ -1,0 +1,52 @@
+"""metadata_teacher: candidates from the source's own text (title, description, subtitles).
+
+Without a language model this teacher writes no new text. It passes the user's own
+metadata through as candidates, cleaned (whitespace collapsed, URLs removed, cut to the
+first sentence where asked, capped at ``max_words``):
+
+  * ``title``        the video title, when at least ``min_words`` words long;
+  * ``description``  the first sentence of the description;
+  * ``subtitles``    the manifest's subtitles for the whole video, first sentence.
+
+Each candidate says which field it came from (teacher ``metadata_teacher``, modality
+``M``, params ``{"field": ...}``, no model id), so the selector and the index never
+mistake it for a model's caption. A model-backed text teacher with Panda-70M's prompt
+arrives with the teacher-family issue and writes candidates the same way.
+"""
+from __future__ import annotations
+
+import re
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from vidcurate.operators.base import Operator, Resources
+from vidcurate.operators.teachers.candidates import add_candidate, clean_text
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def first_sentence(text: str) -> str:
+    return _SENTENCE_END.split(text.strip(), maxsplit=1)[0] if text else ""
+
+
+class MetadataTeacher(Operator):
+    name: ClassVar[str] = "metadata_teacher"
+    resources: ClassVar[Resources] = Resources(cpus=0.25, batch_size=64)
+
+    fields: list[Literal["title", "description", "subtitles"]] = Field(
+        default_factory=lambda: ["title", "description", "subtitles"],
+        description="Source fields that become candidates, in this order.")
+    min_words: int = Field(2, ge=1, description="Shorter texts are not candidates (a one-word title is not a caption).")
+    max_words: int = Field(60, ge=1)
+
+    def process_record(self, record: dict) -> dict:
+        record = {**record, "candidates": list(record.get("candidates") or [])}
+        for field in self.fields:
+            raw = record.get(field) or ""
+            text = clean_text(raw if field == "title" else first_sentence(raw), self.max_words)
+            if len(text.split()) < self.min_words:
+                continue
+            add_candidate(record, teacher=self.name, modality="M", text=text, params={"field": field})
+            self.stats.incr(f"{self.name}.candidates.{field}")
+        return record

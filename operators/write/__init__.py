@@ -1,0 +1,1 @@
+"""Writers: WebDataset shards, the parquet index and the rejects table."""

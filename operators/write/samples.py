@@ -1,0 +1,62 @@
+"""What one clip record becomes in the outputs: shard members and an index row."""
+from __future__ import annotations
+
+from vidcurate.schemas.records import PROBE, SCHEMA_VERSION
+
+SOURCE_FIELDS = ("uri", "title", "description", "subtitles", "tags", "license")
+PROBE_FIELDS = tuple(f.name for f in PROBE)
+
+
+def sample_members(record: dict, provenance: dict) -> dict:
+    """The WebDataset members of a clip: mp4, json (all metadata), txt (the selected caption)."""
+    meta = {
+        "clip_id": record["clip_id"],
+        "video_id": record["video_id"],
+        "source": {k: record.get(k) for k in SOURCE_FIELDS},
+        "span": {k: record.get(k) for k in ("start", "end", "start_frame", "end_frame", "shots", "split_reason")},
+        "probe": {k: record.get(k) for k in PROBE_FIELDS},
+        "clip": {"width": record.get("clip_width"), "height": record.get("clip_height"),
+                 "num_frames": record.get("clip_num_frames"), "duration": record["end"] - record["start"]},
+        "speech": {"transcript": record.get("transcript"), "speech_seconds": record.get("speech_seconds")},
+        "caption": record.get("caption"),
+        "caption_teacher": record.get("caption_teacher"),
+        "score": record.get("score"),
+        "selector": record.get("selector"),
+        "candidates": record.get("candidates") or [],
+        "provenance": {**provenance, "schema_version": SCHEMA_VERSION},
+    }
+    return {"mp4": record["mp4"], "json": meta, "txt": record.get("caption") or ""}
+
+
+def index_row(record: dict, shard: str) -> dict:
+    return {
+        "clip_id": record["clip_id"],
+        "video_id": record["video_id"],
+        "uri": record["uri"],
+        "start": record["start"],
+        "end": record["end"],
+        "duration": record["end"] - record["start"],
+        "shots": record.get("shots"),
+        "caption": record.get("caption"),
+        "caption_teacher": record.get("caption_teacher"),
+        "score": record.get("score"),
+        "num_candidates": len(record.get("candidates") or []),
+        "width": record.get("clip_width"),
+        "height": record.get("clip_height"),
+        "num_frames": record.get("clip_num_frames"),
+        "shard": shard,
+        "key": record["clip_id"],
+        "mp4_bytes": len(record["mp4"]),
+    }
+
+
+def reject_row(record: dict) -> dict:
+    return {
+        "uri": record.get("uri"),
+        "video_id": record.get("video_id"),
+        "clip_id": record.get("clip_id"),
+        "stage": record.get("error_stage") or record.get("stage"),
+        "reason": record.get("error_reason") or record.get("reason"),
+        "detail": record.get("error_detail") or record.get("detail"),
+        "transient": bool(record.get("error_transient") or record.get("transient")),
+    }

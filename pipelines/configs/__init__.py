@@ -1,0 +1,1 @@
+"""Bundled pipeline configurations (YAML)."""

@@ -1,0 +1,1 @@
+"""Runners adapt operators to an execution engine. Only runners import ray or apache_beam."""

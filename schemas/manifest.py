@@ -1,0 +1,187 @@
+"""Turn a build's input (a folder of videos or a manifest file) into source records.
+
+Inputs are fsspec URIs: local paths, ``file://`` and, when the user installs the
+filesystem package, ``s3://``, ``gs://`` and others.
+
+A manifest is CSV, JSON lines or parquet with a ``uri`` column and optional metadata
+columns (``video_id``, ``title``, ``description``, ``subtitles``, ``tags``, ``license``).
+Relative URIs in a manifest are resolved against the manifest's folder.
+
+Problems with the manifest as a whole (unreadable, no ``uri`` column) raise
+:class:`ManifestError`. Problems with one row or one file become reject records, so
+every input is accounted for.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import posixpath
+from dataclasses import dataclass, field
+
+import fsspec
+
+from vidcurate.schemas.records import SOURCE, video_id_for
+
+VIDEO_EXTENSIONS = (
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp",
+)
+MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".ndjson", ".json", ".parquet")
+METADATA_COLUMNS = tuple(f.name for f in SOURCE if f.name not in ("uri",))
+
+
+class ManifestError(ValueError):
+    """The input as a whole cannot be read; the message names the input and the reason."""
+
+
+@dataclass
+class Inputs:
+    """What an input resolved to: source records to process, and input-level rejects."""
+
+    sources: list[dict] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)
+
+
+def input_reject(uri: str, reason: str, detail: str) -> dict:
+    return {
+        "uri": uri, "video_id": video_id_for(uri), "clip_id": None,
+        "stage": "input", "reason": reason, "detail": detail, "transient": False,
+    }
+
+
+def read_inputs(location: str) -> Inputs:
+    """Resolve ``location`` (a folder or a manifest file) into sources and rejects."""
+    try:
+        fs, path = fsspec.core.url_to_fs(location)
+    except (ImportError, ValueError) as exc:
+        raise ManifestError(f"input {location!r}: cannot open this location: {exc}") from exc
+    if not fs.exists(path):
+        raise ManifestError(f"input {location!r}: no such file or folder")
+    if fs.isdir(path):
+        return _read_folder(fs, path, location)
+    if path.lower().endswith(MANIFEST_EXTENSIONS):
+        return _read_manifest(fs, path, location)
+    if path.lower().endswith(VIDEO_EXTENSIONS):
+        return Inputs(sources=[_source({"uri": _uri(fs, path)}, "")])
+    raise ManifestError(
+        f"input {location!r}: not a folder, a manifest ({', '.join(MANIFEST_EXTENSIONS)}) "
+        f"or a video ({', '.join(VIDEO_EXTENSIONS)})"
+    )
+
+
+def _uri(fs, path: str) -> str:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol in ("file", "local"):
+        return os.path.abspath(path)
+    return fs.unstrip_protocol(path)
+
+
+def _read_folder(fs, path: str, location: str) -> Inputs:
+    inputs = Inputs()
+    for entry in sorted(fs.find(path)):
+        name = posixpath.basename(entry)
+        if name.startswith("."):
+            continue
+        uri = _uri(fs, entry)
+        if name.lower().endswith(VIDEO_EXTENSIONS):
+            inputs.sources.append(_source({"uri": uri}, ""))
+        else:
+            inputs.rejects.append(input_reject(
+                uri, "unsupported_extension",
+                f"{name}: not one of the video extensions {', '.join(VIDEO_EXTENSIONS)}",
+            ))
+    if not inputs.sources and not inputs.rejects:
+        raise ManifestError(f"input {location!r}: the folder holds no files")
+    return inputs
+
+
+def _read_manifest(fs, path: str, location: str) -> Inputs:
+    rows = _manifest_rows(fs, path, location)
+    base = posixpath.dirname(path)
+    inputs = Inputs()
+    seen: set[str] = set()
+    for number, row in enumerate(rows, start=1):
+        raw = row.get("uri")
+        if raw is None or str(raw).strip() == "":
+            inputs.rejects.append(input_reject(
+                f"{location}#row{number}", "manifest_row_invalid", f"{location} row {number}: empty uri"))
+            continue
+        raw = str(raw).strip()
+        if "://" not in raw and not posixpath.isabs(raw):
+            raw = posixpath.join(base, raw)
+        uri = _uri(fs, raw) if "://" not in raw else raw
+        if uri in seen:
+            inputs.rejects.append(input_reject(
+                f"{uri}#row{number}", "duplicate_uri",
+                f"{location} row {number}: {uri} is listed more than once; only the first row is used"))
+            continue
+        seen.add(uri)
+        try:
+            inputs.sources.append(_source({**row, "uri": uri}, f"{location} row {number}: "))
+        except ValueError as exc:
+            inputs.rejects.append(input_reject(uri, "manifest_row_invalid", str(exc)))
+    return inputs
+
+
+def _manifest_rows(fs, path: str, location: str) -> list[dict]:
+    lower = path.lower()
+    try:
+        if lower.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            with fs.open(path, "rb") as handle:
+                table = pq.read_table(handle)
+            columns = table.column_names
+            rows = table.to_pylist()
+        else:
+            with fs.open(path, "rb") as handle:
+                text = handle.read().decode("utf-8-sig")
+            if lower.endswith(".csv"):
+                reader = csv.DictReader(io.StringIO(text))
+                columns = list(reader.fieldnames or [])
+                rows = [dict(r) for r in reader]
+            else:
+                rows = []
+                for number, line in enumerate(text.splitlines(), start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        value = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise ManifestError(f"manifest {location!r} line {number}: invalid JSON: {exc}") from exc
+                    if not isinstance(value, dict):
+                        raise ManifestError(f"manifest {location!r} line {number}: expected a JSON object per line")
+                    rows.append(value)
+                columns = sorted({k for r in rows for k in r})
+    except ManifestError:
+        raise
+    except Exception as exc:  # unreadable file: name it and the reason
+        raise ManifestError(f"manifest {location!r}: cannot be read: {type(exc).__name__}: {exc}") from exc
+    if "uri" not in columns:
+        raise ManifestError(
+            f"manifest {location!r}: no 'uri' column (columns found: {', '.join(columns) or 'none'}); "
+            "a manifest needs a 'uri' column and may add " + ", ".join(METADATA_COLUMNS)
+        )
+    if not rows:
+        raise ManifestError(f"manifest {location!r}: has a header but no rows")
+    return rows
+
+
+def _source(row: dict, where: str) -> dict:
+    """A SOURCE record from a manifest row; unknown columns are ignored."""
+    uri = row["uri"]
+    tags = row.get("tags")
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",") if t.strip()]
+    elif tags is not None and not isinstance(tags, (list, tuple)):
+        raise ValueError(f"{where}'tags' must be a list or a comma-separated string, got {type(tags).__name__}")
+    record = {"uri": uri, "video_id": str(row.get("video_id") or video_id_for(uri)), "tags": list(tags or [])}
+    for name in ("title", "description", "subtitles", "license"):
+        value = row.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{where}'{name}' must be text, got {type(value).__name__}")
+        record[name] = value.strip() if isinstance(value, str) and value.strip() else None
+    if "." in record["video_id"] or "/" in record["video_id"]:
+        raise ValueError(f"{where}video_id {record['video_id']!r} may not contain '.' or '/' (it names shard members)")
+    return record
