@@ -79,7 +79,7 @@ class FailureBudget:
         self.max_ratio, self.min_inputs = max_ratio, min_inputs
         self.inputs: set[str] = set()
         self.with_samples: set[str] = set()
-        self.reasons: Counter = Counter()
+        self.reject_reasons: dict[str, Counter] = {}
 
     def record(self, records: list[dict]) -> None:
         for r in records:
@@ -87,13 +87,17 @@ class FailureBudget:
             if is_ok(r):
                 self.with_samples.add(r["uri"])
             else:
-                self.reasons[f"{r['error_stage']}/{r['error_reason']}"] += 1
+                stage = r.get("error_stage") or r.get("stage")
+                reason = r.get("error_reason") or r.get("reason")
+                self.reject_reasons.setdefault(r["uri"], Counter())[f"{stage}/{reason}"] += 1
 
     def check(self, final: bool = False) -> None:
         total = len(self.inputs)
         failed = total - len(self.with_samples)
         if total and (final or total >= self.min_inputs) and failed / total > self.max_ratio:
-            common = ", ".join(f"{k} ({n})" for k, n in self.reasons.most_common(3))
+            reasons = Counter(self.reject_reasons[u].most_common(1)[0][0]
+                              for u in self.inputs - self.with_samples if u in self.reject_reasons)
+            common = ", ".join(f"{k} ({n})" for k, n in reasons.most_common(3))
             raise BuildError(
                 f"stopped: {failed} of {total} inputs ({failed / total:.0%}) yielded no clip, above "
                 f"run.max_failure_ratio {self.max_ratio:.0%}; most common reasons: {common}. "

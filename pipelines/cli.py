@@ -34,17 +34,20 @@ def cli() -> None:
               help=f"Pipeline YAML file or a bundled config name ({', '.join(bundled_configs())}). "
                    "Default: the embedded default config.")
 @click.option("--runner", type=click.Choice(["local"]), default=None, help="Execution engine (overrides run.runner).")
+@click.option("--max-failure-ratio", type=click.FloatRange(0, 1), default=None,
+              help="Stop when more than this share of inputs yields no clip (overrides run.max_failure_ratio).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing build in OUTPUT.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each stage's progress.")
-def build(input_location: str, output: str, config_path: str | None, runner: str | None, overwrite: bool,
-          verbose: bool) -> None:
+def build(input_location: str, output: str, config_path: str | None, runner: str | None,
+          max_failure_ratio: float | None, overwrite: bool, verbose: bool) -> None:
     """Build a dataset: probe, split, extract, caption, select, write shards.
 
     Every input ends up in OUTPUT as samples or as rejects with a reason. Exit code 0 on
     success, 1 when the build stopped (run.max_failure_ratio exceeded), 2 for bad
     arguments, configs or manifests.
     """
-    _run_build(input_location, output, config_path, runner, overwrite, verbose)
+    overrides = {"max_failure_ratio": max_failure_ratio} if max_failure_ratio is not None else {}
+    _run_build(input_location, output, config_path, runner, overwrite, verbose, overrides)
 
 
 @cli.command()
@@ -99,12 +102,14 @@ def show_config(name: str) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-def _run_build(input_location, output, config_path, runner, overwrite, verbose) -> None:
+def _run_build(input_location, output, config_path, runner, overwrite, verbose, run_overrides=None) -> None:
     from vidcurate.pipelines.build import BuildError, build
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         config = load_config(config_path, runner)
+        if run_overrides:
+            config.run = config.run.model_copy(update=run_overrides)
         result = build(input_location, output, config, overwrite=overwrite)
     except USAGE_ERRORS as exc:
         click.echo(f"error: {exc}", err=True)

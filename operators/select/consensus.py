@@ -48,7 +48,9 @@ class ConsensusSelector(Operator):
             candidates = [dict(c) for c in (record.get("candidates") or [])]
             if not candidates:
                 out.append(self.fail(record, "no_caption_candidates",
-                                     f"clip {record.get('clip_id')}: no teacher produced a caption"))
+                                     f"clip {record.get('clip_id')}: no teacher produced a caption (the offline "
+                                     "teachers need speech or title/description metadata; add a vision "
+                                     "teacher to caption silent videos without metadata)"))
                 continue
             emb = vectors[offset:offset + len(candidates)]
             offset += len(candidates)

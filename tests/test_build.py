@@ -1,0 +1,144 @@
+"""End-to-end: the default build on real footage, checked through its outputs."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import index_table, rejects_table, run_cli
+
+pytestmark = pytest.mark.slow
+FRAME = 1 / 25  # the corpus is 25 fps
+
+
+def _clips_of(rows, name):
+    return sorted((r for r in rows if r["uri"].endswith(name)), key=lambda r: r["start"])
+
+
+def test_build_succeeds_and_prints_a_summary(default_build):
+    done = default_build["process"]
+    assert done.returncode == 0, done.stderr
+    assert "videos in:      5" in done.stdout
+    assert "probe/empty_file" in done.stdout
+    assert "time per stage" in done.stdout
+
+
+def test_clips_land_at_the_known_cuts(default_build, corpus):
+    clips = _clips_of(index_table(default_build["out"]), "carphone_then_bikes.mp4")
+    cuts = corpus["compilation_cuts"]
+    # Every detected boundary within one frame of a known cut; every known cut found.
+    starts = [c["start"] for c in clips]
+    assert starts[0] == 0.0
+    assert len(starts[1:]) == len(cuts) - 1  # the last shot (8 frames) is too short to be a clip
+    for detected, known in zip(starts[1:], cuts[:-1]):
+        assert abs(detected - known * FRAME) <= FRAME + 1e-9
+    for clip in clips:
+        assert clip["shots"] == [[clip["start"], clip["end"]]]
+    bunny = _clips_of(index_table(default_build["out"]), "bigbuckbunny.mp4")
+    assert [(c["start"], round(c["end"], 2)) for c in bunny] == [(0.0, 5.28)]
+
+
+def test_short_last_shot_is_a_reject_not_a_loss(default_build, corpus):
+    rejects = [r for r in rejects_table(default_build["out"]) if r["uri"].endswith("carphone_then_bikes.mp4")]
+    assert [(r["stage"], r["reason"]) for r in rejects] == [("split_shots", "too_short")]
+    assert rejects[0]["clip_id"] and "0.32 s" in rejects[0]["detail"]
+
+
+def test_every_bad_input_is_named_with_its_reason(default_build, corpus):
+    rejects = {os.path.basename(r["uri"]): r for r in rejects_table(default_build["out"]) if r["clip_id"] is None}
+    assert rejects["empty.mp4"]["reason"] == "empty_file"
+    assert rejects["not_a_video.mp4"]["reason"] == "unreadable_container"
+    assert rejects["truncated.mp4"]["reason"] in {"unreadable_container", "decode_error"}
+    for name in corpus["bad"]:
+        assert rejects[name]["stage"] == "probe" and name in rejects[name]["detail"]
+
+
+def test_every_input_is_accounted_for(default_build, corpus):
+    names = {p for p in os.listdir(corpus["folder"]) if p.endswith(".mp4")}
+    in_index = {os.path.basename(r["uri"]) for r in index_table(default_build["out"])}
+    in_rejects = {os.path.basename(r["uri"]) for r in rejects_table(default_build["out"])}
+    assert names == in_index | in_rejects
+    assert in_index == {"carphone_then_bikes.mp4", "bigbuckbunny.mp4"}
+
+
+def _shard_samples(out) -> dict[str, dict[str, bytes]]:
+    samples: dict[str, dict[str, bytes]] = {}
+    shard_dir = os.path.join(out, "shards")
+    for shard in sorted(os.listdir(shard_dir)):
+        assert shard.endswith(".tar") and not shard.startswith("."), shard  # no partial shard left behind
+        with tarfile.open(os.path.join(shard_dir, shard)) as tar:
+            for member in tar.getmembers():
+                key, ext = member.name.split(".", 1)
+                samples.setdefault(key, {"__shard__": shard.encode()})[ext] = tar.extractfile(member).read()
+    return samples
+
+
+def test_shards_hold_mp4_json_txt_matching_the_index(default_build):
+    out = default_build["out"]
+    samples = _shard_samples(out)
+    rows = index_table(out)
+    assert {r["key"] for r in rows} == set(samples)
+    for row in rows:
+        sample = samples[row["key"]]
+        assert set(sample) == {"__shard__", "mp4", "json", "txt"}
+        assert sample["__shard__"].decode() == row["shard"]
+        meta = json.loads(sample["json"])
+        assert meta["clip_id"] == row["clip_id"] and meta["caption"] == row["caption"]
+        assert sample["txt"].decode() == row["caption"] and row["caption"]
+        assert len(sample["mp4"]) == row["mp4_bytes"]
+        assert meta["provenance"]["config_hash"] and meta["provenance"]["schema_version"]
+        assert any(c["text"] == row["caption"] for c in meta["candidates"])
+
+
+def test_clip_mp4_decodes_to_its_frame_count_and_starts_on_the_cut(default_build, corpus):
+    import decord
+
+    out = default_build["out"]
+    samples = _shard_samples(out)
+    source = decord.VideoReader(str(corpus["compilation"]), width=160, height=90)
+    for row in _clips_of(index_table(out), "carphone_then_bikes.mp4"):
+        meta = json.loads(samples[row["key"]]["json"])
+        expected = meta["span"]["end_frame"] - meta["span"]["start_frame"]
+        clip = decord.VideoReader(io.BytesIO(samples[row["key"]]["mp4"]), width=160, height=90)
+        assert len(clip) == expected == row["num_frames"]
+        # Frame accuracy: the clip's first frame is the source frame at start_frame, not a neighbour.
+        first = clip[0].asnumpy().astype(np.float32)
+        start = meta["span"]["start_frame"]
+        errors = {i: np.abs(first - source[i].asnumpy().astype(np.float32)).mean()
+                  for i in range(max(0, start - 1), start + 2)}
+        assert min(errors, key=errors.get) == start, errors
+
+
+def test_music_only_audio_gives_no_speech_candidate(default_build):
+    samples = _shard_samples(default_build["out"])
+    bunny = [json.loads(s["json"]) for s in samples.values()
+             if json.loads(s["json"])["source"]["uri"].endswith("bigbuckbunny.mp4")]
+    assert bunny and bunny[0]["probe"]["has_audio"]
+    assert bunny[0]["speech"]["transcript"] is None
+    assert all(c["teacher"] != "speech_teacher" for c in bunny[0]["candidates"])
+
+
+def test_run_writes_resolved_config_and_stats_that_rebuild(default_build, corpus, tmp_path):
+    out = default_build["out"]
+    resolved = yaml.safe_load(open(os.path.join(out, "config.resolved.yaml")))
+    assert [s["op"] for s in resolved["pipeline"]] == [
+        "probe", "split_shots", "extract_clips", "speech_teacher", "metadata_teacher", "consensus_selector"]
+    stats = json.load(open(os.path.join(out, "stats.json")))
+    assert stats["counters"]["probe.rejected.empty_file"] == 1
+    assert stats["counters"]["split_shots.rejected.too_short"] == 1
+    assert stats["seconds"]["split_shots.process"] > 0
+    # The resolved config is itself a valid config: a rebuild with it gives the same clips.
+    again = tmp_path / "again"
+    manifest = tmp_path / "one.csv"
+    manifest.write_text(f"uri,title\n{corpus['compilation']},A car ride and city bicycles\n")
+    done = run_cli("build", "-i", str(manifest), "-o", str(again),
+                   "-c", os.path.join(out, "config.resolved.yaml"))
+    assert done.returncode == 0, done.stderr
+    first = [(r["clip_id"], r["start"], r["end"]) for r in _clips_of(index_table(out), "carphone_then_bikes.mp4")]
+    second = [(r["clip_id"], r["start"], r["end"]) for r in index_table(again)]
+    assert first == second
