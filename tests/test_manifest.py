@@ -1,0 +1,106 @@
+"""Inputs: folders and manifests (CSV, JSON lines, parquet) become source records or clear errors."""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from vidcurate.schemas.manifest import ManifestError, read_inputs
+from vidcurate.schemas.records import SOURCE, clip_id_for, video_id_for
+
+
+@pytest.fixture
+def videos(tmp_path):
+    folder = tmp_path / "videos"
+    (folder / "nested").mkdir(parents=True)
+    for name in ("a.mp4", "b.MKV", "nested/c.webm"):
+        (folder / name).write_bytes(b"x")
+    (folder / "notes.txt").write_text("not a video")
+    (folder / ".DS_Store").write_bytes(b"")
+    return folder
+
+
+def test_folder_lists_videos_recursively_and_rejects_other_files(videos):
+    inputs = read_inputs(str(videos))
+    assert sorted(s["uri"].rsplit("/", 1)[1] for s in inputs.sources) == ["a.mp4", "b.MKV", "c.webm"]
+    [other] = inputs.rejects
+    assert other["uri"].endswith("notes.txt") and other["reason"] == "unsupported_extension"
+    assert all(s["video_id"] == video_id_for(s["uri"]) for s in inputs.sources)
+    pa.Table.from_pylist(inputs.sources, schema=SOURCE)  # records conform to the schema
+
+
+def test_csv_manifest_with_metadata_and_relative_uris(videos):
+    manifest = videos / "list.csv"
+    manifest.write_text('uri,title,tags,extra\na.mp4,"A title, with comma","x, y",ignored\n'
+                        f"{videos / 'b.MKV'},,,\n")
+    inputs = read_inputs(str(manifest))
+    first, second = inputs.sources
+    assert first["uri"] == str(videos / "a.mp4")
+    assert first["title"] == "A title, with comma" and first["tags"] == ["x", "y"]
+    assert second["title"] is None and second["tags"] == []
+    assert not inputs.rejects
+
+
+def test_jsonl_and_parquet_manifests_give_the_same_sources(videos):
+    rows = [{"uri": "a.mp4", "video_id": "vid-a", "description": "d", "tags": ["t"]},
+            {"uri": "nested/c.webm", "subtitles": "hello there"}]
+    (videos / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    schema = pa.schema([("uri", pa.string()), ("video_id", pa.string()), ("description", pa.string()),
+                        ("tags", pa.list_(pa.string())), ("subtitles", pa.string())])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), videos / "m.parquet")
+    from_jsonl = read_inputs(str(videos / "m.jsonl")).sources
+    from_parquet = read_inputs(str(videos / "m.parquet")).sources
+    assert from_jsonl == from_parquet
+    assert from_jsonl[0]["video_id"] == "vid-a" and from_jsonl[1]["subtitles"] == "hello there"
+
+
+def test_bad_rows_become_rejects_with_row_numbers(videos):
+    manifest = videos / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in [
+        {"uri": "a.mp4"}, {"uri": ""}, {"uri": "a.mp4"}, {"uri": "b.MKV", "tags": 7},
+        {"uri": "nested/c.webm", "video_id": "has.dot"}]))
+    inputs = read_inputs(str(manifest))
+    assert [s["uri"].rsplit("/", 1)[1] for s in inputs.sources] == ["a.mp4"]
+    reasons = [(r["reason"], r["detail"]) for r in inputs.rejects]
+    assert reasons[0][0] == "manifest_row_invalid" and "row 2: empty uri" in reasons[0][1]
+    assert reasons[1][0] == "duplicate_uri" and "row 3" in reasons[1][1]
+    assert reasons[2][0] == "manifest_row_invalid" and "row 4: 'tags'" in reasons[2][1]
+    assert reasons[3][0] == "manifest_row_invalid" and "may not contain '.'" in reasons[3][1]
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("m.csv", "path,title\na.mp4,t\n", r"no 'uri' column \(columns found: path, title\)"),
+    ("m.csv", "uri,title\n", "header but no rows"),
+    ("m.jsonl", '{"uri": "a.mp4"}\n{"uri": \n', "line 2: invalid JSON"),
+    ("m.jsonl", '["a.mp4"]\n', "line 1: expected a JSON object"),
+    ("m.parquet", "not parquet", "cannot be read"),
+    ("m.xml", "<x/>", "not a folder, a manifest"),
+])
+def test_unreadable_manifests_raise_errors_naming_the_file(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ManifestError, match=message) as info:
+        read_inputs(str(path))
+    assert str(path) in str(info.value)
+
+
+def test_missing_input_and_empty_folder(tmp_path):
+    with pytest.raises(ManifestError, match="no such file or folder"):
+        read_inputs(str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ManifestError, match="holds no files"):
+        read_inputs(str(tmp_path / "empty"))
+
+
+def test_file_uris_are_read_through_fsspec(videos):
+    inputs = read_inputs(f"file://{videos}")
+    assert len(inputs.sources) == 3
+
+
+def test_clip_ids_are_deterministic_and_valid_webdataset_keys():
+    vid = video_id_for("s3://bucket/v.mp4")
+    assert vid == video_id_for("s3://bucket/v.mp4") and len(vid) == 16
+    assert clip_id_for(vid, 1.2, 3.04) == f"{vid}_00001200_00003040"
+    assert "." not in clip_id_for(vid, 0.0004, 1 / 3)
