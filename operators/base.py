@@ -28,11 +28,10 @@ from typing import ClassVar, Iterable
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from vidcurate.operators.stats import Stats
+from vidcurate.schemas.records import is_ok, rejected
 
-OK = "ok"
-REJECTED = "rejected"
-# Payload fields dropped from a record when it is rejected: rejects stay small.
-HEAVY_FIELDS = ("mp4", "audio_pcm", "frames", "keyframes")
+__all__ = ["Operator", "OperatorSetupError", "RecordError", "Resources", "is_ok", "reject"]
+
 
 
 @dataclass(frozen=True)
@@ -70,16 +69,9 @@ class OperatorSetupError(RuntimeError):
     """An operator could not load what it needs (missing package, model not found)."""
 
 
-def is_ok(record: dict) -> bool:
-    return record.get("status", OK) == OK
-
-
 def reject(record: dict, stage: str, reason: str, detail: str = "", transient: bool = False) -> dict:
-    """The one failure path: a copy of ``record`` marked rejected, without heavy payloads."""
-    out = {k: v for k, v in record.items() if k not in HEAVY_FIELDS}
-    out.update(status=REJECTED, error_stage=stage, error_reason=reason,
-               error_detail=detail, error_transient=transient)
-    return out
+    """A copy of ``record`` marked rejected by ``stage`` (see schemas.records.rejected)."""
+    return rejected(record, stage, reason, detail, transient)
 
 
 class Operator(BaseModel):
@@ -89,6 +81,10 @@ class Operator(BaseModel):
 
     name: ClassVar[str] = "operator"
     resources: ClassVar[Resources] = Resources()
+    # Record fields this operator reads, and fields it adds: a pipeline is checked
+    # against these when its config loads, so a missing stage is a config error.
+    requires: ClassVar[tuple[str, ...]] = ()
+    provides: ClassVar[tuple[str, ...]] = ()
 
     _stats: Stats = PrivateAttr(default_factory=Stats)
     _ready: bool = PrivateAttr(default=False)

@@ -23,6 +23,8 @@ ASR_SAMPLE_RATE = 16_000
 class ExtractClips(Operator):
     name: ClassVar[str] = "extract_clips"
     resources: ClassVar[Resources] = Resources(cpus=1, batch_size=4)
+    requires: ClassVar[tuple[str, ...]] = ("local_path", "start_frame", "end_frame", "fps", "height", "has_audio")
+    provides: ClassVar[tuple[str, ...]] = ("mp4", "clip_num_frames", "clip_width", "clip_height", "audio_pcm")
 
     max_height: Optional[int] = Field(720, ge=16, description="Downscale clips taller than this (None: keep).")
     crf: int = Field(23, ge=0, le=51, description="x264 constant rate factor.")

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from vidcurate.operators.base import Operator, RecordError, Resources
 from vidcurate.operators.media import local_path
+from vidcurate.schemas.records import PROBE
 
 
 class ProbeVideo(Operator):
@@ -19,6 +20,8 @@ class ProbeVideo(Operator):
 
     name: ClassVar[str] = "probe"
     resources: ClassVar[Resources] = Resources(cpus=1, batch_size=8)
+    requires: ClassVar[tuple[str, ...]] = ("uri",)
+    provides: ClassVar[tuple[str, ...]] = (*(f.name for f in PROBE), "local_path")
 
     min_duration: float = Field(0.5, ge=0, description="Reject videos shorter than this (seconds).")
     max_duration: float = Field(4 * 3600, gt=0, description="Reject videos longer than this (seconds).")

@@ -30,6 +30,7 @@ from vidcurate.operators.write.sink import INDEX_FILE, REJECTS_FILE, DatasetSink
 from vidcurate.pipelines.config import BuildConfig
 from vidcurate.pipelines.runners.local import LocalRunner
 from vidcurate.schemas.manifest import read_inputs
+from vidcurate.schemas.records import rejected
 
 STATS_FILE = "stats.json"
 CONFIG_FILE = "config.resolved.yaml"
@@ -37,7 +38,11 @@ OUTPUT_NAMES = ("shards", INDEX_FILE, REJECTS_FILE, STATS_FILE, CONFIG_FILE)
 
 
 class BuildError(RuntimeError):
-    """The build cannot start or must stop (existing output, failing wholesale)."""
+    """The build stopped: it was failing wholesale (run.max_failure_ratio)."""
+
+
+class OutputError(ValueError):
+    """The output folder cannot take this build (it is a file, or holds a build already)."""
 
 
 def vidcurate_version() -> str:
@@ -87,9 +92,7 @@ class FailureBudget:
             if is_ok(r):
                 self.with_samples.add(r["uri"])
             else:
-                stage = r.get("error_stage") or r.get("stage")
-                reason = r.get("error_reason") or r.get("reason")
-                self.reject_reasons.setdefault(r["uri"], Counter())[f"{stage}/{reason}"] += 1
+                self.reject_reasons.setdefault(r["uri"], Counter())[f"{r['error_stage']}/{r['error_reason']}"] += 1
 
     def check(self, final: bool = False) -> None:
         total = len(self.inputs)
@@ -106,51 +109,56 @@ class FailureBudget:
 
 def build(input_location: str, output: str, config: BuildConfig, overwrite: bool = False) -> BuildResult:
     started = time.perf_counter()
+    operators = config.operators()          # a bad config fails before anything is touched,
+    inputs = read_inputs(input_location)    # and so does a bad manifest: OUT is left as it was
     _prepare_output(output, overwrite)
-    inputs = read_inputs(input_location)
     with open(os.path.join(output, CONFIG_FILE), "w") as handle:
         yaml.safe_dump(config.resolved(), handle, sort_keys=False)
     provenance = {"config_hash": config.digest(), "vidcurate_version": vidcurate_version()}
     sink = DatasetSink(output, provenance, config.output.shard_prefix,
                        config.output.shard_max_samples, config.output.shard_max_bytes)
     budget = FailureBudget(config.run.max_failure_ratio, config.run.failure_ratio_min_inputs)
-    result = BuildResult(output=output)
 
     def emit(records: list[dict]) -> None:
         sink.write(records)
         budget.record(records)
         budget.check()
 
-    emit(inputs.rejects)
-    runner = LocalRunner(config.operators(), config.run.videos_per_chunk)
+    runner = LocalRunner(operators, config.run.videos_per_chunk)
     error: BuildError | None = None
     try:
-        stats = runner.run(inputs.sources, emit)
+        emit(inputs.rejects)
+        runner.run(inputs.sources, emit)
     except BuildError as exc:
-        error, stats = exc, None
-    result.shards = sink.close()
-    if stats is not None:
-        with open(os.path.join(output, STATS_FILE), "w") as handle:
-            json.dump(stats.to_dict(), handle, indent=2)
-        result.stage_seconds = {k.rsplit(".", 1)[0]: round(v, 3) for k, v in stats.seconds.items()
-                                if k.endswith(".process")}
-    if error is not None:
-        raise error
+        error = exc
+        # Inputs the stop left unprocessed are rejects too (transient: a re-run may succeed).
+        sink.write([rejected(s, "build", "build_stopped", f"{s['uri']}: not processed, the build stopped early",
+                             transient=True) for s in inputs.sources if s["uri"] not in budget.inputs])
+    stats = runner.stats()
+    result = BuildResult(output=output, shards=sink.close())
+    with open(os.path.join(output, STATS_FILE), "w") as handle:
+        json.dump(stats.to_dict(), handle, indent=2)
     _account_for_every_input(inputs, sink)
-    result.inputs = len(budget.inputs)
+    result.stage_seconds = {k.rsplit(".", 1)[0]: round(v, 3) for k, v in stats.seconds.items()
+                            if k.endswith(".process")}
+    result.inputs = len(inputs.sources) + len({r["uri"] for r in inputs.rejects})
     result.inputs_with_samples = len(budget.with_samples)
     result.clips = len(sink.index_rows)
     result.rejects = Counter(f"{r['stage']}/{r['reason']}" for r in sink.reject_rows)
     result.wall_seconds = time.perf_counter() - started
+    if error is not None:
+        raise error
     budget.check(final=True)
     return result
 
 
 def _prepare_output(output: str, overwrite: bool) -> None:
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise OutputError(f"output {output!r} is a file, not a folder")
     existing = [n for n in OUTPUT_NAMES if os.path.exists(os.path.join(output, n))]
     if existing and not overwrite:
-        raise BuildError(f"output {output!r} already holds a build ({', '.join(existing)}); "
-                         "pass --overwrite to replace it")
+        raise OutputError(f"output {output!r} already holds a build ({', '.join(existing)}); "
+                          "pass --overwrite to replace it")
     for name in existing:
         path = os.path.join(output, name)
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)

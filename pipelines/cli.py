@@ -44,7 +44,7 @@ def build(input_location: str, output: str, config_path: str | None, runner: str
 
     Every input ends up in OUTPUT as samples or as rejects with a reason. Exit code 0 on
     success, 1 when the build stopped (run.max_failure_ratio exceeded), 2 for bad
-    arguments, configs or manifests.
+    arguments, configs, manifests or an output folder that holds a build already.
     """
     overrides = {"max_failure_ratio": max_failure_ratio} if max_failure_ratio is not None else {}
     _run_build(input_location, output, config_path, runner, overwrite, verbose, overrides)
@@ -103,7 +103,7 @@ def show_config(name: str) -> None:
 
 
 def _run_build(input_location, output, config_path, runner, overwrite, verbose, run_overrides=None) -> None:
-    from vidcurate.pipelines.build import BuildError, build
+    from vidcurate.pipelines.build import BuildError, OutputError, build
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
@@ -111,7 +111,7 @@ def _run_build(input_location, output, config_path, runner, overwrite, verbose, 
         if run_overrides:
             config.run = config.run.model_copy(update=run_overrides)
         result = build(input_location, output, config, overwrite=overwrite)
-    except USAGE_ERRORS as exc:
+    except (*USAGE_ERRORS, OutputError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except BuildError as exc:

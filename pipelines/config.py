@@ -56,7 +56,9 @@ class BuildConfig(BaseModel):
     source: Optional[str] = Field(None, exclude=True)
 
     def operators(self) -> list[Operator]:
-        return [build_operator(step, number, self.source) for number, step in enumerate(self.pipeline, start=1)]
+        ops = [build_operator(step, number, self.source) for number, step in enumerate(self.pipeline, start=1)]
+        check_fields_flow(ops, self.source)
+        return ops
 
     def resolved(self) -> dict:
         """The configuration with every default filled in, as written beside the outputs."""
@@ -86,6 +88,32 @@ def build_operator(step: dict, number: int, source: str | None) -> Operator:
         raise ConfigError(f"{where} ({name}): " + "; ".join(_explain(e) for e in exc.errors())) from None
 
 
+def check_fields_flow(ops: list[Operator], source: str | None) -> None:
+    """Every step's required fields come from the input or an earlier step; the sink's too."""
+    from vidcurate.operators.write.sink import DatasetSink
+    from vidcurate.schemas.records import SOURCE
+
+    available = set(SOURCE.names)
+    for number, op in enumerate(ops, start=1):
+        missing = [f for f in op.requires if f not in available]
+        if missing:
+            raise ConfigError(f"{source or 'config'}: pipeline step {number} ({op.name}) needs "
+                              f"{_needs(missing, ops)} from an earlier step")
+        available.update(op.provides)
+    missing = [f for f in DatasetSink.requires if f not in available]
+    if missing:
+        raise ConfigError(f"{source or 'config'}: the pipeline never produces {_needs(missing, ops)}, "
+                          "which every dataset sample needs")
+
+
+def _needs(fields: list[str], ops: list[Operator]) -> str:
+    providers = {}
+    for name in sorted(OPERATORS):
+        for field in operator_class(name).provides:
+            providers.setdefault(field, name)
+    return ", ".join(f"'{f}' (add {providers[f]})" if f in providers else f"'{f}'" for f in fields)
+
+
 def _explain(error: dict) -> str:
     field = ".".join(str(p) for p in error["loc"]) or "(step)"
     if error["type"] == "extra_forbidden":
@@ -109,7 +137,8 @@ def load_config(path: str | None = None, runner: str | None = None) -> BuildConf
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {source}: invalid YAML: {exc}") from None
+        message = str(exc).replace('"<unicode string>"', source)
+        raise ConfigError(f"config {source}: invalid YAML: {message}") from None
     if not isinstance(data, dict) or "pipeline" not in data:
         raise ConfigError(f"config {source}: expected a mapping with a 'pipeline' list of operator steps")
     if runner:

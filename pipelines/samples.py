@@ -60,6 +60,15 @@ def make_truncated(source: str, path: str, keep: float = 0.4) -> None:
         handle.write(data[: int(len(data) * keep)])
 
 
+def make_truncated_faststart(source: str, path: str, keep: float = 0.5) -> None:
+    """``source`` remuxed with its index (moov) first, then cut off: it opens and probes
+    fine, and only decoding reveals that most frames are missing."""
+    whole = path + ".whole.mp4"
+    run_ffmpeg(["-y", "-i", source, "-c", "copy", "-movflags", "+faststart", whole], f"remuxing {source}")
+    make_truncated(whole, path, keep)
+    os.remove(whole)
+
+
 def make_demo_inputs(folder: str) -> str:
     """Write the demo's input videos and manifest into ``folder``; returns the manifest path."""
     os.makedirs(folder, exist_ok=True)

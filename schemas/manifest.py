@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import fsspec
 
-from vidcurate.schemas.records import SOURCE, video_id_for
+from vidcurate.schemas.records import SOURCE, rejected, video_id_for
 
 VIDEO_EXTENSIONS = (
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp",
@@ -44,10 +44,7 @@ class Inputs:
 
 
 def input_reject(uri: str, reason: str, detail: str) -> dict:
-    return {
-        "uri": uri, "video_id": video_id_for(uri), "clip_id": None,
-        "stage": "input", "reason": reason, "detail": detail, "transient": False,
-    }
+    return rejected({"uri": uri, "video_id": video_id_for(uri)}, "input", reason, detail)
 
 
 def read_inputs(location: str) -> Inputs:
@@ -141,6 +138,12 @@ def _manifest_rows(fs, path: str, location: str) -> list[dict]:
                 reader = csv.DictReader(io.StringIO(text))
                 columns = list(reader.fieldnames or [])
                 rows = [dict(r) for r in reader]
+            elif lower.endswith(".json") and text.lstrip().startswith("["):
+                rows = json.loads(text)
+                if not all(isinstance(r, dict) for r in rows):
+                    raise ManifestError(f"manifest {location!r}: a .json manifest is an array of objects "
+                                        "or JSON lines (one object per line)")
+                columns = sorted({k for r in rows for k in r})
             else:
                 rows = []
                 for number, line in enumerate(text.splitlines(), start=1):
@@ -151,7 +154,8 @@ def _manifest_rows(fs, path: str, location: str) -> list[dict]:
                     except json.JSONDecodeError as exc:
                         raise ManifestError(f"manifest {location!r} line {number}: invalid JSON: {exc}") from exc
                     if not isinstance(value, dict):
-                        raise ManifestError(f"manifest {location!r} line {number}: expected a JSON object per line")
+                        raise ManifestError(f"manifest {location!r} line {number}: expected a JSON object per line "
+                                            "(JSON lines), or a .json file holding one array of objects")
                     rows.append(value)
                 columns = sorted({k for r in rows for k in r})
     except ManifestError:

@@ -134,6 +134,29 @@ INDEX = pa.schema(
 )
 
 
+# Every record in flight carries a status; a rejected one carries why (errors are data).
+OK = "ok"
+REJECTED = "rejected"
+# Payload fields dropped from a record when it is rejected: rejects stay small.
+HEAVY_FIELDS = ("mp4", "audio_pcm", "frames", "keyframes")
+
+
+def is_ok(record: dict) -> bool:
+    return record.get("status", OK) == OK
+
+
+def rejected(record: dict, stage: str, reason: str, detail: str = "", transient: bool = False) -> dict:
+    """The one failure path: a copy of ``record`` marked rejected, without heavy payloads.
+
+    ``reason`` is a short stable snake_case code (counted and grouped), ``detail`` the
+    human explanation naming the input, ``transient`` marks failures worth retrying.
+    """
+    out = {k: v for k, v in record.items() if k not in HEAVY_FIELDS}
+    out.update(status=REJECTED, error_stage=stage, error_reason=reason,
+               error_detail=detail, error_transient=transient)
+    return out
+
+
 def video_id_for(uri: str) -> str:
     """A stable id for a source video: 16 hex digits of the SHA-1 of its URI."""
     return hashlib.sha1(uri.encode("utf-8")).hexdigest()[:16]

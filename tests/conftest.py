@@ -27,6 +27,7 @@ def corpus(tmp_path_factory) -> dict:
     cuts = samples.make_carphone_then_bikes(str(compilation))
     shutil.copyfile(samples.sample("bigbuckbunny.mp4"), folder / "bigbuckbunny.mp4")
     samples.make_truncated(samples.sample("bikes.mp4"), str(folder / "truncated.mp4"))
+    samples.make_truncated_faststart(samples.sample("bikes.mp4"), str(folder / "truncated_faststart.mp4"))
     (folder / "not_a_video.mp4").write_text("this is a text file with a video extension\n")
     (folder / "empty.mp4").write_bytes(b"")
     manifest = folder / "manifest.jsonl"
@@ -36,6 +37,7 @@ def corpus(tmp_path_factory) -> dict:
         {"uri": "bigbuckbunny.mp4", "title": "Big Buck Bunny wakes up",
          "description": "A big grey cartoon rabbit crawls out of his burrow and stretches.", "license": samples.BBB_CREDIT},
         {"uri": "truncated.mp4", "title": "truncated download"},
+        {"uri": "truncated_faststart.mp4", "title": "truncated download with its index first"},
         {"uri": "not_a_video.mp4"},
         {"uri": "empty.mp4"},
     ]
@@ -46,7 +48,11 @@ def corpus(tmp_path_factory) -> dict:
         "compilation": compilation,
         "compilation_cuts": cuts,
         "compilation_frames": samples.CARPHONE_FRAMES_AT_25 + samples.BIKES_FRAMES,
-        "bad": {"truncated.mp4", "not_a_video.mp4", "empty.mp4"},
+        # broken on purpose: name -> (stage, reason) expected in the rejects table
+        "bad": {"truncated.mp4": ("probe", "unreadable_container"),
+                "truncated_faststart.mp4": ("split_shots", "truncated_video"),
+                "not_a_video.mp4": ("probe", "unreadable_container"),
+                "empty.mp4": ("probe", "empty_file")},
     }
 
 
@@ -54,7 +60,7 @@ def corpus(tmp_path_factory) -> dict:
 def default_build(corpus, tmp_path_factory) -> dict:
     """The corpus built once with the embedded default config through the CLI."""
     out = tmp_path_factory.mktemp("build") / "out"
-    # 3 of the 5 inputs are broken on purpose: allow that many failures.
+    # 4 of the 6 inputs are broken on purpose: allow that many failures.
     done = run_cli("build", "--input", str(corpus["manifest"]), "--output", str(out), "--max-failure-ratio", "0.8")
     return {"out": out, "process": done}
 

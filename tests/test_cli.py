@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import rejects_table, run_cli
+from conftest import index_table, rejects_table, run_cli
 
 
 def test_every_command_has_real_help():
@@ -47,13 +47,13 @@ def test_a_build_failing_wholesale_stops_with_a_clear_message(tmp_path, corpus):
     out = tmp_path / "out"
     done = run_cli("build", "-i", str(folder), "-o", str(out))
     assert done.returncode == 1
-    assert "stopped: 3 of 3 inputs (100%) yielded no clip" in done.stderr
+    assert "stopped: 4 of 4 inputs (100%) yielded no clip" in done.stderr
     assert "probe/unreadable_container (2)" in done.stderr and "probe/empty_file (1)" in done.stderr
     # What was processed before the stop is still on disk, named and explained.
-    assert {os.path.basename(r["uri"]) for r in rejects_table(out)} == corpus["bad"]
+    assert {os.path.basename(r["uri"]) for r in rejects_table(out)} == set(corpus["bad"])
     # Re-running into the same folder refuses to mix builds.
     again = run_cli("build", "-i", str(folder), "-o", str(out))
-    assert again.returncode == 1 and "already holds a build" in again.stderr and "--overwrite" in again.stderr
+    assert again.returncode == 2 and "already holds a build" in again.stderr and "--overwrite" in again.stderr
 
 
 @pytest.mark.slow
@@ -77,3 +77,73 @@ def test_demo_builds_the_sample_dataset(tmp_path):
     assert os.path.exists(out / "index.parquet") and os.listdir(out / "shards") == ["shard-000000.tar"]
     # The README's main command is re-runnable: a second demo replaces the first.
     assert run_cli("demo", "--output", str(out)).returncode == 0
+
+
+def test_a_pipeline_that_cannot_make_samples_is_a_config_error(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("pipeline:\n  - op: probe\n  - op: split_shots\n")
+    done = run_cli("build", "-i", str(tmp_path), "-o", str(tmp_path / "out"), "-c", str(config))
+    assert done.returncode == 2
+    assert "never produces 'mp4' (add extract_clips), 'caption' (add consensus_selector)" in done.stderr
+    config.write_text("pipeline:\n  - op: probe\n  - op: speech_teacher\n")
+    done = run_cli("build", "-i", str(tmp_path), "-o", str(tmp_path / "out"), "-c", str(config))
+    assert done.returncode == 2
+    assert "step 2 (speech_teacher) needs 'audio_pcm' (add extract_clips)" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_problems_exit_2_and_never_destroy_a_previous_build(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "v.mp4").write_bytes(b"")
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    done = run_cli("build", "-i", str(tmp_path / "in"), "-o", str(a_file))
+    assert done.returncode == 2 and "is a file, not a folder" in done.stderr and "Traceback" not in done.stderr
+    previous = tmp_path / "out"
+    previous.mkdir()
+    (previous / "index.parquet").write_bytes(b"previous build")
+    bad_manifest = tmp_path / "m.csv"
+    bad_manifest.write_text("path\nv.mp4\n")
+    done = run_cli("build", "-i", str(bad_manifest), "-o", str(previous), "--overwrite")
+    assert done.returncode == 2 and "no 'uri' column" in done.stderr
+    assert (previous / "index.parquet").read_bytes() == b"previous build"
+
+
+@pytest.mark.slow
+def test_bad_manifest_rows_and_stray_files_are_rejects_not_crashes(tmp_path, corpus):
+    bunny = corpus["folder"] / "bigbuckbunny.mp4"
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join([
+        f'{{"uri": "{bunny}", "title": "Big Buck Bunny wakes up"}}',
+        '{"uri": ""}',
+        f'{{"uri": "{bunny}"}}',
+        '{"uri": "other.mp4", "tags": 7}',
+    ]) + "\n")
+    out = tmp_path / "out"
+    done = run_cli("build", "-i", str(manifest), "-o", str(out), "--max-failure-ratio", "1")
+    assert done.returncode == 0, done.stderr
+    reasons = sorted((r["stage"], r["reason"]) for r in rejects_table(out))
+    assert reasons == [("input", "duplicate_uri"), ("input", "manifest_row_invalid"),
+                       ("input", "manifest_row_invalid")]
+    assert len(index_table(out)) == 1
+
+
+@pytest.mark.slow
+def test_inputs_a_stopped_build_never_reached_are_listed_as_transient_rejects(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"empty{i}.mp4").write_bytes(b"")
+    config = tmp_path / "c.yaml"
+    config.write_text(open(os.path.join(os.path.dirname(__file__), "..", "pipelines", "configs",
+                                        "default.yaml")).read()
+                      .replace("videos_per_chunk: 4", "videos_per_chunk: 2")
+                      .replace("failure_ratio_min_inputs: 8", "failure_ratio_min_inputs: 2"))
+    out = tmp_path / "out"
+    done = run_cli("build", "-i", str(folder), "-o", str(out), "-c", str(config))
+    assert done.returncode == 1 and "stopped: 2 of 2 inputs" in done.stderr
+    rows = rejects_table(out)
+    assert len(rows) == 5
+    stopped = [r for r in rows if r["reason"] == "build_stopped"]
+    assert len(stopped) == 3 and all(r["transient"] and r["stage"] == "build" for r in stopped)
+    assert os.path.exists(out / "stats.json")

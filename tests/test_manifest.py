@@ -26,7 +26,8 @@ def test_folder_lists_videos_recursively_and_rejects_other_files(videos):
     inputs = read_inputs(str(videos))
     assert sorted(s["uri"].rsplit("/", 1)[1] for s in inputs.sources) == ["a.mp4", "b.MKV", "c.webm"]
     [other] = inputs.rejects
-    assert other["uri"].endswith("notes.txt") and other["reason"] == "unsupported_extension"
+    assert other["uri"].endswith("notes.txt") and other["error_reason"] == "unsupported_extension"
+    assert other["status"] == "rejected" and other["error_stage"] == "input"
     assert all(s["video_id"] == video_id_for(s["uri"]) for s in inputs.sources)
     pa.Table.from_pylist(inputs.sources, schema=SOURCE)  # records conform to the schema
 
@@ -63,7 +64,7 @@ def test_bad_rows_become_rejects_with_row_numbers(videos):
         {"uri": "nested/c.webm", "video_id": "has.dot"}]))
     inputs = read_inputs(str(manifest))
     assert [s["uri"].rsplit("/", 1)[1] for s in inputs.sources] == ["a.mp4"]
-    reasons = [(r["reason"], r["detail"]) for r in inputs.rejects]
+    reasons = [(r["error_reason"], r["error_detail"]) for r in inputs.rejects]
     assert reasons[0][0] == "manifest_row_invalid" and "row 2: empty uri" in reasons[0][1]
     assert reasons[1][0] == "duplicate_uri" and "row 3" in reasons[1][1]
     assert reasons[2][0] == "manifest_row_invalid" and "row 4: 'tags'" in reasons[2][1]

@@ -25,6 +25,8 @@ from vidcurate.operators.base import Operator, Resources
 class ConsensusSelector(Operator):
     name: ClassVar[str] = "consensus_selector"
     resources: ClassVar[Resources] = Resources(cpus=1, batch_size=64)
+    requires: ClassVar[tuple[str, ...]] = ("candidates",)
+    provides: ClassVar[tuple[str, ...]] = ("caption", "caption_teacher", "score", "selector")
 
     model: str = Field("bundled:all-MiniLM-L6-v2", description="Sentence embedder: bundled name, folder or hub id.")
     revision: Optional[str] = None

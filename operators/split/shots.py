@@ -23,6 +23,9 @@ from vidcurate.schemas.records import clip_id_for
 class ShotSplit(Operator):
     name: ClassVar[str] = "split_shots"
     resources: ClassVar[Resources] = Resources(cpus=1, batch_size=1)
+    requires: ClassVar[tuple[str, ...]] = ("local_path", "video_id", "width", "height", "fps", "num_frames")
+    provides: ClassVar[tuple[str, ...]] = ("clip_id", "start", "end", "start_frame", "end_frame", "shots",
+                                           "split_reason")
 
     detector: Literal["content"] = Field("content", description="Shot detector (PySceneDetect ContentDetector).")
     threshold: float = Field(25.0, gt=0, le=255, description="ContentDetector threshold (Panda-70M: 25).")
@@ -33,7 +36,11 @@ class ShotSplit(Operator):
 
     def process_record(self, record: dict) -> list[dict]:
         cuts, decoded = self.detect_cuts(record["local_path"], record["width"], record["height"], record["fps"])
-        fps = record["fps"]
+        fps, expected = record["fps"], record["num_frames"]
+        if decoded < expected - max(2, 0.02 * expected):
+            raise RecordError("truncated_video",
+                              f"{record['uri']}: decoded {decoded} of {expected} frames ({decoded / fps:.2f} of "
+                              f"{record['duration']:.2f} s); the file is damaged or cut short")
         bounds = [0, *cuts, decoded]
         clips: list[dict] = []
         for start_frame, end_frame in zip(bounds[:-1], bounds[1:]):

@@ -33,6 +33,7 @@ def first_sentence(text: str) -> str:
 class MetadataTeacher(Operator):
     name: ClassVar[str] = "metadata_teacher"
     resources: ClassVar[Resources] = Resources(cpus=0.25, batch_size=64)
+    provides: ClassVar[tuple[str, ...]] = ("candidates",)
 
     fields: list[Literal["title", "description", "subtitles"]] = Field(
         default_factory=lambda: ["title", "description", "subtitles"],

@@ -21,6 +21,8 @@ from vidcurate.operators.teachers.candidates import add_candidate, clean_text
 class SpeechTeacher(Operator):
     name: ClassVar[str] = "speech_teacher"
     resources: ClassVar[Resources] = Resources(cpus=1, batch_size=8)
+    requires: ClassVar[tuple[str, ...]] = ("audio_pcm",)
+    provides: ClassVar[tuple[str, ...]] = ("transcript", "speech_seconds", "candidates")
 
     model: str = Field("bundled:tiny.en", description="CTranslate2 Whisper: bundled:tiny.en, a local folder or a hub id.")
     revision: Optional[str] = Field(None, description="Hub revision of the model.")

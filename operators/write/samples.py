@@ -55,8 +55,8 @@ def reject_row(record: dict) -> dict:
         "uri": record.get("uri"),
         "video_id": record.get("video_id"),
         "clip_id": record.get("clip_id"),
-        "stage": record.get("error_stage") or record.get("stage"),
-        "reason": record.get("error_reason") or record.get("reason"),
-        "detail": record.get("error_detail") or record.get("detail"),
-        "transient": bool(record.get("error_transient") or record.get("transient")),
+        "stage": record["error_stage"],
+        "reason": record["error_reason"],
+        "detail": record.get("error_detail"),
+        "transient": bool(record.get("error_transient")),
     }

@@ -21,6 +21,9 @@ REJECTS_FILE = "rejects.parquet"
 
 
 class DatasetSink:
+    # What a record must carry to become a sample (checked against the pipeline at config load).
+    requires = ("clip_id", "start", "end", "mp4", "caption")
+
     def __init__(self, output: str, provenance: dict, shard_prefix: str = "shard",
                  shard_max_samples: int = 1000, shard_max_bytes: int = 1 << 30):
         self.output = output

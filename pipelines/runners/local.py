@@ -29,6 +29,10 @@ class LocalRunner:
         finally:
             for op in self.operators:
                 op.close()
+        return self.stats()
+
+    def stats(self) -> Stats:
+        """Every operator's counters and timers, merged (also after a stopped run)."""
         stats = Stats()
         for op in self.operators:
             stats.merge(op.stats)
