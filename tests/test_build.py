@@ -142,3 +142,10 @@ def test_run_writes_resolved_config_and_stats_that_rebuild(default_build, corpus
     first = [(r["clip_id"], r["start"], r["end"]) for r in _clips_of(index_table(out), "carphone_then_bikes.mp4")]
     second = [(r["clip_id"], r["start"], r["end"]) for r in index_table(again)]
     assert first == second
+
+
+def test_consensus_tie_goes_to_the_more_descriptive_candidate(default_build):
+    # Big Buck Bunny has two metadata candidates (title, description) and no speech: their
+    # agreement scores are equal by symmetry, so the longer description must win.
+    rows = _clips_of(index_table(default_build["out"]), "bigbuckbunny.mp4")
+    assert rows[0]["caption"].startswith("A big grey cartoon rabbit")

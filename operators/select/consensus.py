@@ -59,8 +59,10 @@ class ConsensusSelector(Operator):
             scores = consensus_scores(emb)
             for candidate, score in zip(candidates, scores):
                 candidate["score"] = None if score is None else round(float(score), 6)
+            # Rounded scores decide, so float noise in a symmetric similarity cannot break a tie.
             best = max(range(len(candidates)),
-                       key=lambda i: (scores[i] if scores[i] is not None else -1.0, len(candidates[i]["text"])))
+                       key=lambda i: (candidates[i]["score"] if scores[i] is not None else -1.0,
+                                      len(candidates[i]["text"])))
             out.append({**record, "candidates": candidates, "caption": candidates[best]["text"],
                         "caption_teacher": candidates[best]["teacher"], "score": candidates[best]["score"],
                         "selector": f"{self.name}:{self.model}"})
