@@ -1,14 +1,19 @@
 """extract_clips: cut each clip out of its source as browser-playable H.264 mp4 bytes.
 
-One ffmpeg run per clip writes two outputs from one decode: the clip (frame-accurate
-re-encode: yuv420p, faststart, audio kept as AAC when present) and, when asked, the
-clip's audio as 16 kHz mono PCM for speech teachers, so no teacher decodes the video
-again. The clip holds exactly ``end_frame - start_frame`` frames.
+One ffmpeg run per clip writes up to three outputs from one decode: the clip
+(frame-accurate re-encode: yuv420p, faststart, audio kept as AAC when present), the
+clip's audio as 16 kHz mono PCM for speech teachers, and keyframes as small JPEGs for
+image teachers and filters (``keyframes``: the middle frame, N uniformly spaced frames,
+or Panda-70M's one frame drawn uniformly in 30-70% of the clip, seeded by the clip id so
+runs repeat). No teacher decodes the video again. The clip holds exactly
+``end_frame - start_frame`` frames.
 """
 from __future__ import annotations
 
 import os
+import random
 import tempfile
+import zlib
 from typing import ClassVar, Literal, Optional
 
 import numpy as np
@@ -23,8 +28,10 @@ ASR_SAMPLE_RATE = 16_000
 class ExtractClips(Operator):
     name: ClassVar[str] = "extract_clips"
     resources: ClassVar[Resources] = Resources(cpus=1, batch_size=4)
-    requires: ClassVar[tuple[str, ...]] = ("local_path", "start_frame", "end_frame", "fps", "height", "has_audio")
-    provides: ClassVar[tuple[str, ...]] = ("mp4", "clip_num_frames", "clip_width", "clip_height", "audio_pcm")
+    requires: ClassVar[tuple[str, ...]] = ("local_path", "clip_id", "start_frame", "end_frame", "fps", "height",
+                                           "has_audio")
+    provides: ClassVar[tuple[str, ...]] = ("mp4", "clip_num_frames", "clip_width", "clip_height", "audio_pcm",
+                                           "keyframes", "keyframe_frames")
 
     max_height: Optional[int] = Field(720, ge=16, description="Downscale clips taller than this (None: keep).")
     crf: int = Field(23, ge=0, le=51, description="x264 constant rate factor.")
@@ -33,6 +40,10 @@ class ExtractClips(Operator):
     audio: bool = Field(True, description="Keep the audio track (AAC) in the clip when the source has one.")
     asr_audio: bool = Field(True, description="Also extract 16 kHz mono audio for speech teachers.")
     timeout: float = Field(600, gt=0, description="Seconds before one ffmpeg run is abandoned (transient reject).")
+    keyframes: Literal["none", "middle", "uniform", "panda_random"] = Field(
+        "middle", description="Which frames become JPEG keyframes for teachers and filters.")
+    num_keyframes: int = Field(4, ge=1, le=64, description="How many frames 'uniform' takes.")
+    keyframe_max_side: int = Field(448, ge=32, description="Keyframes are scaled to at most this many pixels.")
 
     def process_record(self, record: dict) -> dict:
         start_frame, end_frame, fps = record["start_frame"], record["end_frame"], record["fps"]
@@ -52,11 +63,20 @@ class ExtractClips(Operator):
             if want_pcm:
                 args += ["-map", "0:a:0", "-t", f"{frames / fps:.6f}", "-ac", "1", "-ar", str(ASR_SAMPLE_RATE),
                          "-f", "s16le", pcm_path]
+            picks = self.keyframe_indices(record["clip_id"], frames)
+            if picks:
+                select = "+".join(f"eq(n\\,{i})" for i in picks)
+                side = self.keyframe_max_side
+                args += ["-map", "0:v:0", "-vf", f"select={select},scale='min({side},iw)':'min({side},ih)'"
+                         ":force_original_aspect_ratio=decrease", "-fps_mode", "passthrough",
+                         "-frames:v", str(len(picks)), "-q:v", "3", os.path.join(tmp, "kf_%03d.jpg")]
             run_ffmpeg(["-y", *args], f"{record['uri']} clip {record['start']:.2f}-{record['end']:.2f} s",
                        timeout=self.timeout)
             with open(clip_path, "rb") as handle:
                 mp4 = handle.read()
             clip_frames, clip_w, clip_h = _video_facts(clip_path)
+            keyframes = [open(os.path.join(tmp, f"kf_{i:03d}.jpg"), "rb").read() for i in range(1, len(picks) + 1)
+                         if os.path.exists(os.path.join(tmp, f"kf_{i:03d}.jpg"))]
             audio_pcm = None
             if want_pcm and os.path.exists(pcm_path):
                 audio_pcm = np.fromfile(pcm_path, dtype=np.int16).tobytes()
@@ -64,7 +84,20 @@ class ExtractClips(Operator):
             raise RecordError("empty_clip", f"{record['uri']} clip {record['start']:.2f}-{record['end']:.2f} s: "
                                             "ffmpeg wrote no video frame")
         return {**record, "mp4": mp4, "clip_num_frames": clip_frames, "clip_width": clip_w,
-                "clip_height": clip_h, "audio_pcm": audio_pcm}
+                "clip_height": clip_h, "audio_pcm": audio_pcm, "keyframes": keyframes,
+                "keyframe_frames": [record["start_frame"] + i for i in picks][: len(keyframes)]}
+
+    def keyframe_indices(self, clip_id: str, frames: int) -> list[int]:
+        """Frame numbers inside the clip (0 = its first frame) that become keyframes."""
+        if self.keyframes == "none" or frames <= 0:
+            return []
+        if self.keyframes == "middle":
+            return [frames // 2]
+        if self.keyframes == "uniform":
+            count = min(self.num_keyframes, frames)
+            return sorted({int((k + 0.5) * frames / count) for k in range(count)})
+        rng = random.Random(zlib.crc32(clip_id.encode()))  # Panda-70M: uniform in 30%-70%
+        return [min(frames - 1, int(rng.uniform(0.3, 0.7) * frames))]
 
     def _video_args(self, record: dict) -> list[str]:
         filters = []

@@ -51,6 +51,30 @@ def build(input_location: str, output: str, config_path: str | None, runner: str
 
 
 @cli.command()
+@click.argument("input_location", metavar="INPUT")
+@click.option("-o", "--output", required=True, help="Output folder (shards/ of mp4+json, index.parquet, rejects).")
+@click.option("-c", "--config", "config_path", default="split", show_default=True,
+              help="Pipeline YAML file or bundled config name.")
+@click.option("--preset", type=click.Choice(["panda70m", "panda70m-code"]), default=None,
+              help="Splitting preset for split_shots (the bundled split config uses panda70m).")
+@click.option("--detector", type=click.Choice(["content", "adaptive", "transnetv2"]), default=None,
+              help="Shot detector for split_shots.")
+@click.option("--max-failure-ratio", type=click.FloatRange(0, 1), default=None,
+              help="Stop when more than this share of inputs yields no clip.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing build in OUTPUT.")
+def split(input_location: str, output: str, config_path: str, preset: str | None, detector: str | None,
+          max_failure_ratio: float | None, overwrite: bool) -> None:
+    """Split videos into clips only: probe, split, filters, extract; no teachers.
+
+    INPUT is a folder, a manifest or one video. Writes clips as WebDataset shards
+    (mp4 + json with the split audit trail), index.parquet and rejects.parquet.
+    """
+    overrides = {"max_failure_ratio": max_failure_ratio} if max_failure_ratio is not None else {}
+    steps = {"split_shots": {"preset": preset, "detector": detector}}
+    _run_build(input_location, output, config_path, None, overwrite, False, overrides, steps)
+
+
+@cli.command()
 @click.option("-o", "--output", default="out/demo", show_default=True, help="Output folder of the demo build.")
 @click.option("--inputs", default=None, help="Where the demo's input videos are written (default: OUTPUT-inputs).")
 def demo(output: str, inputs: str | None) -> None:
@@ -102,7 +126,8 @@ def show_config(name: str) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-def _run_build(input_location, output, config_path, runner, overwrite, verbose, run_overrides=None) -> None:
+def _run_build(input_location, output, config_path, runner, overwrite, verbose, run_overrides=None,
+               step_overrides=None) -> None:
     from vidcurate.pipelines.build import BuildError, OutputError, build
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
@@ -110,6 +135,9 @@ def _run_build(input_location, output, config_path, runner, overwrite, verbose, 
         config = load_config(config_path, runner)
         if run_overrides:
             config.run = config.run.model_copy(update=run_overrides)
+        for op, fields in (step_overrides or {}).items():
+            config = config.with_step_fields(op, **fields)
+        config.operators()  # validate the overridden steps before anything runs
         result = build(input_location, output, config, overwrite=overwrite)
     except (*USAGE_ERRORS, OutputError) as exc:
         click.echo(f"error: {exc}", err=True)

@@ -36,6 +36,7 @@ class OutputConfig(BaseModel):
     shard_prefix: str = Field("shard", pattern=r"^[A-Za-z0-9_-]+$")
     shard_max_samples: int = Field(1000, ge=1, description="Samples per shard at most.")
     shard_max_bytes: int = Field(1 << 30, ge=1024, description="Bytes per shard at most (one sample may exceed it).")
+    require_caption: bool = Field(True, description="Samples need a selected caption (false for split-only runs).")
 
 
 class RunConfig(BaseModel):
@@ -57,8 +58,14 @@ class BuildConfig(BaseModel):
 
     def operators(self) -> list[Operator]:
         ops = [build_operator(step, number, self.source) for number, step in enumerate(self.pipeline, start=1)]
-        check_fields_flow(ops, self.source)
+        check_fields_flow(ops, self.source, self.output.require_caption)
         return ops
+
+    def with_step_fields(self, op: str, **fields) -> "BuildConfig":
+        """A copy where every step of operator ``op`` has ``fields`` set (unset values ignored)."""
+        fields = {k: v for k, v in fields.items() if v is not None}
+        steps = [{**step, **fields} if step.get("op") == op else step for step in self.pipeline]
+        return self.model_copy(update={"pipeline": steps})
 
     def resolved(self) -> dict:
         """The configuration with every default filled in, as written beside the outputs."""
@@ -88,7 +95,7 @@ def build_operator(step: dict, number: int, source: str | None) -> Operator:
         raise ConfigError(f"{where} ({name}): " + "; ".join(_explain(e) for e in exc.errors())) from None
 
 
-def check_fields_flow(ops: list[Operator], source: str | None) -> None:
+def check_fields_flow(ops: list[Operator], source: str | None, require_caption: bool = True) -> None:
     """Every step's required fields come from the input or an earlier step; the sink's too."""
     from vidcurate.operators.write.sink import DatasetSink
     from vidcurate.schemas.records import SOURCE
@@ -100,7 +107,8 @@ def check_fields_flow(ops: list[Operator], source: str | None) -> None:
             raise ConfigError(f"{source or 'config'}: pipeline step {number} ({op.name}) needs "
                               f"{_needs(missing, ops)} from an earlier step")
         available.update(op.provides)
-    missing = [f for f in DatasetSink.requires if f not in available]
+    needed = DatasetSink.requires + (("caption",) if require_caption else ())
+    missing = [f for f in needed if f not in available]
     if missing:
         raise ConfigError(f"{source or 'config'}: the pipeline never produces {_needs(missing, ops)}, "
                           "which every dataset sample needs")

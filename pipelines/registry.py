@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib
 
+from vidcurate.operators.filters import FILTERS
+
 OPERATORS: dict[str, str] = {
     "probe": "vidcurate.operators.probe:ProbeVideo",
     "split_shots": "vidcurate.operators.split.shots:ShotSplit",
@@ -13,6 +15,7 @@ OPERATORS: dict[str, str] = {
     "speech_teacher": "vidcurate.operators.teachers.speech:SpeechTeacher",
     "metadata_teacher": "vidcurate.operators.teachers.metadata:MetadataTeacher",
     "consensus_selector": "vidcurate.operators.select.consensus:ConsensusSelector",
+    **FILTERS,
 }
 
 

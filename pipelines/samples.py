@@ -52,6 +52,48 @@ def make_carphone_then_bikes(path: str, width: int = 640, height: int = 360) -> 
     return [CARPHONE_FRAMES_AT_25] + [CARPHONE_FRAMES_AT_25 + c for c in BIKES_CUT_FRAMES]
 
 
+def make_long_single_shot(path: str, passes: int = 3) -> float:
+    """One continuous shot with no cut: the 4 s carphone clip played forward, backward,
+    forward, ... ``passes`` times (25 fps, 176x144). Returns its duration in seconds."""
+    n = CARPHONE_FRAMES_AT_25
+    graph = [f"[0:v]fps=25,trim=end_frame={n},setpts=PTS-STARTPTS,split={passes}"
+             + "".join(f"[s{i}]" for i in range(passes))]
+    graph += [f"[s{i}]{'reverse,' if i % 2 else ''}setpts=PTS-STARTPTS[p{i}]" for i in range(passes)]
+    graph.append("".join(f"[p{i}]" for i in range(passes)) + f"concat=n={passes}:v=1:a=0[v]")
+    run_ffmpeg(["-y", "-i", sample("carphone_pristine.mp4"), "-filter_complex", ";".join(graph), "-map", "[v]",
+                *_x264(), path], f"building {path}")
+    return passes * n / 25
+
+
+def make_sequence(path: str, parts: list[tuple[str, float, float]], dissolve: float = 0.0,
+                  width: int = 320, height: int = 136) -> None:
+    """Concatenate ``(sample name, start s, end s)`` parts at 25 fps, hard cuts between them,
+    or ``dissolve`` seconds of cross-fade (ffmpeg xfade) when > 0."""
+    args, chains = [], []
+    for i, (name, start, end) in enumerate(parts):
+        args += ["-i", sample(name)]
+        chains.append(f"[{i}:v]fps=25,trim=start={start}:end={end},setpts=PTS-STARTPTS,{_fit(width, height)}[p{i}]")
+    if dissolve > 0:
+        label, offset = "p0", 0.0
+        for i in range(1, len(parts)):
+            offset += (parts[i - 1][2] - parts[i - 1][1]) - dissolve
+            chains.append(f"[{label}][p{i}]xfade=transition=fade:duration={dissolve}:offset={offset}[x{i}]")
+            label = f"x{i}"
+        out = label
+    else:
+        chains.append("".join(f"[p{i}]" for i in range(len(parts))) + f"concat=n={len(parts)}:v=1:a=0[v]")
+        out = "v"
+    run_ffmpeg(["-y", *args, "-filter_complex", ";".join(chains), "-map", f"[{out}]", *_x264(), path],
+               f"building {path}")
+
+
+def make_still(path: str, seconds: float = 4.0) -> None:
+    """A still picture held for ``seconds`` (one frame of bikes.mp4, 25 fps)."""
+    run_ffmpeg(["-y", "-i", sample("bikes.mp4"), "-vf", f"select=eq(n\\,100),loop=loop={int(seconds * 25)}:size=1,"
+                "setpts=N/25/TB,format=yuv420p", "-frames:v", str(int(seconds * 25)), *_x264(), path],
+               f"building {path}")
+
+
 def make_truncated(source: str, path: str, keep: float = 0.4) -> None:
     """A copy of ``source`` cut off after ``keep`` of its bytes (a broken download)."""
     with open(source, "rb") as handle:

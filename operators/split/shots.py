@@ -1,23 +1,34 @@
-"""split_shots: cut each video at shot boundaries found by PySceneDetect's ContentDetector.
+"""split_shots: semantics-aware splitting (Panda-70M, METHODS.md 1.1) on one decode pass.
 
-The video is decoded once, sequentially, at low resolution (``decode_width``), and the
-frames are fed to the detector directly: no re-decoding, no seeking. Panda-70M's
-stage-1 settings are the defaults (threshold 25, min_scene_len 15 frames; see
-docs/ARCHITECTURE.md and METHODS.md 1.1). Every shot becomes a clip record; shots
-shorter than ``min_clip_seconds`` are rejected as ``too_short`` (reject rows name the
-clip, so nothing disappears), and shots longer than ``max_clip_seconds`` keep their
-first ``max_clip_seconds`` (Panda-70M's "first 60 s" rule).
+The video is decoded once, sequentially, at low resolution (``decode_width``). Each
+chunk of frames goes to the shot detector (PySceneDetect content/adaptive, or
+TransNetV2) and to the frame signals (sampled embeddings, motion); no frame is kept.
+Then the rules in ``rules.py`` run on frame ranges: artificial cuts, transition check,
+stitching, length limits, still and redundancy filters, end trimming; ``presets.py``
+names Panda-70M's published settings. Defaults without a preset: plain shots of at
+least ``min_clip_seconds``.
+
+Every clip says how it was made: ``split_reason`` (shot / artificial_cut, +stitched),
+``split_events`` (each cut, merge, truncation and trim, with the distance and threshold
+that decided it), ``split_scores`` and ``shots`` (the detected shots inside the clip,
+in seconds). Every dropped clip becomes a reject with its reason (too_short,
+transition, still, redundant) and the same scores.
 """
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Optional
 
-import numpy as np
-from pydantic import Field
+from pydantic import Field, PrivateAttr, model_validator
 
-from vidcurate.operators.base import Operator, RecordError, Resources, reject
+from vidcurate.operators.base import Operator, OperatorSetupError, RecordError, Resources, reject
 from vidcurate.operators.media import iter_frames, lowres_size
+from vidcurate.operators.split import rules
+from vidcurate.operators.split.detectors import SceneDetectShots, TransNetV2Model, TransNetV2Shots
+from vidcurate.operators.split.presets import PRESETS
+from vidcurate.operators.split.signals import FrameSignals
 from vidcurate.schemas.records import clip_id_for
+
+DETECTOR_THRESHOLDS = {"content": 25.0, "adaptive": 3.0, "transnetv2": 0.5}
 
 
 class ShotSplit(Operator):
@@ -25,63 +36,150 @@ class ShotSplit(Operator):
     resources: ClassVar[Resources] = Resources(cpus=1, batch_size=1)
     requires: ClassVar[tuple[str, ...]] = ("local_path", "video_id", "width", "height", "fps", "num_frames")
     provides: ClassVar[tuple[str, ...]] = ("clip_id", "start", "end", "start_frame", "end_frame", "shots",
-                                           "split_reason")
+                                           "split_reason", "split_events", "split_scores", "motion")
 
-    detector: Literal["content"] = Field("content", description="Shot detector (PySceneDetect ContentDetector).")
-    threshold: float = Field(25.0, gt=0, le=255, description="ContentDetector threshold (Panda-70M: 25).")
+    preset: Optional[Literal["panda70m", "panda70m-code"]] = Field(
+        None, description="Named parameter set (see operators/split/presets.py); explicit fields win.")
+    detector: Literal["content", "adaptive", "transnetv2"] = Field("content", description="Shot detector.")
+    threshold: Optional[float] = Field(None, gt=0, description="Detector threshold (content 25, adaptive 3, "
+                                                               "transnetv2 0.5 when unset).")
     min_scene_len: int = Field(15, ge=1, description="Minimum shot length in frames (Panda-70M: 15).")
-    decode_width: int = Field(128, ge=32, le=1920, description="Width of the low-resolution detection decode.")
-    min_clip_seconds: float = Field(1.0, ge=0, description="Shots shorter than this are rejected as too_short.")
-    max_clip_seconds: float = Field(60.0, gt=0, description="Longer shots keep only their first max_clip_seconds.")
+    decode_width: int = Field(128, ge=64, le=1920, description="Width of the one low-resolution decode pass.")
+    embedder: Literal["classical", "transformers"] = Field(
+        "classical", description="Frame embedder for the distance rules (see embedders.py).")
+    embedder_model: Optional[str] = Field(None, description="CLIP/SigLIP-style model (folder or hub id) for "
+                                                            "embedder=transformers.")
+    embed_fps: float = Field(8.0, gt=0, description="Frames per second embedded during the pass.")
+    piece_seconds: Optional[float] = Field(None, gt=0, description="Artificial cuts: piece length (Panda: 5).")
+    cut_while_longer_than: float = Field(7.0, gt=0, description="Artificial cuts happen while more than this "
+                                                                "many seconds remain (Panda code: 7).")
+    transition_check: bool = Field(False, description="Drop clips whose start and end frames differ too much.")
+    transition_threshold: Optional[float] = Field(None, gt=0, description="Default: the embedder's.")
+    stitch: bool = Field(False, description="Merge touching clips whose boundary frames are similar.")
+    stitch_threshold: Optional[float] = Field(None, gt=0, description="Default: the embedder's.")
+    min_clip_seconds: float = Field(1.0, ge=0, description="Shorter clips are rejected as too_short.")
+    still_filter: bool = Field(False, description="Drop clips whose first and last frames are nearly equal.")
+    still_threshold: Optional[float] = Field(None, gt=0, description="Default: the embedder's.")
+    max_clip_seconds: float = Field(60.0, gt=0, description="Longer clips keep their first max_clip_seconds; "
+                                                            "stitching never exceeds it.")
+    redundancy_filter: bool = Field(False, description="Drop clips too similar to an earlier clip of the video.")
+    redundancy_threshold: Optional[float] = Field(None, gt=0, description="Default: the embedder's.")
+    trim_fraction: float = Field(0.0, ge=0, lt=0.5, description="Trimmed from each end of every clip (Panda: 0.1).")
+
+    _embedder = PrivateAttr(default=None)
+    _transnet = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data):
+        if isinstance(data, dict) and data.get("preset") in PRESETS:
+            preset = dict(PRESETS[data["preset"]])
+            if data.get("detector", preset["detector"]) != preset["detector"]:
+                preset.pop("threshold")  # a preset's threshold belongs to its own detector
+            data = {**preset, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.embedder == "transformers" and not self.embedder_model:
+            raise ValueError("embedder 'transformers' needs embedder_model (a local folder or hub id)")
+        if self.min_clip_seconds > self.max_clip_seconds:
+            raise ValueError(f"min_clip_seconds {self.min_clip_seconds} > max_clip_seconds {self.max_clip_seconds}")
+        return self
+
+    @property
+    def uses_embeddings(self) -> bool:
+        return self.transition_check or self.stitch or self.still_filter or self.redundancy_filter
+
+    def setup(self) -> None:
+        if self.uses_embeddings:
+            from vidcurate.operators.split.embedders import make_embedder
+
+            try:
+                self._embedder = make_embedder(self.embedder, model=self.embedder_model)
+            except ValueError as exc:
+                raise OperatorSetupError(f"split_shots: {exc}") from exc
+        if self.detector == "transnetv2":
+            self._transnet = TransNetV2Model()
+
+    def teardown(self) -> None:
+        self._embedder = self._transnet = None
+
+    def _threshold(self, name: str) -> float:
+        explicit = getattr(self, f"{name}_threshold")
+        return explicit if explicit is not None else getattr(self._embedder.thresholds, name)
 
     def process_record(self, record: dict) -> list[dict]:
-        cuts, decoded = self.detect_cuts(record["local_path"], record["width"], record["height"], record["fps"])
         fps, expected = record["fps"], record["num_frames"]
+        shots, signals = self._decode_pass(record)
+        decoded = signals.motion.shape[0]
         if decoded < expected - max(2, 0.02 * expected):
             raise RecordError("truncated_video",
                               f"{record['uri']}: decoded {decoded} of {expected} frames ({decoded / fps:.2f} of "
                               f"{record['duration']:.2f} s); the file is damaged or cut short")
-        bounds = [0, *cuts, decoded]
-        clips: list[dict] = []
-        for start_frame, end_frame in zip(bounds[:-1], bounds[1:]):
-            reason = "shot"
-            max_frames = int(round(self.max_clip_seconds * fps))
-            if end_frame - start_frame > max_frames:
-                end_frame, reason = start_frame + max_frames, "shot_truncated_to_max"
-            start, end = start_frame / fps, end_frame / fps
-            clip = {
-                **record,
-                "clip_id": clip_id_for(record["video_id"], start, end),
-                "start": start, "end": end,
-                "start_frame": start_frame, "end_frame": end_frame,
-                "shots": [[start, end]],
-                "split_reason": reason,
-            }
-            if end - start < self.min_clip_seconds:
-                clips.append(reject(clip, self.name, "too_short",
-                                    f"clip {start:.2f}-{end:.2f} s is {end - start:.2f} s < min_clip_seconds "
-                                    f"{self.min_clip_seconds}"))
-            else:
-                clips.append(clip)
-        if not any(c.get("status", "ok") == "ok" for c in clips):
-            raise RecordError("no_clips", f"{record['uri']}: no shot of at least {self.min_clip_seconds} s "
-                                          f"among {len(clips)} shots")
-        return clips
+        kept, dropped = self._apply_rules(shots, signals, fps)
+        out = [self._clip(record, seg, signals, fps) for seg in kept]
+        out += [reject(self._clip(record, seg, signals, fps), self.name, reason,
+                       f"{seg.describe(fps)}: {detail}") for seg, reason, detail in dropped]
+        return sorted(out, key=lambda r: r["start"])
 
-    def detect_cuts(self, path: str, width: int, height: int, fps: float) -> tuple[list[int], int]:
-        """Frame numbers where a new shot starts, and the number of frames decoded."""
-        from scenedetect import ContentDetector, FrameTimecode
+    def _decode_pass(self, record: dict):
+        fps = record["fps"]
+        threshold = self.threshold if self.threshold is not None else DETECTOR_THRESHOLDS[self.detector]
+        if self.detector == "transnetv2":
+            detector = TransNetV2Shots(self._transnet, threshold)
+        else:
+            detector = SceneDetectShots(self.detector, fps, threshold, self.min_scene_len)
+        signals = FrameSignals(self._embedder or _NoEmbedding(), fps, self.embed_fps if self._embedder else 1e-9)
+        w, h = lowres_size(record["width"], record["height"], self.decode_width)
+        for chunk in iter_frames(record["local_path"], w, h):
+            detector.feed(chunk)
+            signals.feed(chunk)
+        if signals.count == 0:
+            raise RecordError("decode_error", f"{record['uri']}: no frame could be decoded")
+        return detector.finish(), signals.finish()
 
-        detector = ContentDetector(threshold=self.threshold, min_scene_len=self.min_scene_len)
-        w, h = lowres_size(width, height, self.decode_width)
-        cuts: list[int] = []
-        index = 0
-        for chunk in iter_frames(path, w, h):
-            for frame in chunk:
-                bgr = np.ascontiguousarray(frame[:, :, ::-1])
-                cuts.extend(c.frame_num for c in detector.process_frame(FrameTimecode(index, fps), bgr))
-                index += 1
-        if index == 0:
-            raise RecordError("decode_error", f"{path}: no frame could be decoded")
-        cuts.extend(c.frame_num for c in detector.post_process(FrameTimecode(index, fps)))
-        return sorted(c for c in set(cuts) if 0 < c < index), index
+    def _apply_rules(self, shots, signals, fps):
+        dropped: list = []
+        segments = rules.artificial_cuts(shots, fps, self.piece_seconds, self.cut_while_longer_than)
+        if self.transition_check:
+            segments, out = rules.transition_check(segments, signals, self._threshold("transition"))
+            dropped += out
+        if self.stitch:
+            segments = rules.stitch(segments, signals, self._threshold("stitch"),
+                                    int(round(self.max_clip_seconds * fps)))
+        segments, out = rules.min_length(segments, fps, self.min_clip_seconds)
+        dropped += out
+        if self.still_filter:
+            segments, out = rules.still_filter(segments, signals, self._threshold("still"))
+            dropped += out
+        segments = rules.max_length(segments, fps, self.max_clip_seconds)
+        if self.redundancy_filter:
+            segments, out = rules.redundancy_filter(segments, signals, self._threshold("redundancy"))
+            dropped += out
+        return rules.trim_ends(segments, self.trim_fraction), dropped
+
+    def _clip(self, record: dict, seg: rules.Segment, signals, fps: float) -> dict:
+        start, end = seg.start / fps, seg.end / fps
+        stitched = any(e.startswith("stitched") for e in seg.events)
+        shots = [[max(a, seg.start) / fps, min(b, seg.end) / fps] for a, b in seg.shots
+                 if a < seg.end and b > seg.start]
+        return {
+            **record,
+            "clip_id": clip_id_for(record["video_id"], start, end),
+            "start": start, "end": end, "start_frame": seg.start, "end_frame": seg.end,
+            "shots": shots,
+            "split_reason": seg.origin + ("+stitched" if stitched else ""),
+            "split_events": list(seg.events),
+            "split_scores": dict(seg.scores),
+            "motion": round(signals.mean_motion(seg.start, seg.end), 4),
+        }
+
+
+class _NoEmbedding:
+    """Stands in when no rule needs embeddings: the pass then embeds nothing."""
+
+    def embed(self, frames):
+        import numpy as np
+
+        return np.zeros((len(frames), 1), np.float32)

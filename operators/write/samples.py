@@ -13,7 +13,8 @@ def sample_members(record: dict, provenance: dict) -> dict:
         "clip_id": record["clip_id"],
         "video_id": record["video_id"],
         "source": {k: record.get(k) for k in SOURCE_FIELDS},
-        "span": {k: record.get(k) for k in ("start", "end", "start_frame", "end_frame", "shots", "split_reason")},
+        "span": {k: record.get(k) for k in ("start", "end", "start_frame", "end_frame", "shots", "split_reason",
+                                            "split_events", "split_scores", "motion")},
         "probe": {k: record.get(k) for k in PROBE_FIELDS},
         "clip": {"width": record.get("clip_width"), "height": record.get("clip_height"),
                  "num_frames": record.get("clip_num_frames"), "duration": record["end"] - record["start"]},
@@ -25,7 +26,10 @@ def sample_members(record: dict, provenance: dict) -> dict:
         "candidates": record.get("candidates") or [],
         "provenance": {**provenance, "schema_version": SCHEMA_VERSION},
     }
-    return {"mp4": record["mp4"], "json": meta, "txt": record.get("caption") or ""}
+    members = {"mp4": record["mp4"], "json": meta}
+    if record.get("caption"):
+        members["txt"] = record["caption"]
+    return members
 
 
 def index_row(record: dict, shard: str) -> dict:

@@ -22,7 +22,8 @@ REJECTS_FILE = "rejects.parquet"
 
 class DatasetSink:
     # What a record must carry to become a sample (checked against the pipeline at config load).
-    requires = ("clip_id", "start", "end", "mp4", "caption")
+    # A selected caption is needed too unless the run is split-only (output.require_caption).
+    requires = ("clip_id", "start", "end", "mp4")
 
     def __init__(self, output: str, provenance: dict, shard_prefix: str = "shard",
                  shard_max_samples: int = 1000, shard_max_bytes: int = 1 << 30):
