@@ -1,8 +1,11 @@
 """extract_clips: cut each clip out of its source as browser-playable H.264 mp4 bytes.
 
-One ffmpeg run per clip writes up to three outputs from one decode: the clip
-(frame-accurate re-encode: yuv420p, faststart, audio kept as AAC when present), the
-clip's audio as 16 kHz mono PCM for speech teachers, and keyframes as small JPEGs for
+By default (``mode: one_pass``) all clips of a video in a batch are cut by ONE ffmpeg
+run (``clip_cutter.py``): one decode, one encoder, no per-clip seeking. ``per_clip``
+runs ffmpeg once per clip, seeking to it, as Panda-70M's code does; it is also the
+fallback for any clip the one-pass run could not deliver exactly. Either way each clip
+gets a frame-accurate re-encode (yuv420p, faststart, audio kept as AAC when present),
+its audio as 16 kHz mono PCM for speech teachers, and keyframes as small JPEGs for
 image teachers and filters (``keyframes``: the middle frame, N uniformly spaced frames,
 or Panda-70M's one frame drawn uniformly in 30-70% of the clip, seeded by the clip id so
 runs repeat). No teacher decodes the video again. The clip holds exactly
@@ -20,19 +23,20 @@ import numpy as np
 from pydantic import Field
 
 from vidcurate.operators.base import Operator, RecordError, Resources
+from vidcurate.operators.clip_cutter import ASR_SAMPLE_RATE, CutSettings, cut_one_pass, spans_are_cuttable
 from vidcurate.operators.media import run_ffmpeg
-
-ASR_SAMPLE_RATE = 16_000
 
 
 class ExtractClips(Operator):
     name: ClassVar[str] = "extract_clips"
-    resources: ClassVar[Resources] = Resources(cpus=1, batch_size=4)
+    resources: ClassVar[Resources] = Resources(cpus=1, batch_size=64)
     requires: ClassVar[tuple[str, ...]] = ("local_path", "clip_id", "start_frame", "end_frame", "fps", "height",
                                            "has_audio")
     provides: ClassVar[tuple[str, ...]] = ("mp4", "clip_num_frames", "clip_width", "clip_height", "audio_pcm",
                                            "keyframes", "keyframe_frames")
 
+    mode: Literal["one_pass", "per_clip"] = Field(
+        "one_pass", description="one_pass: one ffmpeg run per video; per_clip: one seeking run per clip.")
     max_height: Optional[int] = Field(720, ge=16, description="Downscale clips taller than this (None: keep).")
     crf: int = Field(23, ge=0, le=51, description="x264 constant rate factor.")
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = Field(
@@ -44,6 +48,48 @@ class ExtractClips(Operator):
         "middle", description="Which frames become JPEG keyframes for teachers and filters.")
     num_keyframes: int = Field(4, ge=1, le=64, description="How many frames 'uniform' takes.")
     keyframe_max_side: int = Field(448, ge=32, description="Keyframes are scaled to at most this many pixels.")
+
+    def process_batch(self, records: list[dict]) -> list[dict]:
+        if self.mode == "per_clip":
+            return super().process_batch(records)
+        groups: dict[str, list[dict]] = {}
+        for record in records:
+            groups.setdefault(record["local_path"], []).append(record)
+        out: list[dict] = []
+        for group in groups.values():
+            out.extend(self._one_pass(sorted(group, key=lambda r: r["start_frame"])))
+        return out
+
+    def _one_pass(self, group: list[dict]) -> list[dict]:
+        spans = [(r["start_frame"], r["end_frame"]) for r in group]
+        if len(group) == 1 or not spans_are_cuttable(spans):
+            return super().process_batch(group)
+        first = group[0]
+        settings = CutSettings(self._codec_args(), self._filters(first), self.audio, self.asr_audio,
+                               self.keyframe_max_side, self.timeout)
+        keyframes = [[r["start_frame"] + i for i in self.keyframe_indices(r["clip_id"], r["end_frame"] - r["start_frame"])]
+                     for r in group]
+        with tempfile.TemporaryDirectory(prefix="vidcurate-cut-") as tmp:
+            try:
+                cuts = cut_one_pass(first["local_path"], spans, keyframes, first["fps"], bool(first.get("has_audio")),
+                                    settings, tmp, f"{first['uri']}: {len(group)} clips")
+            except RecordError:
+                self.stats.incr(f"{self.name}.one_pass_failed")
+                return super().process_batch(group)  # per clip: isolates the clip that breaks
+            out = []
+            for record, cut, frames in zip(group, cuts, keyframes):
+                facts = _video_facts(cut.path) if os.path.exists(cut.path) else None
+                if facts is None or facts[0] != record["end_frame"] - record["start_frame"]:
+                    self.stats.incr(f"{self.name}.one_pass_clip_redone")
+                    out.extend(self._guarded_record(record))
+                    continue
+                with open(cut.path, "rb") as handle:
+                    mp4 = handle.read()
+                out.append({**record, "mp4": mp4, "clip_num_frames": facts[0], "clip_width": facts[1],
+                            "clip_height": facts[2], "audio_pcm": cut.audio_pcm if self.asr_audio else None,
+                            "keyframes": cut.keyframes, "keyframe_frames": frames[: len(cut.keyframes)]})
+            self.stats.incr(f"{self.name}.one_pass_clips", len(out))
+            return out
 
     def process_record(self, record: dict) -> dict:
         start_frame, end_frame, fps = record["start_frame"], record["end_frame"], record["fps"]
@@ -99,13 +145,18 @@ class ExtractClips(Operator):
         rng = random.Random(zlib.crc32(clip_id.encode()))  # Panda-70M: uniform in 30%-70%
         return [min(frames - 1, int(rng.uniform(0.3, 0.7) * frames))]
 
-    def _video_args(self, record: dict) -> list[str]:
+    def _filters(self, record: dict) -> list[str]:
         filters = []
         if self.max_height and record["height"] > self.max_height:
             filters.append(f"scale=-2:{self.max_height}")
         filters.append("pad=ceil(iw/2)*2:ceil(ih/2)*2")  # yuv420p needs even sizes
-        return ["-vf", ",".join(filters), "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf),
-                "-pix_fmt", "yuv420p"]
+        return filters
+
+    def _codec_args(self) -> list[str]:
+        return ["-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p"]
+
+    def _video_args(self, record: dict) -> list[str]:
+        return ["-vf", ",".join(self._filters(record)), *self._codec_args()]
 
 
 def _video_facts(path: str) -> tuple[int, int, int]:

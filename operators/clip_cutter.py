@@ -1,0 +1,135 @@
+"""Cut all clips of one video in ONE ffmpeg run: one decode, one encoder, no seeking.
+
+The per-clip way (Panda-70M's code: ``ffmpeg -ss S -t D -i video`` once per clip)
+restarts ffmpeg and re-decodes from the previous keyframe for every clip. Here one run
+selects the clips' frames, re-times them as one continuous stream, forces a keyframe
+at every clip start and lets the segment muxer write one mp4 per clip; the same run
+writes the keyframe JPEGs, the whole audio track as 16 kHz PCM (sliced per clip) and,
+when audio is kept, each clip's audio as its own sample-accurate AAC file (``atrim``),
+which PyAV then muxes with the clip's video without re-encoding anything.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from vidcurate.operators.media import run_ffmpeg
+
+ASR_SAMPLE_RATE = 16_000
+
+
+@dataclass
+class CutSettings:
+    video_codec_args: list[str]  # encoder args, e.g. -c:v libx264 -preset veryfast -crf 23 -pix_fmt yuv420p
+    video_filters: list[str]  # applied after frame selection (scale, pad)
+    keep_audio: bool
+    asr_audio: bool
+    keyframe_max_side: int
+    timeout: float
+
+
+@dataclass
+class CutClip:
+    path: str
+    keyframes: list[bytes]
+    audio_pcm: bytes | None
+
+
+def spans_are_cuttable(spans: list[tuple[int, int]]) -> bool:
+    """One-pass cutting needs sorted, non-overlapping, non-empty spans."""
+    return all(s < e for s, e in spans) and all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+
+
+def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: list[list[int]], fps: float,
+                 has_audio: bool, settings: CutSettings, tmp: str, what: str) -> list[CutClip]:
+    """Cut ``spans`` ([start, end) source frames) of ``source``; keyframes are source frames."""
+    all_keyframes = sorted({f for frames in keyframe_frames for f in frames})
+    ranges = "+".join(f"between(n\\,{s}\\,{e - 1})" for s, e in spans)
+    starts, total = [], 0
+    for s, e in spans:
+        starts.append(total)
+        total += e - s
+    graph = []
+    video_in = "[0:v:0]"
+    if all_keyframes:
+        graph.append("[0:v:0]split=2[vin][vkf]")
+        video_in = "[vin]"
+        picks = "+".join(f"eq(n\\,{f})" for f in all_keyframes)
+        side = settings.keyframe_max_side
+        graph.append(f"[vkf]select='{picks}',scale='min({side},iw)':'min({side},ih)':"
+                     "force_original_aspect_ratio=decrease[kf]")
+    graph.append(f"{video_in}select='{ranges}',setpts=N/FRAME_RATE/TB,{','.join(settings.video_filters)}[v]")
+    with_audio = has_audio and settings.keep_audio
+    if with_audio:
+        graph.append(f"[0:a:0]asplit={len(spans)}" + "".join(f"[as{i}]" for i in range(len(spans))))
+        graph += [f"[as{i}]atrim=start={s / fps:.6f}:end={e / fps:.6f},asetpts=PTS-STARTPTS[a{i}]"
+                  for i, (s, e) in enumerate(spans)]
+    args = ["-y", "-i", source, "-filter_complex", ";".join(graph), "-map", "[v]"]
+    boundaries = [str(c) for c in starts[1:]]
+    args += [*settings.video_codec_args,
+             "-force_key_frames", "expr:" + ("+".join(f"eq(n,{c})" for c in starts) or "eq(n,0)"),
+             "-f", "segment", "-reset_timestamps", "1", "-segment_format", "mp4",
+             "-segment_format_options", "movflags=+faststart"]
+    if boundaries:
+        args += ["-segment_frames", ",".join(boundaries)]
+    args.append(os.path.join(tmp, "clip_%05d.mp4"))
+    if all_keyframes:
+        args += ["-map", "[kf]", "-fps_mode", "passthrough", "-q:v", "3", os.path.join(tmp, "kf_%05d.jpg")]
+    if with_audio:
+        for i in range(len(spans)):
+            args += ["-map", f"[a{i}]", "-c:a", "aac", "-b:a", "128k", os.path.join(tmp, f"audio_{i:05d}.m4a")]
+    pcm_path = os.path.join(tmp, "audio.pcm")
+    if has_audio and settings.asr_audio:
+        args += ["-map", "0:a:0", "-ac", "1", "-ar", str(ASR_SAMPLE_RATE), "-f", "s16le", pcm_path]
+    run_ffmpeg(args, what, timeout=settings.timeout * max(1, len(spans)))
+
+    jpegs = {}
+    for number, frame in enumerate(all_keyframes, start=1):
+        path = os.path.join(tmp, f"kf_{number:05d}.jpg")
+        if os.path.exists(path):
+            with open(path, "rb") as handle:
+                jpegs[frame] = handle.read()
+    pcm = np.memmap(pcm_path, dtype=np.int16, mode="r") if os.path.exists(pcm_path) else None
+    clips = []
+    for index, ((s, e), frames) in enumerate(zip(spans, keyframe_frames)):
+        audio = None
+        if pcm is not None:
+            a, b = int(round(s / fps * ASR_SAMPLE_RATE)), int(round(e / fps * ASR_SAMPLE_RATE))
+            audio = np.asarray(pcm[a:b]).tobytes()
+        path = os.path.join(tmp, f"clip_{index:05d}.mp4")
+        if with_audio and os.path.exists(path):
+            path = mux_audio(path, os.path.join(tmp, f"audio_{index:05d}.m4a"), os.path.join(tmp, f"av_{index:05d}.mp4"))
+        clips.append(CutClip(path, [jpegs[f] for f in frames if f in jpegs], audio))
+    return clips
+
+
+def mux_audio(video_path: str, audio_path: str, out_path: str) -> str:
+    """Video and audio files -> one faststart mp4, packets copied (PyAV, in process)."""
+    import heapq
+
+    import av
+
+    with av.open(video_path) as video, av.open(audio_path) as audio, \
+            av.open(out_path, "w", format="mp4", options={"movflags": "+faststart"}) as out:
+        v_in, a_in = video.streams.video[0], audio.streams.audio[0]
+        v_out, a_out = out.add_stream_from_template(v_in), out.add_stream_from_template(a_in)
+
+        # The first segment keeps the encoder's B-frame delay as a start offset; start at 0.
+        shift = {id(v_out): min((p.pts for p in video.demux(v_in) if p.pts is not None), default=0), id(a_out): 0}
+        video.seek(0)
+
+        def packets(container, stream, target):
+            for packet in container.demux(stream):
+                if packet.dts is None:
+                    continue
+                packet.pts -= shift[id(target)]
+                packet.dts -= shift[id(target)]
+                yield float(packet.dts * packet.time_base), id(target), packet, target
+
+        for _, _, packet, target in heapq.merge(packets(video, v_in, v_out), packets(audio, a_in, a_out),
+                                                key=lambda item: (item[0], item[1])):
+            packet.stream = target
+            out.mux(packet)
+    return out_path
