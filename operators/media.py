@@ -68,12 +68,90 @@ def lowres_size(width: int, height: int, target_width: int) -> tuple[int, int]:
     return w, h
 
 
-def iter_frames(path: str, width: int, height: int, chunk: int = 64) -> Iterator[np.ndarray]:
+def iter_frames(path: str, width: int, height: int, chunk: int = 64,
+                decoder: str = "ffmpeg") -> Iterator[np.ndarray]:
     """Decode every frame once, sequentially, at (width, height); yields RGB uint8 chunks [n, h, w, 3].
 
-    decord first (fast); PyAV when decord cannot open the file (AV1, exotic codecs).
-    Memory stays bounded by ``chunk`` frames whatever the video's length.
+    ``ffmpeg`` (default): an ffmpeg process decodes and scales (area filter) into a pipe,
+    so decoding runs in parallel with the caller's per-frame work. Measured on 640x272
+    H.264, 2000 frames: decord at 128 px 1.35 s, PyAV + to_ndarray 2.5 s, ffmpeg decode
+    alone 0.9 s. ``decord`` and ``pyav`` decode in process (a background thread runs one
+    chunk ahead); decord falls back to PyAV for files it cannot open (AV1, ...).
+    Every decoded frame is kept (no frame-rate conversion), so frame numbers match the
+    source's. Memory stays bounded by a few ``chunk``s of frames whatever the length.
     """
+    if decoder == "ffmpeg":  # a thread drains the pipe so ffmpeg never waits for the caller
+        return prefetch(_ffmpeg_chunks(path, width, height, chunk), depth=4)
+    if decoder == "pyav":
+        return prefetch(_iter_frames_pyav(path, width, height, chunk), depth=2)
+    return prefetch(_decode_chunks(path, width, height, chunk), depth=2)
+
+
+def _ffmpeg_chunks(path: str, width: int, height: int, chunk: int) -> Iterator[np.ndarray]:
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", path, "-map", "0:v:0",
+               "-vf", f"scale={width}:{height}:flags=area", "-fps_mode", "passthrough",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    frame_bytes = width * height * 3
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while True:
+            data = process.stdout.read(frame_bytes * chunk)
+            usable = len(data) // frame_bytes
+            if usable:
+                yield np.frombuffer(data[: usable * frame_bytes], np.uint8).reshape(usable, height, width, 3)
+            if len(data) < frame_bytes * chunk:
+                break
+        error = process.stderr.read().decode("utf-8", "replace").strip()
+        if process.wait() != 0:
+            raise RecordError("decode_error", f"{path}: ffmpeg could not decode it: {error.splitlines()[-1:] or ''}")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+
+
+def prefetch(items: Iterator, depth: int = 2) -> Iterator:
+    """Run ``items`` on a background thread, at most ``depth`` items ahead; errors re-raised here."""
+    import queue
+    import threading
+
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put((done, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            buffer.put((done, exc))
+
+    thread = threading.Thread(target=produce, name="vidcurate-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = buffer.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _decode_chunks(path: str, width: int, height: int, chunk: int) -> Iterator[np.ndarray]:
     try:
         import decord
 

@@ -126,6 +126,24 @@ def show_config(name: str) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+@cli.group()
+def bench() -> None:
+    """Benchmarks that print speed and memory ratios against baselines measured in the same run."""
+
+
+@bench.command("split")
+@click.option("--seconds", default=80.0, show_default=True, help="Length of the looped real-footage input.")
+@click.option("--height", type=int, default=None, help="Rescale the input to this height (e.g. 1080).")
+@click.option("--repeats", default=2, show_default=True, help="Runs per measurement; the best is kept.")
+@click.option("--long-factor", default=20, show_default=True, help="Memory check: how much longer the long input is.")
+@click.option("--workdir", default=None, help="Where inputs, outputs and bench_split.json go (default: a temp dir).")
+def bench_split(seconds: float, height: int | None, repeats: int, long_factor: int, workdir: str | None) -> None:
+    """The splitting stage vs Panda-70M-style tools, the one-pass limit and decode-only."""
+    from vidcurate.pipelines.bench_split import run
+
+    run(seconds, height, repeats, long_factor, workdir, echo=click.echo)
+
+
 def _run_build(input_location, output, config_path, runner, overwrite, verbose, run_overrides=None,
                step_overrides=None) -> None:
     from vidcurate.pipelines.build import BuildError, OutputError, build

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tarfile
 
 import numpy as np
@@ -55,7 +56,9 @@ def test_every_bad_input_is_named_with_its_reason(default_build, corpus):
     for name, (stage, reason) in corpus["bad"].items():
         assert (rejects[name]["stage"], rejects[name]["reason"]) == (stage, reason)
         assert name in rejects[name]["detail"]
-    assert "decoded 114 of 250 frames" in rejects["truncated_faststart.mp4"]["detail"]
+    # cut at half its bytes: about half the frames decode (the exact count depends on the decoder)
+    decoded = int(re.search(r"decoded (\d+) of 250 frames", rejects["truncated_faststart.mp4"]["detail"]).group(1))
+    assert 90 <= decoded <= 130
 
 
 def test_every_input_is_accounted_for(default_build, corpus):

@@ -139,3 +139,37 @@ def test_split_command_writes_clips_with_their_audit_trail(tmp_path, corpus):
     assert meta["span"]["split_reason"] == "shot" and "transition_distance" in meta["span"]["split_scores"]
     resolved = open(out / "config.resolved.yaml").read()
     assert "preset: panda70m-code" in resolved and "min_clip_seconds: 2.0" in resolved
+
+
+@pytest.mark.slow
+def test_fast_content_scores_cut_exactly_like_pyscenedetect(corpus, footage):
+    from vidcurate.operators.media import iter_frames
+    from vidcurate.operators.split.detectors import FastContentShots, SceneDetectShots
+
+    for path in (str(corpus["compilation"]), footage["dissolve"], footage["aba"]):
+        chunks = list(iter_frames(path, 128, 72))
+        reference, fast = SceneDetectShots("content", 25.0, 25.0, 15), FastContentShots(25.0, 25.0, 15)
+        for chunk in chunks:
+            reference.feed(chunk)
+            fast.feed(chunk)
+        assert fast.finish() == reference.finish()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+def test_every_decoder_gives_the_same_frames_count_and_cuts(corpus, decoder):
+    default = split(str(corpus["compilation"]), min_clip_seconds=0)
+    other = split(str(corpus["compilation"]), min_clip_seconds=0, decoder=decoder)
+    assert spans(other) == spans(default)
+
+
+@pytest.mark.slow
+def test_bench_split_prints_every_figure(tmp_path):
+    done = run_cli("bench", "split", "--seconds", "10", "--repeats", "1", "--long-factor", "2",
+                   "--workdir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    for label in ("ours (probe+split", "panda-style", "one-pass limit", "ffmpeg decode-only", "TransNetV2 on CPU",
+                  "peak RSS", "speedup vs panda-style", "fraction of one-pass limit", "detection vs decode-only"):
+        assert label in done.stdout
+    results = json.load(open(tmp_path / "bench_split.json"))
+    assert results["ours"]["clips"] == results["panda_style"]["clips"] > 0

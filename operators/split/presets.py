@@ -13,19 +13,17 @@ ImageBind distances, so each frame embedder carries its own calibrated equivalen
 """
 from __future__ import annotations
 
+PANDA70M = {
+    "detector": "content", "threshold": 25.0, "min_scene_len": 15,
+    "piece_seconds": 5.0, "cut_while_longer_than": 7.0,
+    "transition_check": True, "stitch": True,
+    "min_clip_seconds": 2.5, "still_filter": True, "max_clip_seconds": 60.0,
+    "redundancy_filter": True, "trim_fraction": 0.1,
+}
+
 PRESETS: dict[str, dict] = {
-    "panda70m": {
-        "detector": "content", "threshold": 25.0, "min_scene_len": 15,
-        "piece_seconds": 5.0, "cut_while_longer_than": 7.0,
-        "transition_check": True, "stitch": True,
-        "min_clip_seconds": 2.5, "still_filter": True, "max_clip_seconds": 60.0,
-        "redundancy_filter": True, "trim_fraction": 0.1,
-    },
-    "panda70m-code": {
-        "detector": "content", "threshold": 25.0, "min_scene_len": 15,
-        "piece_seconds": 5.0, "cut_while_longer_than": 7.0,
-        "transition_check": True, "stitch": True,
-        "min_clip_seconds": 2.0, "still_filter": True, "max_clip_seconds": 1200.0,
-        "redundancy_filter": False, "trim_fraction": 0.0,
-    },
+    "panda70m": PANDA70M,
+    # what the later code changed, and only that
+    "panda70m-code": {**PANDA70M, "min_clip_seconds": 2.0, "max_clip_seconds": 1200.0,
+                      "redundancy_filter": False, "trim_fraction": 0.0},
 }

@@ -23,7 +23,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from vidcurate.operators.base import Operator, OperatorSetupError, RecordError, Resources, reject
 from vidcurate.operators.media import iter_frames, lowres_size
 from vidcurate.operators.split import rules
-from vidcurate.operators.split.detectors import SceneDetectShots, TransNetV2Model, TransNetV2Shots
+from vidcurate.operators.split.detectors import FastContentShots, SceneDetectShots, TransNetV2Model, TransNetV2Shots
 from vidcurate.operators.split.presets import PRESETS
 from vidcurate.operators.split.signals import FrameSignals
 from vidcurate.schemas.records import clip_id_for
@@ -45,6 +45,9 @@ class ShotSplit(Operator):
                                                                "transnetv2 0.5 when unset).")
     min_scene_len: int = Field(15, ge=1, description="Minimum shot length in frames (Panda-70M: 15).")
     decode_width: int = Field(128, ge=64, le=1920, description="Width of the one low-resolution decode pass.")
+    decoder: Literal["ffmpeg", "decord", "pyav"] = Field(
+        "ffmpeg", description="Who decodes the pass: an ffmpeg pipe (fastest, runs beside the detector), "
+                              "decord, or PyAV (see operators/media.py).")
     embedder: Literal["classical", "transformers"] = Field(
         "classical", description="Frame embedder for the distance rules (see embedders.py).")
     embedder_model: Optional[str] = Field(None, description="CLIP/SigLIP-style model (folder or hub id) for "
@@ -128,11 +131,13 @@ class ShotSplit(Operator):
         threshold = self.threshold if self.threshold is not None else DETECTOR_THRESHOLDS[self.detector]
         if self.detector == "transnetv2":
             detector = TransNetV2Shots(self._transnet, threshold)
+        elif self.detector == "content":
+            detector = FastContentShots(fps, threshold, self.min_scene_len)
         else:
             detector = SceneDetectShots(self.detector, fps, threshold, self.min_scene_len)
         signals = FrameSignals(self._embedder or _NoEmbedding(), fps, self.embed_fps if self._embedder else 1e-9)
         w, h = lowres_size(record["width"], record["height"], self.decode_width)
-        for chunk in iter_frames(record["local_path"], w, h):
+        for chunk in iter_frames(record["local_path"], w, h, decoder=self.decoder):
             detector.feed(chunk)
             signals.feed(chunk)
         if signals.count == 0:

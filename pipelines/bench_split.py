@@ -1,0 +1,195 @@
+"""`vidcurate bench split`: the CPU splitting stage against Panda-70M-style tools and the
+physical limits, on the same real footage, in one run. Ratios, never timed assertions.
+
+Measured (each in a fresh subprocess, timed inside it after imports, best of N):
+  ours           probe + split (ContentDetector 25/15 + Panda rules, classical embedder)
+                 + one-pass extraction with keyframes: the stage `vidcurate split` runs
+  panda_style    scenedetect.detect(ContentDetector(25, min_scene_len=15)), then one
+                 `ffmpeg -ss S -t D -i video` re-encode per clip (Panda-70M's released
+                 code), cutting the same clips as ours with the same encoder settings
+  one_pass_limit ffmpeg decoding and encoding the whole video once, same settings
+  detect_only    our decode pass + ContentDetector (no rules, no extraction)
+  decode_only    ffmpeg -threads 1 decoding the whole video (the decoder's limit)
+  transnetv2     our decode pass + TransNetV2 on the CPU (frames/s)
+  peak memory    of `ours` on the input and on an input `long_factor` times longer
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from vidcurate.operators.media import ffmpeg_exe, run_ffmpeg
+from vidcurate.pipelines import samples
+
+ENCODER = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"]
+PRESET = "panda70m-code"
+
+
+def make_input(path: str, seconds: float, height: int | None) -> None:
+    """bikes.mp4 looped to ``seconds`` (every loop adds real hard cuts), optionally rescaled."""
+    loops = max(0, int(seconds // 10) - 1)
+    scale = ["-vf", f"scale=-2:{height}"] if height else []
+    run_ffmpeg(["-y", "-stream_loop", str(loops), "-i", samples.sample("bikes.mp4"), "-t", str(seconds), *scale,
+                *ENCODER, path], f"building benchmark input {path}")
+
+
+# ---- measurements: each runs in its own process (see worker()) ------------------------------
+def _ours(video: str, out: str) -> dict:
+    from vidcurate.pipelines.build import build
+    from vidcurate.pipelines.config import BuildConfig
+
+    config = BuildConfig(pipeline=[{"op": "probe"}, {"op": "split_shots", "preset": PRESET},
+                                   {"op": "extract_clips", "asr_audio": False, "keyframes": "middle"}],
+                         output={"require_caption": False})
+    for op in config.operators():  # imports and model loading happen before the clock starts,
+        op.ensure_setup()          # as the baselines import scenedetect before theirs
+    started = time.perf_counter()
+    result = build(video, out, config, overwrite=True)
+    import pyarrow.parquet as pq
+
+    spans = [(r["start"], r["end"]) for r in pq.read_table(os.path.join(out, "index.parquet")).to_pylist()]
+    return {"seconds": time.perf_counter() - started, "clips": result.clips, "spans": spans}
+
+
+def _panda_style(video: str, out: str, spans: list) -> dict:
+    from scenedetect import ContentDetector, detect
+
+    started = time.perf_counter()
+    scenes = detect(video, ContentDetector(threshold=25, min_scene_len=15))
+    os.makedirs(out, exist_ok=True)
+    for i, (start, end) in enumerate(spans):
+        subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{start:.6f}", "-t",
+                        f"{end - start:.6f}", "-i", video, *ENCODER, "-an", os.path.join(out, f"{i:05d}.mp4")],
+                       check=True)
+    return {"seconds": time.perf_counter() - started, "scenes": len(scenes), "clips": len(spans)}
+
+
+def _ffmpeg(video: str, out: str, kind: str) -> dict:
+    started = time.perf_counter()
+    if kind == "one_pass_limit":
+        run_ffmpeg(["-y", "-i", video, *ENCODER, "-an", os.path.join(out, "whole.mp4")], "one-pass limit")
+    else:
+        run_ffmpeg(["-threads", "1", "-i", video, "-f", "null", "-"], "decode only")
+    return {"seconds": time.perf_counter() - started}
+
+
+def _detect(video: str, detector: str) -> dict:
+    from vidcurate.operators.probe import probe_file
+    from vidcurate.operators.split.shots import ShotSplit
+
+    record = {"uri": video, "video_id": "bench", "local_path": video, **probe_file(video, video)}
+    op = ShotSplit(detector=detector)
+    op.ensure_setup()
+    started = time.perf_counter()
+    shots, signals = op._decode_pass(record)
+    seconds = time.perf_counter() - started
+    frames = len(signals.motion)
+    return {"seconds": seconds, "frames": frames, "fps": frames / seconds, "shots": len(shots)}
+
+
+def worker(argv: list[str]) -> None:
+    kind, video, out = argv[:3]
+    os.makedirs(out, exist_ok=True)
+    if kind == "ours":
+        result = _ours(video, out)
+    elif kind == "panda_style":
+        result = _panda_style(video, out, json.loads(argv[3]))
+    elif kind in ("one_pass_limit", "decode_only"):
+        result = _ffmpeg(video, out, kind)
+    else:
+        result = _detect(video, kind.split(":", 1)[1])
+    print("BENCH " + json.dumps(result))
+
+
+def measure(kind: str, video: str, out: str, *extra: str) -> dict:
+    """Run one measurement in a fresh process; adds its peak RSS (MiB, children included)."""
+    process = subprocess.Popen([sys.executable, "-m", "vidcurate.pipelines.bench_split", kind, video, out, *extra],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    stdout, stderr = process.stdout.read(), process.stderr.read()
+    if status != 0:
+        raise RuntimeError(f"benchmark step {kind} failed: {stderr.strip()[-800:]}")
+    line = next(l for l in stdout.splitlines() if l.startswith("BENCH "))
+    return {**json.loads(line[6:]), "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
+def best(kind: str, repeats: int, *args: str) -> dict:
+    runs = [measure(kind, *args) for _ in range(repeats)]
+    return min(runs, key=lambda r: r["seconds"])
+
+
+def run(seconds: float = 80, height: int | None = None, repeats: int = 2, long_factor: int = 20,
+        workdir: str | None = None, echo=print) -> dict:
+    workdir = workdir or tempfile.mkdtemp(prefix="vidcurate-bench-")
+    os.makedirs(workdir, exist_ok=True)
+    video = os.path.join(workdir, f"bikes_{int(seconds)}s_{height or 'native'}.mp4")
+    short_video = os.path.join(workdir, f"bikes_{int(seconds)}s_mem.mp4")
+    long_video = os.path.join(workdir, f"bikes_{int(seconds * long_factor)}s_mem.mp4")
+    for path, length, h in ((video, seconds, height), (short_video, seconds, None),
+                            (long_video, seconds * long_factor, None)):
+        if not os.path.exists(path):
+            make_input(path, length, h)
+    out = lambda name: os.path.join(workdir, name)  # noqa: E731
+    r = {"input": video, "seconds_of_video": seconds}
+    r["ours"] = best("ours", repeats, video, out("ours"))
+    spans = json.dumps(r["ours"].pop("spans"))
+    r["panda_style"] = best("panda_style", repeats, video, out("panda"), spans)
+    r["one_pass_limit"] = best("one_pass_limit", repeats, video, out("limit"))
+    r["detect_only"] = best("detect:content", repeats, video, out("x"))
+    r["decode_only"] = best("decode_only", repeats, video, out("x"))
+    r["transnetv2"] = best("detect:transnetv2", 1, video, out("x"))
+    r["memory_short"] = measure("ours", short_video, out("mem_short"))
+    r["memory_long"] = measure("ours", long_video, out("mem_long"))
+    for key in ("memory_short", "memory_long"):
+        r[key].pop("spans", None)
+    ours, panda, limit = r["ours"]["seconds"], r["panda_style"]["seconds"], r["one_pass_limit"]["seconds"]
+    frames = r["detect_only"]["frames"]
+    r["ratios"] = {
+        "speedup_vs_panda_style": panda / ours,
+        "fraction_of_one_pass_limit": limit / ours,
+        "detection_vs_decode_only": (frames / r["detect_only"]["seconds"]) / (frames / r["decode_only"]["seconds"]),
+        "peak_rss_long_over_short": r["memory_long"]["peak_rss_mib"] / r["memory_short"]["peak_rss_mib"],
+    }
+    with open(os.path.join(workdir, "bench_split.json"), "w") as handle:
+        json.dump(r, handle, indent=2)
+    echo(report(r, long_factor))
+    return r
+
+
+def report(r: dict, long_factor: int) -> str:
+    q = r["ratios"]
+    lines = [
+        f"vidcurate bench split: {r['input']} ({r['seconds_of_video']:.0f} s), {r['ours']['clips']} clips, "
+        f"x264 veryfast crf 23, best of repeats",
+        f"  ours (probe+split+stitch+extract+keyframes) {r['ours']['seconds']:7.2f} s",
+        f"  panda-style (detect() + ffmpeg per clip)    {r['panda_style']['seconds']:7.2f} s",
+        f"  one-pass limit (decode+encode whole video)  {r['one_pass_limit']['seconds']:7.2f} s",
+        f"  content detection (decode pass + detector)  {r['detect_only']['seconds']:7.2f} s "
+        f"({r['detect_only']['fps']:.0f} frames/s)",
+        f"  ffmpeg decode-only, 1 thread                {r['decode_only']['seconds']:7.2f} s",
+        f"  TransNetV2 on CPU                           {r['transnetv2']['seconds']:7.2f} s "
+        f"({r['transnetv2']['fps']:.0f} frames/s)",
+        f"  peak RSS: {r['memory_short']['peak_rss_mib']:.0f} MiB ({r['seconds_of_video']:.0f} s input), "
+        f"{r['memory_long']['peak_rss_mib']:.0f} MiB ({long_factor}x longer)",
+        "ratios (target):",
+        f"  speedup vs panda-style        {q['speedup_vs_panda_style']:5.2f}x  (>= 1.5)  {_ok(q['speedup_vs_panda_style'] >= 1.5)}",
+        f"  fraction of one-pass limit    {q['fraction_of_one_pass_limit']:5.0%}   (>= 85%)  "
+        f"{_ok(q['fraction_of_one_pass_limit'] >= 0.85)}",
+        f"  detection vs decode-only      {q['detection_vs_decode_only']:5.0%}   (>= 90%)  "
+        f"{_ok(q['detection_vs_decode_only'] >= 0.9)}",
+        f"  peak RSS {long_factor}x longer / short   {q['peak_rss_long_over_short']:5.2f}x  (<= 1.2)  "
+        f"{_ok(q['peak_rss_long_over_short'] <= 1.2)}",
+    ]
+    return "\n".join(lines)
+
+
+def _ok(flag: bool) -> str:
+    return "met" if flag else "MISSED"
+
+
+if __name__ == "__main__":
+    worker(sys.argv[1:])
