@@ -88,7 +88,10 @@ def iter_frames(path: str, width: int, height: int, chunk: int = 64,
 
 
 def _ffmpeg_chunks(path: str, width: int, height: int, chunk: int) -> Iterator[np.ndarray]:
-    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", path, "-map", "0:v:0",
+    # No deblocking: at a 128 px analysis size it changes nothing a detector sees, and it is
+    # 15-20% of H.264 decoding time.
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-skip_loop_filter", "all",
+               "-i", path, "-map", "0:v:0",
                "-vf", f"scale={width}:{height}:flags=area", "-fps_mode", "passthrough",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     frame_bytes = width * height * 3

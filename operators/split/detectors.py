@@ -83,18 +83,32 @@ class FastContentShots:
         self._index = 0
 
     def feed(self, frames: np.ndarray) -> None:
+        cv2 = self._cv2
         n, h, w, _ = frames.shape
-        hsv = self._cv2.cvtColor(np.ascontiguousarray(frames).reshape(n * h, w, 3), self._cv2.COLOR_RGB2HSV)
-        hsv = hsv.reshape(n, h, w, 3).astype(np.int16)
+        hsv = cv2.cvtColor(np.ascontiguousarray(frames).reshape(n * h, w, 3), cv2.COLOR_RGB2HSV).reshape(n, h, w, 3)
         stacked = hsv if self._previous is None else np.concatenate([self._previous, hsv])
-        scores = np.abs(np.diff(stacked, axis=0)).mean(axis=(1, 2, 3))  # mean of the H, S, V deltas
+        # mean over H, S and V of |change| = ContentDetector's score with its default weights
+        deltas = cv2.absdiff(stacked[1:], stacked[:-1]).reshape(len(stacked) - 1, -1)
+        scores = deltas.sum(axis=1, dtype=np.uint32) / float(h * w * 3)
         if self._previous is None:
             scores = np.concatenate([[0.0], scores])
-        for score in scores:
-            found = self._filter.filter(timecode=self._timecode(self._index, self._fps),
-                                        above_threshold=bool(score >= self._threshold))
-            self._cuts.extend(c.frame_num for c in found)
-            self._index += 1
+        above = scores >= self._threshold
+        candidates = np.flatnonzero(above).tolist()
+        offset, k = 0, 0
+        while offset < n:
+            index = self._index + offset
+            # Below the threshold the filter only acts while merging (or on the very first
+            # frame): other frames are skipped without building their timecodes.
+            if above[offset] or index == 0 or self._filter._merge_triggered:
+                found = self._filter.filter(timecode=self._timecode(index, self._fps),
+                                            above_threshold=bool(above[offset]))
+                self._cuts.extend(c.frame_num for c in found)
+                offset += 1
+                continue
+            while k < len(candidates) and candidates[k] <= offset:
+                k += 1
+            offset = candidates[k] if k < len(candidates) else n
+        self._index += n
         self._previous = hsv[-1:]
 
     def finish(self) -> list[tuple[int, int]]:
