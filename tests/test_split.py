@@ -173,3 +173,20 @@ def test_bench_split_prints_every_figure(tmp_path):
         assert label in done.stdout
     results = json.load(open(tmp_path / "bench_split.json"))
     assert results["ours"]["clips"] == results["panda_style"]["clips"] > 0
+
+
+@pytest.mark.slow
+def test_split_with_the_text_area_filter_scores_every_clip(tmp_path, corpus):
+    config = tmp_path / "split_ocr.yaml"
+    bundled = open(os.path.join(os.path.dirname(__file__), "..", "pipelines", "configs", "split.yaml")).read()
+    config.write_text(bundled.replace("    keyframes: middle\n", "    keyframes: middle\n  - op: filter_text_area\n"))
+    out = tmp_path / "clips"
+    done = run_cli("split", str(corpus["compilation"]), "-o", str(out), "-c", str(config), "--preset", "panda70m-code")
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(out / "shards" / "shard-000000.tar") as tar:
+        metas = [json.loads(tar.extractfile(m).read()) for m in tar.getmembers() if m.name.endswith(".json")]
+    assert len(metas) == 4  # no burned-in text in this footage: nothing rejected for text
+    for meta in metas:
+        scores = meta["filter_scores"]
+        assert set(scores) == {"filter_motion", "filter_aspect", "filter_text_area"}
+        assert 0 <= scores["filter_text_area"] < 0.06 and scores["filter_motion"] > 0.5

@@ -18,6 +18,7 @@ def sample_members(record: dict, provenance: dict) -> dict:
         "probe": {k: record.get(k) for k in PROBE_FIELDS},
         "clip": {"width": record.get("clip_width"), "height": record.get("clip_height"),
                  "num_frames": record.get("clip_num_frames"), "duration": record["end"] - record["start"]},
+        "filter_scores": record.get("filter_scores") or {},
         "speech": {"transcript": record.get("transcript"), "speech_seconds": record.get("speech_seconds")},
         "caption": record.get("caption"),
         "caption_teacher": record.get("caption_teacher"),
