@@ -164,14 +164,11 @@ class Operator(BaseModel):
         except RecordError as exc:
             if len(records) == 1:
                 return [self.fail(records[0], exc.reason, exc.detail, exc.transient)]
-            failure = exc
         except Exception as exc:
             if len(records) == 1:
                 return [self.fail(records[0], "unexpected_error", _describe(exc))]
-            failure = exc
         # A batch failed as a whole: retry one record at a time so only the culprit is rejected.
         self._stats.incr(f"{self.name}.batch_retried_per_record")
-        del failure
         out: list[dict] = []
         for record in records:
             out.extend(self._guarded_batch([record]))

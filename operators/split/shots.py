@@ -135,7 +135,7 @@ class ShotSplit(Operator):
             detector = FastContentShots(fps, threshold, self.min_scene_len)
         else:
             detector = SceneDetectShots(self.detector, fps, threshold, self.min_scene_len)
-        signals = FrameSignals(self._embedder or _NoEmbedding(), fps, self.embed_fps if self._embedder else 1e-9)
+        signals = FrameSignals(self._embedder, fps, self.embed_fps)
         w, h = lowres_size(record["width"], record["height"], self.decode_width)
         for chunk in iter_frames(record["local_path"], w, h, decoder=self.decoder):
             detector.feed(chunk)
@@ -179,12 +179,3 @@ class ShotSplit(Operator):
             "split_scores": dict(seg.scores),
             "motion": round(signals.mean_motion(seg.start, seg.end), 4),
         }
-
-
-class _NoEmbedding:
-    """Stands in when no rule needs embeddings: the pass then embeds nothing."""
-
-    def embed(self, frames):
-        import numpy as np
-
-        return np.zeros((len(frames), 1), np.float32)

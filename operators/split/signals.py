@@ -11,6 +11,8 @@ import numpy as np
 
 
 class FrameSignals:
+    """``embedder`` None: no rule needs embeddings, only motion is kept."""
+
     def __init__(self, embedder, fps: float, embed_fps: float):
         self.embedder = embedder
         self.step = max(1, int(round(fps / embed_fps)))
@@ -22,7 +24,7 @@ class FrameSignals:
 
     def feed(self, frames: np.ndarray) -> None:
         n = len(frames)
-        picks = [i for i in range(n) if (self.count + i) % self.step == 0 or self.count + i == 0]
+        picks = [] if self.embedder is None else [i for i in range(n) if (self.count + i) % self.step == 0]
         if picks:
             self._indices.extend(self.count + i for i in picks)
             chosen = frames[picks]
