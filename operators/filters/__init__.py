@@ -5,7 +5,7 @@ this package is cheap: the OCR library is imported in ``TextAreaFilter.setup()``
 """
 from __future__ import annotations
 
-from vidcurate.operators.filters.base import Filter, clip_label
+from vidcurate.operators.filters.base import Filter, RangeFilter, clip_label
 from vidcurate.operators.filters.basic import AspectRatioFilter, DurationFilter, MotionFilter, ResolutionFilter
 from vidcurate.operators.filters.text_area import TextAreaFilter
 
@@ -17,5 +17,5 @@ FILTERS: dict[str, str] = {
     "filter_text_area": "vidcurate.operators.filters.text_area:TextAreaFilter",
 }
 
-__all__ = ["FILTERS", "AspectRatioFilter", "DurationFilter", "Filter", "MotionFilter", "ResolutionFilter",
+__all__ = ["FILTERS", "AspectRatioFilter", "DurationFilter", "Filter", "MotionFilter", "RangeFilter", "ResolutionFilter",
            "TextAreaFilter", "clip_label"]

@@ -83,6 +83,29 @@ class Filter(Operator):
         return self.fail(record, reason, detail)
 
 
+class RangeFilter(Filter):
+    """A filter keeping clips whose measured value lies within the first ``bounds`` pair.
+
+    Subclasses name the two reject reasons and say how a detail shows the value
+    (``describe``); the comparison and the detail sentence live here once.
+    """
+
+    too_low: ClassVar[str] = "value_too_low"
+    too_high: ClassVar[str] = "value_too_high"
+
+    def describe(self, record: dict, value: float) -> str:
+        return f"measured {value:.3f}"
+
+    def keep(self, record: dict, value: float) -> Verdict:
+        low, high = self.bounds[0]
+        for outside, field, sign, reason in ((value < getattr(self, low), low, "<", self.too_low),
+                                             (value > getattr(self, high), high, ">", self.too_high)):
+            if outside:
+                return False, reason, (f"{clip_label(record)} {self.describe(record, value)} "
+                                       f"{sign} {field} {getattr(self, field)}")
+        return True
+
+
 def clip_label(record: dict) -> str:
     """How a detail names a clip: its span in the source ("clip 3.04-4.10 s"), else its id."""
     start, end = record.get("start"), record.get("end")

@@ -31,7 +31,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from vidcurate.operators.base import RecordError
-from vidcurate.operators.filters.base import Filter, Verdict, clip_label
+from vidcurate.operators.filters.base import Filter, RangeFilter, Verdict, clip_label
 
 
 def clip_size(record: dict) -> tuple[int, int]:
@@ -43,7 +43,7 @@ def clip_size(record: dict) -> tuple[int, int]:
     return int(width), int(height)
 
 
-class DurationFilter(Filter):
+class DurationFilter(RangeFilter):
     """Keeps clips lasting ``min_seconds`` to ``max_seconds`` (end - start). Score: seconds."""
 
     name: ClassVar[str] = "filter_duration"
@@ -53,15 +53,14 @@ class DurationFilter(Filter):
     min_seconds: float = Field(2.0, ge=0, description="Shorter clips are rejected (Panda-70M code: 2.0 s).")
     max_seconds: float = Field(1200.0, gt=0, description="Longer clips are rejected (Panda-70M code: 1200 s).")
 
+    too_low: ClassVar[str] = "clip_too_short"
+    too_high: ClassVar[str] = "clip_too_long"
+
     def measure(self, record: dict) -> float:
         return record["end"] - record["start"]
 
-    def keep(self, record: dict, seconds: float) -> Verdict:
-        if seconds < self.min_seconds:
-            return False, "clip_too_short", f"{clip_label(record)} is {seconds:.2f} s < min_seconds {self.min_seconds}"
-        if seconds > self.max_seconds:
-            return False, "clip_too_long", f"{clip_label(record)} is {seconds:.2f} s > max_seconds {self.max_seconds}"
-        return True
+    def describe(self, record: dict, seconds: float) -> str:
+        return f"is {seconds:.2f} s"
 
 
 class ResolutionFilter(Filter):
@@ -92,7 +91,7 @@ class ResolutionFilter(Filter):
         return True
 
 
-class AspectRatioFilter(Filter):
+class AspectRatioFilter(RangeFilter):
     """Keeps clips whose width / height is within ``min_ratio`` .. ``max_ratio``. Score: the ratio."""
 
     name: ClassVar[str] = "filter_aspect"
@@ -101,23 +100,19 @@ class AspectRatioFilter(Filter):
 
     min_ratio: float = Field(0.3, gt=0, description="Taller clips (width/height below this) are rejected.")
     max_ratio: float = Field(3.5, gt=0, description="Wider clips (width/height above this) are rejected.")
+    too_low: ClassVar[str] = "aspect_too_tall"
+    too_high: ClassVar[str] = "aspect_too_wide"
 
     def measure(self, record: dict) -> float:
         width, height = clip_size(record)
         return width / height
 
-    def keep(self, record: dict, ratio: float) -> Verdict:
+    def describe(self, record: dict, ratio: float) -> str:
         width, height = clip_size(record)
-        if ratio < self.min_ratio:
-            return False, "aspect_too_tall", (
-                f"{clip_label(record)} is {width}x{height}, width/height {ratio:.2f} < min_ratio {self.min_ratio}")
-        if ratio > self.max_ratio:
-            return False, "aspect_too_wide", (
-                f"{clip_label(record)} is {width}x{height}, width/height {ratio:.2f} > max_ratio {self.max_ratio}")
-        return True
+        return f"is {width}x{height}, width/height {ratio:.2f}"
 
 
-class MotionFilter(Filter):
+class MotionFilter(RangeFilter):
     """Keeps clips whose ``motion`` (0-255 mean frame difference) is within bounds. Score: motion."""
 
     name: ClassVar[str] = "filter_motion"
@@ -127,14 +122,11 @@ class MotionFilter(Filter):
 
     min_motion: float = Field(0.5, ge=0, le=255, description="Stiller clips (stills, slideshows) are rejected.")
     max_motion: float = Field(60.0, ge=0, le=255, description="Clips changing more (flashes, strobes) are rejected.")
+    too_low: ClassVar[str] = "too_static"
+    too_high: ClassVar[str] = "too_much_motion"
 
     def measure(self, record: dict) -> float:
         return record["motion"]
 
-    def keep(self, record: dict, motion: float) -> Verdict:
-        if motion < self.min_motion:
-            return False, "too_static", f"{clip_label(record)} has motion {motion:.3f} < min_motion {self.min_motion}"
-        if motion > self.max_motion:
-            return False, "too_much_motion", (
-                f"{clip_label(record)} has motion {motion:.1f} > max_motion {self.max_motion}")
-        return True
+    def describe(self, record: dict, motion: float) -> str:
+        return f"has motion {motion:.3f}"
