@@ -18,6 +18,27 @@ import numpy as np
 from vidcurate.operators.media import run_ffmpeg
 
 ASR_SAMPLE_RATE = 16_000
+AAC_ARGS = ["-c:a", "aac", "-b:a", "128k"]
+
+
+def keyframe_filter(frames: list[int], max_side: int) -> str:
+    """ffmpeg filter picking frames ``frames`` (0 = first decoded) scaled to at most ``max_side``."""
+    picks = "+".join(f"eq(n\\,{f})" for f in frames)
+    return (f"select='{picks}',scale='min({max_side},iw)':'min({max_side},ih)':"
+            "force_original_aspect_ratio=decrease")
+
+
+def read_keyframes(tmp: str, count: int) -> list[bytes | None]:
+    """The JPEGs written to ``tmp/kf_%05d.jpg`` by a keyframe output, None where one is missing."""
+    out: list[bytes | None] = []
+    for number in range(1, count + 1):
+        path = os.path.join(tmp, f"kf_{number:05d}.jpg")
+        out.append(open(path, "rb").read() if os.path.exists(path) else None)
+    return out
+
+
+def keyframe_output(tmp: str) -> list[str]:
+    return ["-fps_mode", "passthrough", "-q:v", "3", os.path.join(tmp, "kf_%05d.jpg")]
 
 
 @dataclass
@@ -56,10 +77,7 @@ def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: lis
     if all_keyframes:
         graph.append("[0:v:0]split=2[vin][vkf]")
         video_in = "[vin]"
-        picks = "+".join(f"eq(n\\,{f})" for f in all_keyframes)
-        side = settings.keyframe_max_side
-        graph.append(f"[vkf]select='{picks}',scale='min({side},iw)':'min({side},ih)':"
-                     "force_original_aspect_ratio=decrease[kf]")
+        graph.append(f"[vkf]{keyframe_filter(all_keyframes, settings.keyframe_max_side)}[kf]")
     graph.append(f"{video_in}select='{ranges}',setpts=N/FRAME_RATE/TB,{','.join(settings.video_filters)}[v]")
     with_audio = has_audio and settings.keep_audio
     if with_audio:
@@ -76,21 +94,16 @@ def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: lis
         args += ["-segment_frames", ",".join(boundaries)]
     args.append(os.path.join(tmp, "clip_%05d.mp4"))
     if all_keyframes:
-        args += ["-map", "[kf]", "-fps_mode", "passthrough", "-q:v", "3", os.path.join(tmp, "kf_%05d.jpg")]
+        args += ["-map", "[kf]", *keyframe_output(tmp)]
     if with_audio:
         for i in range(len(spans)):
-            args += ["-map", f"[a{i}]", "-c:a", "aac", "-b:a", "128k", os.path.join(tmp, f"audio_{i:05d}.m4a")]
+            args += ["-map", f"[a{i}]", *AAC_ARGS, os.path.join(tmp, f"audio_{i:05d}.m4a")]
     pcm_path = os.path.join(tmp, "audio.pcm")
     if has_audio and settings.asr_audio:
         args += ["-map", "0:a:0", "-ac", "1", "-ar", str(ASR_SAMPLE_RATE), "-f", "s16le", pcm_path]
     run_ffmpeg(args, what, timeout=settings.timeout * max(1, len(spans)))
 
-    jpegs = {}
-    for number, frame in enumerate(all_keyframes, start=1):
-        path = os.path.join(tmp, f"kf_{number:05d}.jpg")
-        if os.path.exists(path):
-            with open(path, "rb") as handle:
-                jpegs[frame] = handle.read()
+    jpegs = {f: jpeg for f, jpeg in zip(all_keyframes, read_keyframes(tmp, len(all_keyframes))) if jpeg}
     pcm = np.memmap(pcm_path, dtype=np.int16, mode="r") if os.path.exists(pcm_path) else None
     clips = []
     for index, ((s, e), frames) in enumerate(zip(spans, keyframe_frames)):

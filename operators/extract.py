@@ -23,7 +23,8 @@ import numpy as np
 from pydantic import Field
 
 from vidcurate.operators.base import Operator, RecordError, Resources
-from vidcurate.operators.clip_cutter import ASR_SAMPLE_RATE, CutSettings, cut_one_pass, spans_are_cuttable
+from vidcurate.operators.clip_cutter import (AAC_ARGS, ASR_SAMPLE_RATE, CutSettings, cut_one_pass, keyframe_filter,
+                                             keyframe_output, read_keyframes, spans_are_cuttable)
 from vidcurate.operators.media import run_ffmpeg
 
 
@@ -103,7 +104,7 @@ class ExtractClips(Operator):
             args = ["-ss", f"{seek:.6f}", "-i", record["local_path"], "-t", f"{frames / fps + 0.5 / fps:.6f}",
                     "-map", "0:v:0", "-frames:v", str(frames), *self._video_args(record)]
             if self.audio and record.get("has_audio"):
-                args += ["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k"]
+                args += ["-map", "0:a:0", *AAC_ARGS]
             args += ["-movflags", "+faststart", clip_path]
             want_pcm = self.asr_audio and record.get("has_audio")
             if want_pcm:
@@ -111,18 +112,14 @@ class ExtractClips(Operator):
                          "-f", "s16le", pcm_path]
             picks = self.keyframe_indices(record["clip_id"], frames)
             if picks:
-                select = "+".join(f"eq(n\\,{i})" for i in picks)
-                side = self.keyframe_max_side
-                args += ["-map", "0:v:0", "-vf", f"select={select},scale='min({side},iw)':'min({side},ih)'"
-                         ":force_original_aspect_ratio=decrease", "-fps_mode", "passthrough",
-                         "-frames:v", str(len(picks)), "-q:v", "3", os.path.join(tmp, "kf_%03d.jpg")]
+                args += ["-map", "0:v:0", "-vf", keyframe_filter(picks, self.keyframe_max_side),
+                         "-frames:v", str(len(picks)), *keyframe_output(tmp)]
             run_ffmpeg(["-y", *args], f"{record['uri']} clip {record['start']:.2f}-{record['end']:.2f} s",
                        timeout=self.timeout)
             with open(clip_path, "rb") as handle:
                 mp4 = handle.read()
             clip_frames, clip_w, clip_h = _video_facts(clip_path)
-            keyframes = [open(os.path.join(tmp, f"kf_{i:03d}.jpg"), "rb").read() for i in range(1, len(picks) + 1)
-                         if os.path.exists(os.path.join(tmp, f"kf_{i:03d}.jpg"))]
+            keyframes = [jpeg for jpeg in read_keyframes(tmp, len(picks)) if jpeg]
             audio_pcm = None
             if want_pcm and os.path.exists(pcm_path):
                 audio_pcm = np.fromfile(pcm_path, dtype=np.int16).tobytes()
