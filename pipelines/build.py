@@ -112,9 +112,10 @@ def build(input_location: str, output: str, config: BuildConfig, overwrite: bool
     operators = config.operators()          # a bad config fails before anything is touched,
     inputs = read_inputs(input_location)    # and so does a bad manifest: OUT is left as it was
     _prepare_output(output, overwrite)
+    resolved = config.resolved(operators)
     with open(os.path.join(output, CONFIG_FILE), "w") as handle:
-        yaml.safe_dump(config.resolved(), handle, sort_keys=False)
-    provenance = {"config_hash": config.digest(), "vidcurate_version": vidcurate_version()}
+        yaml.safe_dump(resolved, handle, sort_keys=False)
+    provenance = {"config_hash": config.digest(resolved), "vidcurate_version": vidcurate_version()}
     sink = DatasetSink(output, provenance, config.output.shard_prefix,
                        config.output.shard_max_samples, config.output.shard_max_bytes)
     budget = FailureBudget(config.run.max_failure_ratio, config.run.failure_ratio_min_inputs)

@@ -67,16 +67,19 @@ class BuildConfig(BaseModel):
         steps = [{**step, **fields} if step.get("op") == op else step for step in self.pipeline]
         return self.model_copy(update={"pipeline": steps})
 
-    def resolved(self) -> dict:
+    def resolved(self, operators: list[Operator] | None = None) -> dict:
         """The configuration with every default filled in, as written beside the outputs."""
+        ops = operators if operators is not None else self.operators()
         return {
-            "pipeline": [{"op": op.name, **op.model_dump(mode="json")} for op in self.operators()],
+            "pipeline": [{"op": op.name, **op.model_dump(mode="json")} for op in ops],
             "output": self.output.model_dump(mode="json"),
             "run": self.run.model_dump(mode="json"),
         }
 
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()[:16]
+    def digest(self, resolved: dict | None = None) -> str:
+        """Hash of the resolved configuration (pass it when already computed)."""
+        resolved = resolved if resolved is not None else self.resolved()
+        return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_operator(step: dict, number: int, source: str | None) -> Operator:
