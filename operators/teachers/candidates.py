@@ -34,3 +34,51 @@ def add_candidate(record: dict, *, teacher: str, modality: str, text: str, model
         "score": None,
     })
     return True
+
+
+# Openers models put before the content ("The video shows a dog" -> "A dog").
+_BOILERPLATE = re.compile(
+    r"^\s*(?:in\s+)?(?:this|the)\s+(?:video|clip|image|picture|photo|frame|footage|scene)\s+"
+    r"(?:shows|depicts|features|captures|displays|presents|is showing|we see|you can see)\s*:?\s*",
+    re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
+
+
+def first_sentence(text: str) -> str:
+    return _SENTENCE_END.split(text.strip(), maxsplit=1)[0] if text else ""
+
+
+def clean_caption(text: str | None, *, first_sentence_only: bool = True, strip_boilerplate: bool = True,
+                  max_words: int = 80) -> str:
+    """A model's raw output as a caption: whitespace collapsed, boilerplate opener dropped, first sentence."""
+    text = clean_text(text, max_words=10_000)
+    if strip_boilerplate and text:
+        stripped = _BOILERPLATE.sub("", text, count=1)
+        if stripped != text and stripped:
+            text = stripped[0].upper() + stripped[1:]
+    if first_sentence_only:
+        text = first_sentence(text)
+    return clean_text(text, max_words=max_words)
+
+
+def degenerate_reason(text: str, min_words: int) -> str | None:
+    """Why ``text`` is not a usable caption (a stable reason code), or None if it is."""
+    if not text:
+        return "empty_output"
+    words = re.findall(r"\w+", text.lower())
+    if len(words) < min_words:
+        return "too_short_output"
+    if len(words) >= 8 and len(set(words)) / len(words) < 0.35:
+        return "repetitive_output"
+    letters = sum(ch.isalpha() for ch in text)
+    if letters < 0.5 * len(text.replace(" ", "")):
+        return "not_text_output"
+    return None
+
+
+def add_candidate_reject(record: dict, *, teacher: str, reason: str, detail: str = "", text: str = "",
+                         transient: bool = False) -> None:
+    """Record that ``teacher`` produced no usable candidate for this clip, and why."""
+    record.setdefault("rejected_candidates", []).append(
+        {"teacher": teacher, "reason": reason, "detail": detail[:500], "text": (text or "")[:500],
+         "transient": transient})

@@ -15,19 +15,12 @@ arrives with the teacher-family issue and writes candidates the same way.
 """
 from __future__ import annotations
 
-import re
 from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from vidcurate.operators.base import Operator, Resources
-from vidcurate.operators.teachers.candidates import add_candidate, clean_text
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-def first_sentence(text: str) -> str:
-    return _SENTENCE_END.split(text.strip(), maxsplit=1)[0] if text else ""
+from vidcurate.operators.teachers.candidates import add_candidate, clean_text, first_sentence
 
 
 class MetadataTeacher(Operator):
