@@ -11,7 +11,7 @@ which PyAV then muxes with the clip's video without re-encoding anything.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -49,6 +49,7 @@ class CutSettings:
     asr_audio: bool
     keyframe_max_side: int
     timeout: float
+    source_filters: list[str] = field(default_factory=list)  # before frames are picked by number
 
 
 @dataclass
@@ -74,8 +75,11 @@ def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: lis
         total += e - s
     graph = []
     video_in = "[0:v:0]"
+    if settings.source_filters:  # e.g. constant-rate resampling, before frames are picked by number
+        graph.append(f"[0:v:0]{','.join(settings.source_filters)}[vsrc]")
+        video_in = "[vsrc]"
     if all_keyframes:
-        graph.append("[0:v:0]split=2[vin][vkf]")
+        graph.append(f"{video_in}split=2[vin][vkf]")
         video_in = "[vin]"
         graph.append(f"[vkf]{keyframe_filter(all_keyframes, settings.keyframe_max_side)}[kf]")
     graph.append(f"{video_in}select='{ranges}',setpts=N/FRAME_RATE/TB,{','.join(settings.video_filters)}[v]")

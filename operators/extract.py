@@ -25,7 +25,7 @@ from pydantic import Field
 from vidcurate.operators.base import Operator, RecordError, Resources
 from vidcurate.operators.clip_cutter import (AAC_ARGS, ASR_SAMPLE_RATE, CutSettings, cut_one_pass, keyframe_filter,
                                              keyframe_output, read_keyframes, spans_are_cuttable)
-from vidcurate.operators.media import run_ffmpeg
+from vidcurate.operators.media import constant_rate_filter, run_ffmpeg
 
 
 class ExtractClips(Operator):
@@ -67,7 +67,7 @@ class ExtractClips(Operator):
             return super().process_batch(group)
         first = group[0]
         settings = CutSettings(self._codec_args(), self._filters(first), self.audio, self.asr_audio,
-                               self.keyframe_max_side, self.timeout)
+                               self.keyframe_max_side, self.timeout, self._source_filters(first))
         keyframes = [[r["start_frame"] + i for i in self.keyframe_indices(r["clip_id"], r["end_frame"] - r["start_frame"])]
                      for r in group]
         with tempfile.TemporaryDirectory(prefix="vidcurate-cut-") as tmp:
@@ -112,7 +112,8 @@ class ExtractClips(Operator):
                          "-f", "s16le", pcm_path]
             picks = self.keyframe_indices(record["clip_id"], frames)
             if picks:
-                args += ["-map", "0:v:0", "-vf", keyframe_filter(picks, self.keyframe_max_side),
+                args += ["-map", "0:v:0", "-vf", ",".join(self._source_filters(record)
+                                                          + [keyframe_filter(picks, self.keyframe_max_side)]),
                          "-frames:v", str(len(picks)), *keyframe_output(tmp)]
             run_ffmpeg(["-y", *args], f"{record['uri']} clip {record['start']:.2f}-{record['end']:.2f} s",
                        timeout=self.timeout)
@@ -142,6 +143,11 @@ class ExtractClips(Operator):
         rng = random.Random(zlib.crc32(clip_id.encode()))  # Panda-70M: uniform in 30%-70%
         return [min(frames - 1, int(rng.uniform(0.3, 0.7) * frames))]
 
+    @staticmethod
+    def _source_filters(record: dict) -> list[str]:
+        """Variable-frame-rate sources are resampled to their average rate, as the splitter saw them."""
+        return [constant_rate_filter(record["fps"])] if record.get("variable_frame_rate") else []
+
     def _filters(self, record: dict) -> list[str]:
         filters = []
         if self.max_height and record["height"] > self.max_height:
@@ -153,7 +159,7 @@ class ExtractClips(Operator):
         return ["-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p"]
 
     def _video_args(self, record: dict) -> list[str]:
-        return ["-vf", ",".join(self._filters(record)), *self._codec_args()]
+        return ["-vf", ",".join(self._source_filters(record) + self._filters(record)), *self._codec_args()]
 
 
 def _video_facts(path: str) -> tuple[int, int, int]:

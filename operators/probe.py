@@ -56,6 +56,11 @@ def probe_file(path: str, uri: str) -> dict:
         if not rate or float(rate) <= 0:
             raise RecordError("unknown_frame_rate", f"{uri}: the video stream declares no frame rate")
         fps = float(rate)
+        # r_frame_rate (base_rate) is the tick every frame lands on; when it differs from the
+        # average rate, frames are not evenly spaced: later stages resample to the average
+        # rate so that frame n is at n / fps in every pass (detection, cutting, keyframes).
+        base = float(stream.base_rate) if stream.base_rate else fps
+        variable = abs(base - fps) > 0.01 * fps
         if stream.duration is not None and stream.time_base is not None:
             duration = float(stream.duration * stream.time_base)
         elif container.duration is not None:
@@ -69,15 +74,22 @@ def probe_file(path: str, uri: str) -> dict:
         except Exception as exc:
             raise RecordError("undecodable_video", f"{uri}: {type(exc).__name__}: {exc}") from exc
         audio = container.streams.audio[0] if container.streams.audio else None
+        rotation = int(getattr(first, "rotation", 0) or 0)
+        # ffmpeg applies the display rotation when it decodes, so every later stage sees the
+        # picture upright: width and height are the displayed ones.
+        width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+        if rotation % 180:
+            width, height = height, width
         return {
             "duration": duration,
             "fps": fps,
             "num_frames": int(stream.frames) if stream.frames else int(round(duration * fps)),
-            "width": int(stream.codec_context.width),
-            "height": int(stream.codec_context.height),
+            "width": width,
+            "height": height,
             "video_codec": stream.codec_context.name,
             "pixel_format": stream.codec_context.format.name if stream.codec_context.format else None,
-            "rotation": int(getattr(first, "rotation", 0) or 0),
+            "rotation": rotation,
+            "variable_frame_rate": variable,
             "has_audio": audio is not None,
             "audio_codec": audio.codec_context.name if audio else None,
             "audio_sample_rate": int(audio.codec_context.sample_rate) if audio else None,

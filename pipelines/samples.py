@@ -94,6 +94,22 @@ def make_still(path: str, seconds: float = 4.0) -> None:
                f"building {path}")
 
 
+BIKES_CUT_SECONDS = (1.2, 3.04, 5.48, 7.48, 9.68)  # bikes.mp4's hard cuts (frames 30, 76, 137, 187, 242 at 25 fps)
+
+
+def make_variable_frame_rate(path: str) -> None:
+    """bikes.mp4 with every frame for 5 s, then every other frame, timestamps kept: 25 then
+    12.5 frames/s (average ~18.9). Its cuts stay at BIKES_CUT_SECONDS."""
+    run_ffmpeg(["-y", "-i", sample("bikes.mp4"), "-vf", "select='lt(n\\,125)+not(mod(n\\,2))'", "-fps_mode", "vfr",
+                *_x264(), path], f"building {path}")
+
+
+def make_rotated(path: str, degrees: int = 90) -> None:
+    """bikes.mp4 (640x272) stored as is with a display-rotation tag: players show it 272x640."""
+    run_ffmpeg(["-y", "-display_rotation", str(degrees), "-i", sample("bikes.mp4"), "-c", "copy", path],
+               f"building {path}")
+
+
 def make_truncated(source: str, path: str, keep: float = 0.4) -> None:
     """A copy of ``source`` cut off after ``keep`` of its bytes (a broken download)."""
     with open(source, "rb") as handle:

@@ -45,6 +45,7 @@ PROBE = pa.schema(
         pa.field("video_codec", pa.string()),
         pa.field("pixel_format", pa.string()),
         pa.field("rotation", pa.int32()),
+        pa.field("variable_frame_rate", pa.bool_()),
         pa.field("has_audio", pa.bool_()),
         pa.field("audio_codec", pa.string()),
         pa.field("audio_sample_rate", pa.int32()),

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import index_table, rejects_table, run_cli
 from vidcurate.operators.media import run_ffmpeg
+from vidcurate.operators.extract import ExtractClips
 from vidcurate.operators.probe import ProbeVideo
 from vidcurate.operators.split.embedders import CLASSICAL_THRESHOLDS
 from vidcurate.operators.split.presets import PRESETS
@@ -190,3 +191,41 @@ def test_split_with_the_text_area_filter_scores_every_clip(tmp_path, corpus):
         scores = meta["filter_scores"]
         assert set(scores) == {"filter_motion", "filter_aspect", "filter_text_area"}
         assert 0 <= scores["filter_text_area"] < 0.06 and scores["filter_motion"] > 0.5
+
+
+def test_variable_frame_rate_cuts_and_clips_are_at_the_right_times(tmp_path):
+    """25 then 12.5 frames/s: frame number / average fps would misplace later cuts by ~0.9 s."""
+    vfr = str(tmp_path / "vfr.mp4")
+    samples.make_variable_frame_rate(vfr)
+    records = split(vfr, min_clip_seconds=0)
+    fps = records[0]["fps"]
+    assert records[0]["variable_frame_rate"] and 18 < fps < 20
+    starts = sorted(r["start"] for r in records)[1:]
+    assert len(starts) == len(samples.BIKES_CUT_SECONDS), starts
+    assert all(abs(a - b) <= 1.0 / fps for a, b in zip(starts, samples.BIKES_CUT_SECONDS)), starts
+    # The cutter resamples the same way: each clip has exactly the frames the splitter counted.
+    clips = ExtractClips(keyframes="none", audio=False)([dict(r, clip_id=f"c{i}") for i, r in enumerate(records)])
+    for clip in clips:
+        assert clip["clip_num_frames"] == clip["end_frame"] - clip["start_frame"], clip["clip_id"]
+
+
+def test_rotated_video_is_split_and_cut_upright(tmp_path):
+    rotated = str(tmp_path / "rotated.mp4")
+    samples.make_rotated(rotated, 90)
+    out = tmp_path / "clips"
+    done = run_cli("split", rotated, "--output", str(out), "--preset", "panda70m-code")
+    assert done.returncode == 0, done.stderr
+    rows = index_table(out)
+    assert [round(r["start"], 2) for r in rows] == [3.04, 5.48, 7.48]  # the same shots as the unrotated file
+    assert all((r["width"], r["height"]) == (272, 640) for r in rows)  # displayed upright
+    with tarfile.open(out / "shards" / "shard-000000.tar") as tar:
+        mp4 = tar.extractfile(next(n for n in tar.getnames() if n.endswith(".mp4"))).read()
+        meta = json.loads(tar.extractfile(next(n for n in tar.getnames() if n.endswith(".json"))).read())
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(mp4)) as container:
+        frame = next(container.decode(video=0))
+    assert (frame.width, frame.height, frame.rotation) == (272, 640, 0)  # no rotation left for players to apply
+    assert meta["probe"]["rotation"] == 90

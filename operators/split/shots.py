@@ -137,7 +137,8 @@ class ShotSplit(Operator):
             detector = SceneDetectShots(self.detector, fps, threshold, self.min_scene_len)
         signals = FrameSignals(self._embedder, fps, self.embed_fps)
         w, h = lowres_size(record["width"], record["height"], self.decode_width)
-        for chunk in iter_frames(record["local_path"], w, h, decoder=self.decoder):
+        constant_fps = record["fps"] if record.get("variable_frame_rate") else None
+        for chunk in iter_frames(record["local_path"], w, h, decoder=self.decoder, constant_fps=constant_fps):
             detector.feed(chunk)
             signals.feed(chunk)
         if signals.count == 0:
