@@ -49,10 +49,7 @@ class ConsensusSelector(Operator):
         for record in records:
             candidates = [dict(c) for c in (record.get("candidates") or [])]
             if not candidates:
-                out.append(self.fail(record, "no_caption_candidates",
-                                     f"clip {record.get('clip_id')}: no teacher produced a caption (the offline "
-                                     "teachers need speech or title/description metadata; add a vision "
-                                     "teacher to caption silent videos without metadata)"))
+                out.append(self._no_candidates(record))
                 continue
             emb = vectors[offset:offset + len(candidates)]
             offset += len(candidates)
@@ -67,6 +64,19 @@ class ConsensusSelector(Operator):
                         "caption_teacher": candidates[best]["teacher"], "score": candidates[best]["score"],
                         "selector": f"{self.name}:{self.model}"})
         return out
+
+
+    def _no_candidates(self, record: dict) -> dict:
+        """Reject a clip no teacher captioned; transient if a teacher failed transiently (retry may help)."""
+        failed = record.get("rejected_candidates") or []
+        if failed:
+            why = "; ".join(f"{f['teacher']}: {f['reason']}" for f in failed)
+            return self.fail(record, "no_caption_candidates", f"clip {record.get('clip_id')}: every teacher "
+                             f"output was rejected ({why})", transient=any(f.get("transient") for f in failed))
+        return self.fail(record, "no_caption_candidates",
+                         f"clip {record.get('clip_id')}: no teacher produced a caption (the offline teachers need "
+                         "speech or title/description metadata; add a vision teacher to caption silent videos "
+                         "without metadata)")
 
 
 def consensus_scores(embeddings: np.ndarray) -> list[Optional[float]]:

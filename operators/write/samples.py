@@ -25,6 +25,8 @@ def sample_members(record: dict, provenance: dict) -> dict:
         "score": record.get("score"),
         "selector": record.get("selector"),
         "candidates": record.get("candidates") or [],
+        "rejected_candidates": record.get("rejected_candidates") or [],
+        "ocr_text": record.get("ocr_text"),
         "provenance": {**provenance, "schema_version": SCHEMA_VERSION},
     }
     members = {"mp4": record["mp4"], "json": meta}
