@@ -104,7 +104,14 @@ def check_fields_flow(ops: list[Operator], source: str | None, require_caption: 
     from vidcurate.schemas.records import SOURCE
 
     available = set(SOURCE.names)
+    teachers: dict[str, int] = {}
     for number, op in enumerate(ops, start=1):
+        teacher = getattr(op, "teacher", None)
+        if isinstance(teacher, str):
+            if teacher in teachers:
+                raise ConfigError(f"{source or 'config'}: pipeline steps {teachers[teacher]} and {number} both write "
+                                  f"candidates as {teacher!r}; give each a distinct 'label'")
+            teachers[teacher] = number
         missing = [f for f in op.requires if f not in available]
         if missing:
             raise ConfigError(f"{source or 'config'}: pipeline step {number} ({op.name}) needs "

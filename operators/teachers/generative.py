@@ -66,6 +66,8 @@ class GenerativeTeacher(Operator):
     modality: ClassVar[str] = "V"  # Panda-70M's input letters: V video, I image, S subtitles, M metadata
 
     model: str = Field(..., description="Local folder or hub id (transformers), or the served model name (openai).")
+    label: Optional[str] = Field(None, description="Teacher name written on its candidates (default: the operator "
+                                 "name). Give each step a distinct label when a pipeline runs several of one kind.")
     revision: Optional[str] = Field(None, description="Hub revision (commit, tag or branch) of the model.")
     backend: Literal["transformers", "openai"] = "transformers"
     # transformers backend
@@ -119,6 +121,11 @@ class GenerativeTeacher(Operator):
     def frames(self, record: dict) -> tuple[bytes, ...]:
         raise NotImplementedError
 
+    @property
+    def teacher(self) -> str:
+        """The name candidates carry; selection, reports and `teachers choose` group by it."""
+        return self.label or self.name
+
     def candidate_modality(self) -> str:
         return self.modality
 
@@ -155,7 +162,7 @@ class GenerativeTeacher(Operator):
                 if reason:
                     self._reject_candidate(record, reason, f"output {gen.text[:200]!r}", gen.text)
                 else:
-                    add_candidate(record, teacher=self.name, modality=self.candidate_modality(), text=text,
+                    add_candidate(record, teacher=self.teacher, modality=self.candidate_modality(), text=text,
                                   model_id=self._backend.model_id, model_revision=self._backend.revision,
                                   params={**self.provenance(), "num_images": len(req.images)})
                     self.stats.incr(f"{self.name}.captioned")
@@ -163,7 +170,7 @@ class GenerativeTeacher(Operator):
         return out
 
     def _reject_candidate(self, record: dict, reason: str, detail: str, text: str, transient: bool = False) -> None:
-        add_candidate_reject(record, teacher=self.name, reason=reason, detail=detail, text=text, transient=transient)
+        add_candidate_reject(record, teacher=self.teacher, reason=reason, detail=detail, text=text, transient=transient)
         self.stats.incr(f"{self.name}.candidate_rejected.{reason}")
 
 
