@@ -24,7 +24,7 @@ import importlib
 import string
 from typing import ClassVar, Literal, Optional
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, model_validator
 
 from vidcurate.operators.base import Operator, Resources
 from vidcurate.operators.models.generation import GenerationParams, GenerationRequest
@@ -101,6 +101,12 @@ class GenerativeTeacher(Operator):
     gpus: float = Field(0.0, ge=0, description="GPUs per worker; fractions share a GPU between workers.")
 
     _backend = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _endpoint_for_openai(self):
+        if self.backend == "openai" and not self.endpoint:
+            raise ValueError("backend 'openai' needs 'endpoint', the server's base URL (e.g. http://HOST:8000/v1)")
+        return self
 
     def declared_resources(self) -> Resources:
         return Resources(cpus=self.resources.cpus, gpus=self.gpus, memory_gb=self.resources.memory_gb,
