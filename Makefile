@@ -14,6 +14,15 @@ $(STAMP): pyproject.toml infra/constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c infra/constraints-cpu.txt -e '.[test]'
+	@# espeak-ng synthesises the speech the speech-teacher test transcribes (no sample video has speech).
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && apt-get install -y -qq espeak-ng) || \
+	      echo "warning: apt-get could not install espeak-ng; tests/test_teacher_speech.py will be skipped"; \
+	  else \
+	    echo "note: espeak-ng is not installed and this is not root with apt-get: install it yourself" \
+	         "(sudo apt-get install espeak-ng) or tests/test_teacher_speech.py will be skipped"; \
+	  fi; }
 	touch $(STAMP)
 
 install: $(STAMP)

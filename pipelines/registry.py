@@ -14,6 +14,7 @@ OPERATORS: dict[str, str] = {
     "extract_clips": "vidcurate.operators.extract:ExtractClips",
     "speech_teacher": "vidcurate.operators.teachers.speech:SpeechTeacher",
     "metadata_teacher": "vidcurate.operators.teachers.metadata:MetadataTeacher",
+    "ocr_teacher": "vidcurate.operators.teachers.ocr:OcrTeacher",
     "video_teacher": "vidcurate.operators.teachers.generative:VideoTeacher",
     "frame_teacher": "vidcurate.operators.teachers.generative:FrameTeacher",
     "text_teacher": "vidcurate.operators.teachers.generative:TextTeacher",

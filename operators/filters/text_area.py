@@ -28,7 +28,7 @@ from pydantic import Field, PrivateAttr
 
 from vidcurate.operators.base import RecordError, Resources
 from vidcurate.operators.filters.base import Filter, Verdict, clip_label
-from vidcurate.operators.models.loading import require
+from vidcurate.operators.models.ocr import RapidOCR
 
 
 class TextAreaFilter(Filter):
@@ -46,17 +46,12 @@ class TextAreaFilter(Filter):
     threads: int = Field(1, ge=1, description="onnxruntime threads per worker (also the worker's declared cpus).")
 
     _ocr = PrivateAttr(default=None)
-    _cv2 = PrivateAttr(default=None)
 
     def declared_resources(self) -> Resources:
         return Resources(cpus=self.threads, memory_gb=self.resources.memory_gb, batch_size=self.resources.batch_size)
 
     def setup(self) -> None:
-        rapidocr = require("rapidocr_onnxruntime", "rapidocr-onnxruntime", "filter_text_area (text detection)")
-        self._cv2 = require("cv2", "opencv-python-headless", "filter_text_area (keyframe decoding)")
-        # text_score is RapidOCR's recognizer confidence cut; the models ship in the wheel.
-        self._ocr = rapidocr.RapidOCR(text_score=self.min_text_score, print_verbose=False,
-                                      intra_op_num_threads=self.threads, inter_op_num_threads=1)
+        self._ocr = RapidOCR(self.name, self.min_text_score, self.threads)
 
     def teardown(self) -> None:
         self._ocr = None
@@ -76,10 +71,7 @@ class TextAreaFilter(Filter):
 
     # ---- helpers ---------------------------------------------------------------------
     def _decode(self, jpeg: bytes, index: int, record: dict):
-        import numpy as np
-
-        # RapidOCR's models expect a BGR uint8 array; imdecode of the (RGB) JPEG gives BGR.
-        image = self._cv2.imdecode(np.frombuffer(bytes(jpeg), np.uint8), self._cv2.IMREAD_COLOR)
+        image = self._ocr.decode(jpeg)
         if image is None:
             raise RecordError("bad_keyframe", f"{clip_label(record)}: keyframe {index} is not a decodable image")
         return image
@@ -87,16 +79,12 @@ class TextAreaFilter(Filter):
     def _text_fraction(self, bgr) -> float:
         import numpy as np
 
-        # Detector (+ recognizer when asked), never the angle classifier: it cannot change a box.
-        result, _ = self._ocr(bgr, use_det=True, use_cls=False, use_rec=self.recognize)
-        if not result:
-            return 0.0
-        if self.recognize:  # [[box, text, score], ...], already cut at min_text_score
-            boxes = [box for box, text, _score in result if any(ch.isalnum() for ch in text)]
-        else:  # [box, ...]
-            boxes = result
+        if self.recognize:  # lines already cut at min_text_score
+            boxes = [line.box for line in self._ocr.lines(bgr) if any(ch.isalnum() for ch in line.text)]
+        else:
+            boxes = self._ocr.boxes(bgr)
         if not boxes:
             return 0.0
         mask = np.zeros(bgr.shape[:2], np.uint8)
-        self._cv2.fillPoly(mask, [np.round(np.asarray(box, np.float32)).astype(np.int32) for box in boxes], 1)
+        self._ocr.cv2.fillPoly(mask, [np.round(np.asarray(box, np.float32)).astype(np.int32) for box in boxes], 1)
         return float(mask.mean())

@@ -1,10 +1,12 @@
 """speech_teacher: Whisper ASR on each clip's audio, gated by Silero VAD.
 
-Music, effects and silence produce no text: the VAD must find at least
+Silence and most music produce no text, in three layers: Silero VAD must find at least
 ``min_speech_seconds`` of speech before Whisper runs (Whisper alone hallucinates on
-music), segments Whisper itself marks as non-speech are dropped, and transcripts of
-fewer than ``min_words`` words ("Mm.") are not kept. The transcript is both a caption candidate (modality "S") and the clip's
-``transcript``, which text teachers use as Panda-70M's subtitles.
+music), segments Whisper itself marks as non-speech are dropped, and transcripts of fewer
+than ``min_words`` words are not kept. The VAD alone is not enough: on Big Buck Bunny's
+music it marks 1.4 s as speech at threshold 0.5 (0.5 s even at 0.9), and Whisper answers
+"Mm.", which ``min_words`` drops. The transcript is both a caption candidate (modality
+"S") and the clip's ``transcript``, which text teachers use as Panda-70M's subtitles.
 """
 from __future__ import annotations
 
