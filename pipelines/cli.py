@@ -144,6 +144,30 @@ def bench_split(seconds: float, height: int | None, repeats: int, long_factor: i
     run(seconds, height, repeats, long_factor, workdir, echo=click.echo)
 
 
+@bench.command("teachers")
+@click.option("--model", default=None, help="Model folder or hub id (default: a tiny random VLM built locally).")
+@click.option("--teacher", type=click.Choice(["video_teacher", "frame_teacher", "text_teacher"]),
+              default="video_teacher", show_default=True)
+@click.option("--clips", default=48, show_default=True, help="Real clips to caption (cut from the sample videos).")
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--max-new-tokens", default=24, show_default=True)
+@click.option("--repeats", default=3, show_default=True, help="Runs per measurement; the best is kept.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--json-out", default=None, help="Also write the figures to this JSON file.")
+def bench_teachers(model, teacher, clips, batch_size, max_new_tokens, repeats, device, json_out) -> None:
+    """A teacher operator inside the pipeline vs its model called directly, and tokens/s."""
+    import json
+
+    from vidcurate.pipelines.bench_teachers import report, run
+
+    result = run(model=model, teacher=teacher, clips=clips, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                 repeats=repeats, device=device)
+    click.echo(report(result))
+    if json_out:
+        with open(json_out, "w") as handle:
+            json.dump(result, handle, indent=2)
+
+
 @cli.group()
 def teachers() -> None:
     """Choosing which caption teachers to run."""

@@ -27,7 +27,7 @@ from typing import ClassVar, Literal, Optional
 from pydantic import Field, PrivateAttr, model_validator
 
 from vidcurate.operators.base import Operator, Resources
-from vidcurate.operators.models.generation import GenerationParams, GenerationRequest
+from vidcurate.operators.models.generation import Generation, GenerationParams, GenerationRequest
 from vidcurate.operators.teachers.candidates import add_candidate, add_candidate_reject, clean_caption, degenerate_reason
 
 PANDA_TEXT_PROMPT = (
@@ -124,6 +124,8 @@ class GenerativeTeacher(Operator):
         self._backend = None
 
     # ---- what subclasses decide --------------------------------------------------------
+    needs_frames: ClassVar[bool] = True  # a vision teacher without frames would caption blind
+
     def frames(self, record: dict) -> tuple[bytes, ...]:
         raise NotImplementedError
 
@@ -144,16 +146,28 @@ class GenerativeTeacher(Operator):
                                  system=self.system_prompt)
 
     def provenance(self) -> dict:
-        return {"backend": self.backend, "prompt": self.prompt, "system_prompt": self.system_prompt,
-                "first_sentence": self.first_sentence, **self.generation_params().as_dict(),
-                **({"endpoint": self.endpoint} if self.backend == "openai" else {"dtype": self.dtype})}
+        """What produced a candidate: backend, prompt as used, decoding parameters, device and kind."""
+        backend = self._backend
+        ran = {"endpoint": self.endpoint} if self.backend == "openai" else {
+            "dtype": str(getattr(backend, "dtype", self.dtype)).replace("torch.", ""),
+            "device": str(getattr(backend, "device", self.device)),
+            "model_kind": getattr(backend, "kind", self.model_kind)}
+        prompted = getattr(backend, "prompted", True)  # BLIP/GIT caption unconditionally
+        return {"backend": self.backend, "prompt": self.prompt if prompted else None,
+                "system_prompt": self.system_prompt if prompted else None,
+                "first_sentence": self.first_sentence, **self.generation_params().as_dict(), **ran}
 
     # ---- work ------------------------------------------------------------------------
     def process_batch(self, records: list[dict]) -> list[dict]:
         requests = [self.request(r) for r in records]
-        generations = self._backend.generate(requests, self.generation_params())
-        if len(generations) != len(records):
-            raise RuntimeError(f"{self.name}: backend returned {len(generations)} answers for {len(records)} requests")
+        todo = [i for i, req in enumerate(requests) if req.images or not self.needs_frames]
+        answers = self._backend.generate([requests[i] for i in todo], self.generation_params()) if todo else []
+        if len(answers) != len(todo):
+            raise RuntimeError(f"{self.name}: backend returned {len(answers)} answers for {len(todo)} requests")
+        generations = [Generation(error="no_keyframes", detail="the clip has no keyframes (set extract_clips "
+                                  "keyframes: uniform or middle)") for _ in requests]
+        for i, answer in zip(todo, answers):
+            generations[i] = answer
         out = []
         for record, req, gen in zip(records, requests, generations):
             record = {**record, "candidates": list(record.get("candidates") or []),
@@ -244,6 +258,7 @@ class TextTeacher(GenerativeTeacher):
     requires: ClassVar[tuple[str, ...]] = ()
     provides: ClassVar[tuple[str, ...]] = ("candidates", "rejected_candidates")
 
+    needs_frames: ClassVar[bool] = False
     prompt: str = PANDA_TEXT_PROMPT
     num_frames: int = Field(0, ge=0, le=64, description="Keyframes sent with the text (0 = text only).")
 
