@@ -130,8 +130,8 @@ def test_run_writes_resolved_config_and_stats_that_rebuild(default_build, corpus
     out = default_build["out"]
     resolved = yaml.safe_load(open(os.path.join(out, "config.resolved.yaml")))
     assert [s["op"] for s in resolved["pipeline"]] == [
-        "probe", "split_shots", "filter_motion", "extract_clips", "speech_teacher", "metadata_teacher",
-        "consensus_selector"]
+        "probe", "split_shots", "filter_motion", "extract_clips", "speech_teacher", "ocr_teacher",
+        "metadata_teacher", "consensus_selector"]
     stats = json.load(open(os.path.join(out, "stats.json")))
     assert stats["counters"]["probe.rejected.empty_file"] == 1
     assert stats["counters"]["split_shots.rejected.too_short"] == 1
