@@ -16,7 +16,6 @@ measure a real model on a GPU with the same command.
 """
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 

@@ -5,19 +5,24 @@
     result = build("videos/", "out/", load_config())   # the embedded default config
     print(result.summary())
 
-Output folder::
+Output folder (a local folder or an fsspec URL)::
 
-    shards/<prefix>-000000.tar   WebDataset samples: <clip_id>.mp4 / .json / .txt
+    shards/<split>/<prefix>-000000.tar   WebDataset samples: <clip_id>.mp4 / .json / .txt
     index.parquet                one row per clip (schemas.INDEX)
     rejects.parquet              one row per rejected input or clip (schemas.REJECT)
-    stats.json                   counters and timers per operator, merged
+    stats.json                   counters and timers per operator, merged (this run)
     config.resolved.yaml         the configuration with every default filled in
+    _journal/                    what is done: re-running the same command resumes
+
+Builds are resumable and incremental: a re-run with the same config skips every source
+video the journal lists as done (after a crash, after adding inputs), removes samples of
+videos that were not finished, and rewrites the tables. A different config is refused
+unless ``overwrite`` (which keeps the stage cache, so earlier stages are not redone).
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,15 +31,23 @@ from importlib.metadata import PackageNotFoundError, version
 import yaml
 
 from vidcurate.operators.base import is_ok
-from vidcurate.operators.write.sink import INDEX_FILE, REJECTS_FILE, DatasetSink
+from vidcurate.operators.write.destination import Destination
+from vidcurate.operators.write.journal import JOURNAL_DIR, Journal
+from vidcurate.operators.write.sink import INDEX_FILE, REJECTS_FILE, SHARDS_DIR, DatasetSink, SinkOptions
+from vidcurate.pipelines.card import dataset_card
 from vidcurate.pipelines.config import BuildConfig
+from vidcurate.pipelines.progress import Progress
+from vidcurate.pipelines.report import write_report
 from vidcurate.pipelines.runners.local import LocalRunner
-from vidcurate.schemas.manifest import read_inputs
+from vidcurate.operators.write.samples import reject_row
+from vidcurate.schemas.manifest import Inputs, read_inputs
 from vidcurate.schemas.records import rejected
 
 STATS_FILE = "stats.json"
 CONFIG_FILE = "config.resolved.yaml"
-OUTPUT_NAMES = ("shards", INDEX_FILE, REJECTS_FILE, STATS_FILE, CONFIG_FILE)
+CARD_FILE = "README.md"
+REPORT_FILE = "report.html"
+OUTPUT_NAMES = (SHARDS_DIR, INDEX_FILE, REJECTS_FILE, STATS_FILE, CONFIG_FILE, JOURNAL_DIR, CARD_FILE, REPORT_FILE)
 
 
 class BuildError(RuntimeError):
@@ -56,17 +69,24 @@ def vidcurate_version() -> str:
 class BuildResult:
     output: str
     inputs: int = 0
+    inputs_done_before: int = 0  # skipped: a previous run of this build finished them
     inputs_with_samples: int = 0
     clips: int = 0
     rejects: Counter = field(default_factory=Counter)
     shards: list = field(default_factory=list)
     stage_seconds: dict = field(default_factory=dict)
     wall_seconds: float = 0.0
+    retried: int | None = None  # retry-failed: source videos re-run
 
     def summary(self) -> str:
         lines = [
             f"vidcurate build -> {self.output}",
-            f"  videos in:      {self.inputs} ({self.inputs_with_samples} gave clips)",
+            *([f"  retried:        {self.retried} source video(s) with transient rejects"
+               if self.retried else "  retried:        nothing to retry (no transient rejects)"]
+              if self.retried is not None else []),
+            f"  videos in:      {self.inputs} "
+            + (f"({self.inputs_done_before} done by an earlier run, skipped; {self.inputs_with_samples} of the "
+               f"others gave clips)" if self.inputs_done_before else f"({self.inputs_with_samples} gave clips)"),
             f"  clips out:      {self.clips} in {len(self.shards)} shard(s)",
             f"  rejects:        {sum(self.rejects.values())}"
             + "".join(f"\n    {n:5d}  {key}" for key, n in self.rejects.most_common()),
@@ -107,17 +127,26 @@ class FailureBudget:
                 f"See rejects.parquet for every input and reason.")
 
 
-def build(input_location: str, output: str, config: BuildConfig, overwrite: bool = False) -> BuildResult:
+def build(input_location: str | None, output: str, config: BuildConfig, overwrite: bool = False,
+          sources: list[dict] | None = None, progress: bool | None = None) -> BuildResult:
+    """Build (or resume, or extend) the dataset in ``output`` from ``input_location``.
+
+    ``sources`` replaces reading ``input_location`` (used by ``retry_failed``). ``progress``:
+    None = bars on a terminal and a rare line in logs, False = silent (pipelines/progress.py)."""
     started = time.perf_counter()
     operators = config.operators()          # a bad config fails before anything is touched,
-    inputs = read_inputs(input_location)    # and so does a bad manifest: OUT is left as it was
-    _prepare_output(output, overwrite)
-    resolved = config.resolved(operators)
-    with open(os.path.join(output, CONFIG_FILE), "w") as handle:
-        yaml.safe_dump(resolved, handle, sort_keys=False)
-    provenance = {"config_hash": config.digest(resolved), "vidcurate_version": vidcurate_version()}
-    sink = DatasetSink(output, provenance, config.output.shard_prefix,
-                       config.output.shard_max_samples, config.output.shard_max_bytes)
+    inputs = read_inputs(input_location) if sources is None else Inputs(sources=sources, rejects=[])
+    resolved = config.resolved(operators)   # and so does a bad manifest: OUT is left as it was
+    config_hash = config.digest(resolved)
+    dest = _prepare_output(output, overwrite, config_hash)
+    dest.write_bytes(CONFIG_FILE, yaml.safe_dump(resolved, sort_keys=False).encode("utf-8"))
+    provenance = {"config_hash": config_hash, "vidcurate_version": vidcurate_version()}
+    out = config.output
+    sink = DatasetSink(dest, provenance, SinkOptions(out.shard_prefix, out.shard_max_samples, out.shard_max_bytes,
+                                                     out.open_shards, dict(out.splits), tuple(out.bucket_by),
+                                                     out.split_seed), config_hash)
+    done = sink.done_uris
+    todo = [s for s in inputs.sources if s["uri"] not in done]
     budget = FailureBudget(config.run.max_failure_ratio, config.run.failure_ratio_min_inputs)
 
     def emit(records: list[dict]) -> None:
@@ -125,45 +154,89 @@ def build(input_location: str, output: str, config: BuildConfig, overwrite: bool
         budget.record(records)
         budget.check()
 
-    runner = LocalRunner(operators, config.run.videos_per_chunk)
+    display = Progress(len(todo), [op.name for op in operators], enabled=progress)
+    runner = LocalRunner(operators, config.run.videos_per_chunk, progress=display)
     error: BuildError | None = None
     try:
-        emit(inputs.rejects)
-        runner.run(inputs.sources, emit)
+        emit([r for r in inputs.rejects if r["uri"] not in done])
+        if todo:  # nothing left to do: no model is loaded
+            with display:
+                runner.run(todo, emit)
     except BuildError as exc:
         error = exc
-        # Inputs the stop left unprocessed are rejects too (transient: a re-run may succeed).
-        sink.write([rejected(s, "build", "build_stopped", f"{s['uri']}: not processed, the build stopped early",
-                             transient=True) for s in inputs.sources if s["uri"] not in budget.inputs])
+        # Inputs the stop left unprocessed are rejects too (transient: re-running the same
+        # command processes them; they are not journaled as done).
+        sink.extra_rejects += [reject_row(rejected(s, "build", "build_stopped",
+                                                   f"{s['uri']}: not processed, the build stopped early",
+                                                   transient=True))
+                               for s in todo if s["uri"] not in budget.inputs]
     stats = runner.stats()
     result = BuildResult(output=output, shards=sink.close())
-    with open(os.path.join(output, STATS_FILE), "w") as handle:
-        json.dump(stats.to_dict(), handle, indent=2)
+    dest.write_bytes(STATS_FILE, json.dumps(stats.to_dict(), indent=2).encode("utf-8"))
     _account_for_every_input(inputs, sink)
+    card = dataset_card(resolved, sink.index_rows, sink.reject_rows,
+                        [v["source"] for v in sink.journal.state.videos.values()], provenance)
+    dest.write_bytes(CARD_FILE, card.encode("utf-8"))
+    if dest.local:  # the report reads the output folder back
+        try:
+            write_report(dest.root)
+        except Exception as exc:  # a report problem must not fail a finished build
+            logging.getLogger(__name__).warning("could not write %s: %s", REPORT_FILE, exc)
     result.stage_seconds = {k.rsplit(".", 1)[0]: round(v, 3) for k, v in stats.seconds.items()
                             if k.endswith(".process")}
     result.inputs = len(inputs.sources) + len({r["uri"] for r in inputs.rejects})
+    result.inputs_done_before = len({s["uri"] for s in inputs.sources} & done)
     result.inputs_with_samples = len(budget.with_samples)
-    result.clips = len(sink.index_rows)
+    index_rows = sink.index_rows
+    result.clips = len(index_rows)
     result.rejects = Counter(f"{r['stage']}/{r['reason']}" for r in sink.reject_rows)
     result.wall_seconds = time.perf_counter() - started
+    dest.close()
     if error is not None:
         raise error
     budget.check(final=True)
     return result
 
 
-def _prepare_output(output: str, overwrite: bool) -> None:
-    if os.path.exists(output) and not os.path.isdir(output):
+def retry_failed(output: str) -> BuildResult:
+    """Re-run the source videos of ``output`` that have a transient reject (timeouts, network, ...)."""
+    from vidcurate.pipelines.config import load_config
+
+    dest = Destination(output)
+    if not dest.exists(CONFIG_FILE) or not dest.exists(JOURNAL_DIR):
+        raise OutputError(f"{output!r} holds no resumable build (no {CONFIG_FILE} and {JOURNAL_DIR}/)")
+    journal = Journal(dest)
+    retry = sorted(uri for uri, video in journal.state.videos.items()
+                   if any(row.get("transient") for row in video["rejects"]))
+    if not retry:
+        result = build(None, output, load_config(dest.path(CONFIG_FILE)), sources=[])
+        result.retried = 0
+        return result
+    sources = [journal.state.videos[uri]["source"] for uri in retry]
+    journal.append({"kind": "retract", "uris": retry})  # their samples become orphans, removed below
+    result = build(None, output, load_config(dest.path(CONFIG_FILE)), sources=sources)
+    result.retried = len(retry)
+    return result
+
+
+def _prepare_output(output: str, overwrite: bool, config_hash: str) -> Destination:
+    dest = Destination(output)
+    if dest.exists() and dest.isfile():
         raise OutputError(f"output {output!r} is a file, not a folder")
-    existing = [n for n in OUTPUT_NAMES if os.path.exists(os.path.join(output, n))]
+    existing = [n for n in OUTPUT_NAMES if dest.exists(n)]
     if existing and not overwrite:
-        raise OutputError(f"output {output!r} already holds a build ({', '.join(existing)}); "
-                          "pass --overwrite to replace it")
-    for name in existing:
-        path = os.path.join(output, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    os.makedirs(output, exist_ok=True)
+        if not dest.exists(JOURNAL_DIR):
+            raise OutputError(f"output {output!r} holds files of another build ({', '.join(existing)}) and no "
+                              f"{JOURNAL_DIR}/ to resume from; pass --overwrite to replace it")
+        previous = Journal(dest).state.config_hash
+        if previous and previous != config_hash:
+            raise OutputError(f"output {output!r} holds a build made with another config (hash {previous}, now "
+                              f"{config_hash}); pass --overwrite to rebuild it, or choose another output")
+    if overwrite:
+        for name in existing:
+            dest.remove(name)
+    dest.makedirs()
+    return dest
 
 
 def _account_for_every_input(inputs, sink: DatasetSink) -> None:

@@ -36,15 +36,19 @@ def cli() -> None:
 @click.option("--runner", type=click.Choice(["local"]), default=None, help="Execution engine (overrides run.runner).")
 @click.option("--max-failure-ratio", type=click.FloatRange(0, 1), default=None,
               help="Stop when more than this share of inputs yields no clip (overrides run.max_failure_ratio).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing build in OUTPUT.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the build in OUTPUT (needed when the config changed). Without it, re-running the "
+                   "same command resumes an interrupted build or adds new inputs.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each stage's progress.")
 def build(input_location: str, output: str, config_path: str | None, runner: str | None,
           max_failure_ratio: float | None, overwrite: bool, verbose: bool) -> None:
     """Build a dataset: probe, split, extract, caption, select, write shards.
 
-    Every input ends up in OUTPUT as samples or as rejects with a reason. Exit code 0 on
-    success, 1 when the build stopped (run.max_failure_ratio exceeded), 2 for bad
-    arguments, configs, manifests or an output folder that holds a build already.
+    Every input ends up in OUTPUT as samples or as rejects with a reason. Re-running the
+    same command resumes: videos already done are skipped (after a crash, or when new
+    inputs were added). Exit code 0 on success, 1 when the build stopped
+    (run.max_failure_ratio exceeded), 2 for bad arguments, configs, manifests or an output
+    folder holding a build made with another config.
     """
     overrides = {"max_failure_ratio": max_failure_ratio} if max_failure_ratio is not None else {}
     _run_build(input_location, output, config_path, runner, overwrite, verbose, overrides)
@@ -61,7 +65,9 @@ def build(input_location: str, output: str, config_path: str | None, runner: str
               help="Shot detector for split_shots.")
 @click.option("--max-failure-ratio", type=click.FloatRange(0, 1), default=None,
               help="Stop when more than this share of inputs yields no clip.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing build in OUTPUT.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the build in OUTPUT (needed when the config changed). Without it, re-running the "
+                   "same command resumes an interrupted build or adds new inputs.")
 def split(input_location: str, output: str, config_path: str, preset: str | None, detector: str | None,
           max_failure_ratio: float | None, overwrite: bool) -> None:
     """Split videos into clips only: probe, split, filters, extract; no teachers.
@@ -91,6 +97,26 @@ def demo(output: str, inputs: str | None) -> None:
     click.echo(f"demo inputs written to {inputs} (manifest {manifest})")
     _run_build(manifest, output, None, None, True, False)
     click.echo(f"open {os.path.join(output, 'index.parquet')} or a shard in {os.path.join(output, 'shards')}")
+
+
+@cli.command()
+@click.argument("output", metavar="OUT")
+@click.option("--samples", type=click.IntRange(min=0), default=12, show_default=True,
+              help="Sample clips shown with a thumbnail and every caption candidate.")
+def report(output: str, samples: int) -> None:
+    """(Re)write OUT/report.html: counts, rejects, plots and sample clips of a build.
+
+    OUT is a build's output folder. The page is one self-contained HTML file (plots and
+    thumbnails embedded). Prints its path; exit code 2 when OUT holds no build.
+    """
+    from vidcurate.pipelines.report import ReportError, write_report
+
+    try:
+        path = write_report(output, samples=samples)
+    except ReportError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(path)
 
 
 @cli.command()
@@ -226,6 +252,26 @@ def teachers_choose(labels_path: str, k: int, as_json: bool) -> None:
         click.echo(f"{s.step:>4}  {s.teacher:<{width}}  {s.newly_covered:>13}  {s.coverage:>8.1%}  "
                    f"{s.alone / clips:>7.1%}")
     click.echo(why)
+
+
+@cli.command("retry-failed")
+@click.argument("output")
+def retry_failed_command(output: str) -> None:
+    """Re-run the source videos of OUTPUT whose rejects are transient (timeouts, network, overload).
+
+    Their previous samples and rejects are replaced; every other video is left as it is.
+    """
+    from vidcurate.pipelines.build import BuildError, OutputError, retry_failed
+
+    try:
+        result = retry_failed(output)
+    except (*USAGE_ERRORS, OutputError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except BuildError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(result.summary())
 
 
 def _run_build(input_location, output, config_path, runner, overwrite, verbose, run_overrides=None,

@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vidcurate.operators.base import Operator
 from vidcurate.pipelines.registry import OPERATORS, operator_class
@@ -37,6 +37,24 @@ class OutputConfig(BaseModel):
     shard_max_samples: int = Field(1000, ge=1, description="Samples per shard at most.")
     shard_max_bytes: int = Field(1 << 30, ge=1024, description="Bytes per shard at most (one sample may exceed it).")
     require_caption: bool = Field(True, description="Samples need a selected caption (false for split-only runs).")
+    open_shards: int = Field(4, ge=1, le=256, description="Shards filled at once per split/bucket; a video's clips "
+                             "spread over them (1 = shards in arrival order, a video's clips together).")
+    splits: dict[str, float] = Field(default_factory=lambda: {"train": 0.98, "validation": 0.01, "test": 0.01},
+                                     description="Split name -> share of source videos (every clip of a video "
+                                     "goes to the same split).")
+    split_seed: int = Field(0, description="Changes which videos land in which split.")
+    bucket_by: list[Literal["resolution", "aspect", "duration"]] = Field(
+        default_factory=list, description="Group shards by clip shape: shards/<split>/<bucket>/...")
+
+    @field_validator("splits")
+    @classmethod
+    def _splits_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value or any(share < 0 for share in value.values()) or sum(value.values()) <= 0:
+            raise ValueError("splits need at least one name with a positive share, e.g. {train: 0.98, test: 0.02}")
+        bad = [name for name in value if not name.replace("-", "").replace("_", "").isalnum()]
+        if bad:
+            raise ValueError(f"split names must be letters, digits, - or _: {bad}")
+        return value
 
 
 class RunConfig(BaseModel):

@@ -127,7 +127,8 @@ INDEX = pa.schema(
         pa.field("width", pa.int32()),
         pa.field("height", pa.int32()),
         pa.field("num_frames", pa.int64()),
-        pa.field("shard", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),  # train / validation / test, by source video
+        pa.field("shard", pa.string(), nullable=False),  # path under OUT/shards, e.g. train/shard-000000.tar
         pa.field("key", pa.string(), nullable=False),
         pa.field("mp4_bytes", pa.int64()),
     ],

@@ -75,3 +75,26 @@ def rejects_table(out) -> list[dict]:
     import pyarrow.parquet as pq
 
     return pq.read_table(os.path.join(out, "rejects.parquet")).to_pylist()
+
+
+def shard_samples(out) -> dict[str, dict[str, bytes]]:
+    """Every sample in OUT/shards (all splits and buckets): key -> {ext: bytes, "__shard__": path under shards/}.
+    Fails on a partial shard left behind or a key present twice."""
+    import tarfile
+
+    samples: dict[str, dict[str, bytes]] = {}
+    shard_dir = os.path.join(out, "shards")
+    for folder, _, files in sorted(os.walk(shard_dir)):
+        for name in sorted(files):
+            assert name.endswith(".tar") and not name.startswith("."), name  # no partial shard left behind
+            shard = os.path.relpath(os.path.join(folder, name), shard_dir)
+            seen_here: set[str] = set()
+            with tarfile.open(os.path.join(folder, name)) as tar:
+                for member in tar.getmembers():
+                    key, ext = member.name.split(".", 1)
+                    if key not in seen_here:
+                        assert key not in samples, f"sample {key} is in two shards"
+                        seen_here.add(key)
+                    samples.setdefault(key, {"__shard__": shard.encode()})[ext] = tar.extractfile(member).read()
+    return samples
+

@@ -5,13 +5,12 @@ import io
 import json
 import os
 import re
-import tarfile
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import index_table, rejects_table, run_cli
+from conftest import index_table, rejects_table, run_cli, shard_samples
 
 pytestmark = pytest.mark.slow
 FRAME = 1 / 25  # the corpus is 25 fps
@@ -69,21 +68,9 @@ def test_every_input_is_accounted_for(default_build, corpus):
     assert in_index == {"carphone_then_bikes.mp4", "bigbuckbunny.mp4"}
 
 
-def _shard_samples(out) -> dict[str, dict[str, bytes]]:
-    samples: dict[str, dict[str, bytes]] = {}
-    shard_dir = os.path.join(out, "shards")
-    for shard in sorted(os.listdir(shard_dir)):
-        assert shard.endswith(".tar") and not shard.startswith("."), shard  # no partial shard left behind
-        with tarfile.open(os.path.join(shard_dir, shard)) as tar:
-            for member in tar.getmembers():
-                key, ext = member.name.split(".", 1)
-                samples.setdefault(key, {"__shard__": shard.encode()})[ext] = tar.extractfile(member).read()
-    return samples
-
-
 def test_shards_hold_mp4_json_txt_matching_the_index(default_build):
     out = default_build["out"]
-    samples = _shard_samples(out)
+    samples = shard_samples(out)
     rows = index_table(out)
     assert {r["key"] for r in rows} == set(samples)
     for row in rows:
@@ -102,7 +89,7 @@ def test_clip_mp4_decodes_to_its_frame_count_and_starts_on_the_cut(default_build
     import decord
 
     out = default_build["out"]
-    samples = _shard_samples(out)
+    samples = shard_samples(out)
     source = decord.VideoReader(str(corpus["compilation"]), width=160, height=90)
     for row in _clips_of(index_table(out), "carphone_then_bikes.mp4"):
         meta = json.loads(samples[row["key"]]["json"])
@@ -118,7 +105,7 @@ def test_clip_mp4_decodes_to_its_frame_count_and_starts_on_the_cut(default_build
 
 
 def test_music_only_audio_gives_no_speech_candidate(default_build):
-    samples = _shard_samples(default_build["out"])
+    samples = shard_samples(default_build["out"])
     bunny = [json.loads(s["json"]) for s in samples.values()
              if json.loads(s["json"])["source"]["uri"].endswith("bigbuckbunny.mp4")]
     assert bunny and bunny[0]["probe"]["has_audio"]

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 
 import pytest
 
-from conftest import index_table, rejects_table, run_cli
+from conftest import index_table, rejects_table, run_cli, shard_samples
 from vidcurate.operators.media import run_ffmpeg
 from vidcurate.operators.extract import ExtractClips
 from vidcurate.operators.probe import ProbeVideo
@@ -133,10 +132,9 @@ def test_split_command_writes_clips_with_their_audit_trail(tmp_path, corpus):
     assert all(r["shots"] == [[r["start"], r["end"]]] for r in rows)
     reasons = sorted(r["reason"] for r in rejects_table(out))
     assert reasons == ["too_short"] * 3
-    with tarfile.open(out / "shards" / "shard-000000.tar") as tar:
-        names = tar.getnames()
-        meta = json.loads(tar.extractfile(names[0]).read())
-    assert {n.split(".", 1)[1] for n in names} == {"mp4", "json"}
+    samples = shard_samples(out)
+    meta = json.loads(next(iter(samples.values()))["json"])
+    assert all(set(s) == {"__shard__", "mp4", "json"} for s in samples.values())  # no caption: no txt
     assert meta["span"]["split_reason"] == "shot" and "transition_distance" in meta["span"]["split_scores"]
     resolved = open(out / "config.resolved.yaml").read()
     assert "preset: panda70m-code" in resolved and "min_clip_seconds: 2.0" in resolved
@@ -184,8 +182,7 @@ def test_split_with_the_text_area_filter_scores_every_clip(tmp_path, corpus):
     out = tmp_path / "clips"
     done = run_cli("split", str(corpus["compilation"]), "-o", str(out), "-c", str(config), "--preset", "panda70m-code")
     assert done.returncode == 0, done.stderr
-    with tarfile.open(out / "shards" / "shard-000000.tar") as tar:
-        metas = [json.loads(tar.extractfile(m).read()) for m in tar.getmembers() if m.name.endswith(".json")]
+    metas = [json.loads(s["json"]) for s in shard_samples(out).values()]
     assert len(metas) == 4  # no burned-in text in this footage: nothing rejected for text
     for meta in metas:
         scores = meta["filter_scores"]
@@ -218,9 +215,8 @@ def test_rotated_video_is_split_and_cut_upright(tmp_path):
     rows = index_table(out)
     assert [round(r["start"], 2) for r in rows] == [3.04, 5.48, 7.48]  # the same shots as the unrotated file
     assert all((r["width"], r["height"]) == (272, 640) for r in rows)  # displayed upright
-    with tarfile.open(out / "shards" / "shard-000000.tar") as tar:
-        mp4 = tar.extractfile(next(n for n in tar.getnames() if n.endswith(".mp4"))).read()
-        meta = json.loads(tar.extractfile(next(n for n in tar.getnames() if n.endswith(".json"))).read())
+    sample = next(iter(shard_samples(out).values()))
+    mp4, meta = sample["mp4"], json.loads(sample["json"])
     import io
 
     import av

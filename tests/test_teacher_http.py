@@ -6,13 +6,12 @@ import io
 import json
 import os
 import socket
-import tarfile
 import time
 
 import pytest
 import yaml
 
-from conftest import index_table, rejects_table
+from conftest import index_table, rejects_table, shard_samples
 from openai_server import openai_server  # noqa: F401  (the fixture)
 from vidcurate.operators.base import OperatorSetupError
 from vidcurate.operators.models.generation import GenerationParams, GenerationRequest
@@ -48,13 +47,7 @@ def _image_parts(body: dict) -> list[dict]:
 
 # ---- (a) a whole build on real footage --------------------------------------------------------------------
 def _samples(out) -> dict[str, dict]:
-    found = {}
-    for shard in sorted(os.listdir(os.path.join(out, "shards"))):
-        with tarfile.open(os.path.join(out, "shards", shard)) as tar:
-            for member in tar.getmembers():
-                if member.name.endswith(".json"):
-                    found[member.name[:-5]] = json.loads(tar.extractfile(member).read())
-    return found
+    return {key: json.loads(sample["json"]) for key, sample in shard_samples(out).items()}
 
 
 @pytest.mark.slow

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tarfile
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, shard_samples
 from test_filters import font_file
 from vidcurate.operators.extract import ExtractClips
 from vidcurate.operators.media import run_ffmpeg
@@ -62,11 +61,9 @@ def built(inputs, tmp_path_factory):
     done = run_cli("build", "-i", str(inputs), "-o", str(work / "out"), "-c", str(work / "ocr.yaml"))
     assert done.returncode == 0, done.stderr
     metas = {}
-    with tarfile.open(work / "out" / "shards" / "shard-000000.tar") as tar:
-        for member in tar.getmembers():
-            if member.name.endswith(".json"):
-                meta = json.loads(tar.extractfile(member).read())
-                metas[os.path.basename(meta["source"]["uri"])] = meta
+    for sample in shard_samples(work / "out").values():
+        meta = json.loads(sample["json"])
+        metas[os.path.basename(meta["source"]["uri"])] = meta
     stats = json.loads((work / "out" / "stats.json").read_text())
     return {"samples": metas, "counters": stats["counters"]}
 

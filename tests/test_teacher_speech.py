@@ -9,11 +9,10 @@ import json
 import os
 import shutil
 import subprocess
-import tarfile
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, shard_samples
 from vidcurate.operators.media import run_ffmpeg
 from vidcurate.pipelines import samples
 
@@ -56,11 +55,9 @@ def built(tmp_path_factory) -> dict:
     done = run_cli("build", "-i", str(inputs), "-o", str(work / "out"), "-c", str(work / "speech.yaml"))
     assert done.returncode == 0, done.stderr
     metas: dict[str, list[dict]] = {}
-    with tarfile.open(work / "out" / "shards" / "shard-000000.tar") as tar:
-        for member in tar.getmembers():
-            if member.name.endswith(".json"):
-                meta = json.loads(tar.extractfile(member).read())
-                metas.setdefault(os.path.basename(meta["source"]["uri"]), []).append(meta)
+    for sample in shard_samples(work / "out").values():
+        meta = json.loads(sample["json"])
+        metas.setdefault(os.path.basename(meta["source"]["uri"]), []).append(meta)
     counters = json.loads((work / "out" / "stats.json").read_text())["counters"]
     return {"samples": metas, "counters": counters}
 

@@ -35,7 +35,7 @@ def sample_members(record: dict, provenance: dict) -> dict:
     return members
 
 
-def index_row(record: dict, shard: str) -> dict:
+def index_row(record: dict, shard: str, split: str = "train") -> dict:
     return {
         "clip_id": record["clip_id"],
         "video_id": record["video_id"],
@@ -51,6 +51,7 @@ def index_row(record: dict, shard: str) -> dict:
         "width": record.get("clip_width"),
         "height": record.get("clip_height"),
         "num_frames": record.get("clip_num_frames"),
+        "split": split,
         "shard": shard,
         "key": record["clip_id"],
         "mp4_bytes": len(record["mp4"]),

@@ -1,65 +1,120 @@
 """WebDataset tar shards written atomically: a reader never sees a partial shard.
 
-Samples go to ``<dir>/.<name>.tmp``; when the shard reaches ``max_samples`` or
-``max_bytes`` (or the build ends) it is renamed to ``<dir>/<prefix>-<NNNNNN>.tar``.
+A :class:`ShardWriter` fills ``open_shards`` shards at once: each sample goes to the
+open shard chosen by a hash of its key, so the clips of one source video spread over
+several shards (a shuffle buffer reading a few shards then sees many videos). With
+``open_shards=1`` samples go to shards in arrival order. Samples are written to a staged
+``.<name>.tmp``; when a shard reaches ``max_samples`` or ``max_bytes`` (or the writer
+closes) it is published as ``[subdir/]<prefix>-<NNNNNN>.tar`` and ``on_finalized(name)``
+is called, which is when a build may count its samples as done.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
-import os
+import tarfile
+from typing import Callable
 
 import webdataset as wds
 
+from vidcurate.operators.write.destination import Destination
+
+
+class _OpenShard:
+    def __init__(self, name: str, staged: str):
+        self.name, self.staged = name, staged
+        self.file = open(staged, "wb")
+        self.tar = wds.TarWriter(self.file)
+        self.samples = self.bytes = 0
+
 
 class ShardWriter:
-    def __init__(self, directory: str, prefix: str = "shard", max_samples: int = 1000,
-                 max_bytes: int = 1 << 30, start_index: int = 0):
-        if max_samples < 1 or max_bytes < 1:
-            raise ValueError(f"shard limits must be >= 1 (max_samples={max_samples}, max_bytes={max_bytes})")
-        os.makedirs(directory, exist_ok=True)
-        self.directory, self.prefix = directory, prefix
+    def __init__(self, directory: str | Destination, prefix: str = "shard", max_samples: int = 1000,
+                 max_bytes: int = 1 << 30, start_index: int = 0, open_shards: int = 1, subdir: str = "",
+                 on_finalized: Callable[[str], None] | None = None):
+        if max_samples < 1 or max_bytes < 1 or open_shards < 1:
+            raise ValueError(f"shard limits must be >= 1 (max_samples={max_samples}, max_bytes={max_bytes}, "
+                             f"open_shards={open_shards})")
+        self.dest = directory if isinstance(directory, Destination) else Destination(directory)
+        self.dest.makedirs(subdir)
+        self.prefix, self.subdir = prefix, subdir
         self.max_samples, self.max_bytes = max_samples, max_bytes
-        self.index = start_index
+        self.index = start_index  # number of the next shard opened
+        self.on_finalized = on_finalized
         self.written: list[str] = []
-        self._file = self._tar = None
-        self._samples = self._bytes = 0
-
-    @property
-    def current_name(self) -> str:
-        return f"{self.prefix}-{self.index:06d}.tar"
+        self._slots: list[_OpenShard | None] = [None] * open_shards
 
     def write(self, key: str, members: dict[str, bytes | str | dict]) -> str:
-        """Add one sample; returns the name of the shard that holds it."""
-        size = sum(len(_as_bytes(v)) for v in members.values())
-        if self._tar is not None and (self._samples >= self.max_samples
-                                      or (self._samples and self._bytes + size > self.max_bytes)):
-            self._finish()
-        if self._tar is None:
-            self._open()
-        self._tar.write({"__key__": key, **{ext: _as_bytes(v) for ext, v in members.items()}})
-        self._samples += 1
-        self._bytes += size
-        return self.current_name
+        """Add one sample; returns the name (relative to the directory) of the shard that holds it."""
+        data = {ext: _as_bytes(v) for ext, v in members.items()}
+        size = sum(len(v) for v in data.values())
+        slot = _slot(key, len(self._slots))
+        shard = self._slots[slot]
+        if shard is not None and (shard.samples >= self.max_samples
+                                  or (shard.samples and shard.bytes + size > self.max_bytes)):
+            self._finish(slot)
+            shard = None
+        if shard is None:
+            shard = self._slots[slot] = self._open()
+        shard.tar.write({"__key__": key, **data})
+        shard.samples += 1
+        shard.bytes += size
+        return shard.name
 
     def close(self) -> list[str]:
-        if self._tar is not None:
-            self._finish()
+        for slot in range(len(self._slots)):
+            if self._slots[slot] is not None:
+                self._finish(slot)
         return self.written
 
-    def _open(self) -> None:
-        self._tmp_path = os.path.join(self.directory, f".{self.current_name}.tmp")
-        self._file = open(self._tmp_path, "wb")
-        self._tar = wds.TarWriter(self._file)
-        self._samples = self._bytes = 0
-
-    def _finish(self) -> None:
-        self._tar.close()
-        self._file.close()
-        os.replace(self._tmp_path, os.path.join(self.directory, self.current_name))
-        self.written.append(self.current_name)
-        self._tar = self._file = None
+    def _open(self) -> _OpenShard:
+        name = f"{self.prefix}-{self.index:06d}.tar"
+        if self.subdir:
+            name = f"{self.subdir}/{name}"
         self.index += 1
+        return _OpenShard(name, self.dest.staging_path(name))
+
+    def _finish(self, slot: int) -> None:
+        shard = self._slots[slot]
+        self._slots[slot] = None
+        shard.tar.close()
+        shard.file.close()
+        self.dest.publish(shard.staged, shard.name)
+        self.written.append(shard.name)
+        if self.on_finalized:
+            self.on_finalized(shard.name)
+
+
+def _slot(key: str, slots: int) -> int:
+    if slots == 1:
+        return 0
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big") % slots
+
+
+def shard_keys(data: bytes) -> list[str]:
+    """The sample keys of a shard, in order."""
+    keys: list[str] = []
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for name in tar.getnames():
+            key = name.split(".", 1)[0]
+            if not keys or keys[-1] != key:
+                keys.append(key)
+    return keys
+
+
+def drop_samples(data: bytes, keep: set[str]) -> tuple[bytes, int]:
+    """The shard ``data`` with only the samples whose key is in ``keep``; and how many were dropped."""
+    out = io.BytesIO()
+    dropped: set[str] = set()
+    with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for member in src.getmembers():
+            key = member.name.split(".", 1)[0]
+            if key in keep:
+                dst.addfile(member, src.extractfile(member))
+            else:
+                dropped.add(key)
+    return out.getvalue(), len(dropped)
 
 
 def _as_bytes(value) -> bytes:

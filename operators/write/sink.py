@@ -1,23 +1,53 @@
-"""DatasetSink: the output folder of a build (shards, index, rejects).
+"""DatasetSink: the output folder of a build (shards, index, rejects), resumable.
 
-    OUT/shards/shard-000000.tar ...   WebDataset samples (mp4, json, txt)
-    OUT/index.parquet                 one row per clip (schemas.INDEX)
-    OUT/rejects.parquet               one row per rejected input or clip (schemas.REJECT)
+    OUT/shards/<split>[/<bucket>]/<prefix>-000000.tar   WebDataset samples (mp4, json, txt)
+    OUT/index.parquet        one row per clip (schemas.INDEX), with its split and shard
+    OUT/rejects.parquet      one row per rejected input or clip (schemas.REJECT)
+    OUT/_journal/            what is done (operators/write/journal.py)
+
+Records arrive a chunk of whole videos at a time. Samples go to the shards of their
+split (by source video, so no source leaks across splits) and, if asked, of their
+bucket (resolution / aspect / duration); within that, a video's clips spread over
+``open_shards`` shards. A video is committed to the journal once its last shard is
+published; index.parquet and rejects.parquet are written from the journal at close.
 """
 from __future__ import annotations
 
-import os
+import hashlib
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vidcurate.operators.base import is_ok
+from vidcurate.operators.write.destination import Destination
+from vidcurate.operators.write.journal import Journal
 from vidcurate.operators.write.samples import index_row, reject_row, sample_members
-from vidcurate.operators.write.shards import ShardWriter
-from vidcurate.schemas.records import INDEX, REJECT
+from vidcurate.operators.write.shards import ShardWriter, drop_samples, shard_keys
+from vidcurate.schemas.records import INDEX, REJECT, SOURCE
 
 INDEX_FILE = "index.parquet"
 REJECTS_FILE = "rejects.parquet"
+SHARDS_DIR = "shards"
+
+
+@dataclass
+class SinkOptions:
+    shard_prefix: str = "shard"
+    shard_max_samples: int = 1000
+    shard_max_bytes: int = 1 << 30
+    open_shards: int = 4
+    splits: dict[str, float] = field(default_factory=lambda: {"train": 1.0})
+    bucket_by: tuple[str, ...] = ()
+    seed: int = 0
+
+
+@dataclass
+class _Pending:
+    source: dict
+    samples: list = field(default_factory=list)
+    rejects: list = field(default_factory=list)
+    open_shards: set = field(default_factory=set)
 
 
 class DatasetSink:
@@ -25,31 +55,172 @@ class DatasetSink:
     # A selected caption is needed too unless the run is split-only (output.require_caption).
     requires = ("clip_id", "start", "end", "mp4")
 
-    def __init__(self, output: str, provenance: dict, shard_prefix: str = "shard",
-                 shard_max_samples: int = 1000, shard_max_bytes: int = 1 << 30):
-        self.output = output
+    def __init__(self, dest: Destination | str, provenance: dict, options: SinkOptions | None = None,
+                 config_hash: str | None = None):
+        self.dest = dest if isinstance(dest, Destination) else Destination(dest)
         self.provenance = provenance
-        self.shards = ShardWriter(os.path.join(output, "shards"), shard_prefix, shard_max_samples, shard_max_bytes)
-        self.index_rows: list[dict] = []
-        self.reject_rows: list[dict] = []
+        self.options = options or SinkOptions()
+        self.config_hash = config_hash
+        self.journal = Journal(self.dest)
+        self.repaired = self._repair()
+        self.writers: dict[str, ShardWriter] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._finalized: dict[str, list[str]] = {}
+        self._shard_keys: dict[str, list[str]] = {}
+        self.extra_rejects: list[dict] = []  # not journaled (e.g. build_stopped: redone by a re-run)
 
+    # ---- what is already done ----------------------------------------------------------
+    @property
+    def done_uris(self) -> set[str]:
+        return set(self.journal.state.videos)
+
+    def _repair(self) -> dict:
+        """Make the output match the journal: drop partial files and orphan samples."""
+        state = self.journal.state
+        partials = self.dest.remove_partials(SHARDS_DIR)
+        on_disk = [n for n in self.dest.walk_files(SHARDS_DIR) if n.endswith(".tar")]
+        # A done video whose shard is gone (deleted by hand) is redone.
+        missing = {row["shard"] for v in state.videos.values() for row in v["samples"]} - set(on_disk)
+        redo = [uri for uri, v in state.videos.items() if any(r["shard"] in missing for r in v["samples"])]
+        if redo:
+            self.journal.append({"kind": "retract", "uris": redo})
+        done = state.done_keys_by_shard()
+        updates: dict[str, list[str]] = {}
+        orphans = 0
+        for name in on_disk:
+            listed = state.shards.get(name)
+            if listed is not None and set(listed) <= done.get(name, set()):
+                continue  # every sample in it belongs to a done video
+            path = f"{SHARDS_DIR}/{name}"
+            data = self.dest.read_bytes(path)
+            keys = shard_keys(data)
+            keep = [k for k in keys if k in done.get(name, set())]
+            orphans += len(keys) - len(keep)
+            if not keep:
+                self.dest.remove(path)
+            elif len(keep) < len(keys):
+                self.dest.write_bytes(path, drop_samples(data, set(keep))[0])
+            updates[name] = keep
+        if updates:
+            self.journal.append({"kind": "shards", "shards": updates})
+        return {"partial_files": partials, "orphan_samples": orphans, "videos_redone": len(redo)}
+
+    # ---- writing ---------------------------------------------------------------------
     def write(self, records: list[dict]) -> None:
+        """Records of whole videos (every record of each video in one call)."""
         for record in records:
+            uri = record["uri"]
+            pending = self._pending.setdefault(uri, _Pending(source=_source_of(record)))
             if is_ok(record):
-                shard = self.shards.write(record["clip_id"], sample_members(record, self.provenance))
-                self.index_rows.append(index_row(record, shard))
+                split = split_of(record["video_id"], self.options.splits, self.options.seed)
+                writer = self._writer(split, bucket_of(record, self.options.bucket_by))
+                shard = writer.write(record["clip_id"], sample_members(record, {**self.provenance, "split": split}))
+                shard = shard[len(SHARDS_DIR) + 1:]  # index rows name shards relative to OUT/shards
+                self._shard_keys.setdefault(shard, []).append(record["clip_id"])
+                pending.samples.append(index_row(record, shard, split))
+                pending.open_shards.add(shard)
             else:
-                self.reject_rows.append(reject_row(record))
+                pending.rejects.append(reject_row(record))
+        self._commit()
+
+    def _writer(self, split: str, bucket: str) -> ShardWriter:
+        subdir = f"{split}/{bucket}" if bucket else split
+        if subdir not in self.writers:
+            start = _next_shard_number(self.dest, f"{SHARDS_DIR}/{subdir}", self.options.shard_prefix)
+            self.writers[subdir] = ShardWriter(
+                self.dest, self.options.shard_prefix, self.options.shard_max_samples, self.options.shard_max_bytes,
+                start_index=start, open_shards=self.options.open_shards, subdir=f"{SHARDS_DIR}/{subdir}",
+                on_finalized=self._on_finalized)
+        return self.writers[subdir]
+
+    def _on_finalized(self, name: str) -> None:
+        short = name[len(SHARDS_DIR) + 1:]
+        self._finalized[short] = self._shard_keys.pop(short, [])
+        for pending in self._pending.values():
+            pending.open_shards.discard(short)
+
+    def _commit(self) -> None:
+        done = [uri for uri, p in self._pending.items() if not p.open_shards]
+        if not done and not self._finalized:
+            return
+        videos = [{"uri": uri, "source": self._pending[uri].source, "samples": self._pending[uri].samples,
+                   "rejects": self._pending[uri].rejects} for uri in done]
+        self.journal.append({"kind": "commit", "config_hash": self.config_hash, "shards": self._finalized,
+                             "videos": videos})
+        self._finalized = {}
+        for uri in done:
+            del self._pending[uri]
 
     def close(self) -> list[str]:
-        shards = self.shards.close()
-        _write_table(self.index_rows, INDEX, os.path.join(self.output, INDEX_FILE))
-        _write_table(self.reject_rows, REJECT, os.path.join(self.output, REJECTS_FILE))
-        return shards
+        """Publish every open shard, commit, and write index.parquet and rejects.parquet."""
+        for writer in self.writers.values():
+            writer.close()
+        self._commit()
+        if self._pending:  # cannot happen: every shard is published by now
+            raise AssertionError(f"internal error: videos left uncommitted: {sorted(self._pending)[:5]}")
+        _write_table(self.dest, self.index_rows, INDEX, INDEX_FILE)
+        _write_table(self.dest, self.reject_rows, REJECT, REJECTS_FILE)
+        return sorted({row["shard"] for row in self.index_rows})
+
+    # ---- what the tables hold --------------------------------------------------------
+    @property
+    def index_rows(self) -> list[dict]:
+        rows = [row for v in self.journal.state.videos.values() for row in v["samples"]]
+        return sorted(rows, key=lambda r: (r["uri"], r["start"], r["clip_id"]))
+
+    @property
+    def reject_rows(self) -> list[dict]:
+        rows = [row for v in self.journal.state.videos.values() for row in v["rejects"]] + self.extra_rejects
+        return sorted(rows, key=lambda r: (r["uri"] or "", r["clip_id"] or "", r["stage"], r["reason"]))
 
 
-def _write_table(rows: list[dict], schema: pa.Schema, path: str) -> None:
+def split_of(video_id: str, splits: dict[str, float], seed: int = 0) -> str:
+    """The split of every clip of a source video: a stable hash of its id against the split fractions."""
+    total = sum(splits.values())
+    point = int.from_bytes(hashlib.blake2b(f"{seed}:{video_id}".encode(), digest_size=8).digest(), "big") / 2 ** 64
+    edge = 0.0
+    for name, share in splits.items():
+        edge += share / total
+        if point < edge:
+            return name
+    return list(splits)[-1]
+
+
+_HEIGHTS = (240, 360, 480, 720, 1080, 1440, 2160)
+_ASPECTS = {"9x16": 9 / 16, "3x4": 3 / 4, "1x1": 1.0, "4x3": 4 / 3, "16x9": 16 / 9, "21x9": 21 / 9}
+_DURATIONS = (2, 5, 10, 20, 60)
+
+
+def bucket_of(record: dict, bucket_by: tuple[str, ...]) -> str:
+    """A folder name grouping clips of similar shape, e.g. ``720p_16x9_d05-10``; "" without bucketing."""
+    parts = []
+    width, height = record.get("clip_width") or record.get("width"), record.get("clip_height") or record.get("height")
+    for key in bucket_by:
+        if key == "resolution":
+            parts.append(f"{min(_HEIGHTS, key=lambda h: abs(h - (height or 0)))}p")
+        elif key == "aspect":
+            ratio = (width or 1) / (height or 1)
+            parts.append(min(_ASPECTS, key=lambda name: abs(_ASPECTS[name] - ratio)))
+        elif key == "duration":
+            seconds = record["end"] - record["start"]
+            low = max([0, *[d for d in _DURATIONS if d <= seconds]])
+            high = min([d for d in _DURATIONS if d > seconds], default=None)
+            parts.append(f"d{low:02d}-{high:02d}" if high else f"d{low:02d}+")
+    return "_".join(parts)
+
+
+def _source_of(record: dict) -> dict:
+    return {k: record.get(k) for k in SOURCE.names if record.get(k) is not None}
+
+
+def _next_shard_number(dest: Destination, folder: str, prefix: str) -> int:
+    numbers = [int(n[len(prefix) + 1:-4]) for n in dest.listdir(folder)
+               if n.startswith(prefix + "-") and n.endswith(".tar") and n[len(prefix) + 1:-4].isdigit()]
+    return max(numbers, default=-1) + 1
+
+
+def _write_table(dest: Destination, rows: list[dict], schema: pa.Schema, name: str) -> None:
     table = pa.Table.from_pylist(rows, schema=schema)
-    tmp = path + ".tmp"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    staged = dest.staging_path(name)
+    pq.write_table(table, staged)
+    dest.publish(staged, name)

@@ -1,0 +1,71 @@
+"""The dataset card: OUT/README.md, what a training team reads first.
+
+Counts, hours of video, splits, the teachers and the selector that made the captions
+(from the resolved config), rejects by reason, the licences of the inputs where the
+manifest gave them, and how to load the shards. Written by every build from the index,
+the rejects and the journal (so it describes the whole dataset, also after a resume).
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+
+def dataset_card(resolved: dict, index_rows: list[dict], reject_rows: list[dict], sources: list[dict],
+                 provenance: dict) -> str:
+    seconds = sum(r["duration"] for r in index_rows)
+    videos = {r["uri"] for r in index_rows}
+    splits = Counter(r["split"] for r in index_rows)
+    split_videos = {name: len({r["uri"] for r in index_rows if r["split"] == name}) for name in splits}
+    teachers = [step for step in resolved.get("pipeline", []) if step["op"].endswith("_teacher")]
+    selectors = [step for step in resolved.get("pipeline", []) if step["op"].endswith("_selector")]
+    licences = Counter(s.get("license") or "not given" for s in sources)
+    reasons = Counter(f"{r['stage']}/{r['reason']}" for r in reject_rows)
+    winners = Counter(r.get("caption_teacher") for r in index_rows if r.get("caption_teacher"))
+    lines = [
+        "# Video-text dataset built with vidcurate",
+        "",
+        f"- clips: **{len(index_rows)}** from **{len(videos)}** source videos "
+        f"({seconds / 3600:.2f} hours of video; mean clip {seconds / max(1, len(index_rows)):.1f} s)",
+        f"- rejected inputs and clips: {len(reject_rows)} (see `rejects.parquet`)",
+        f"- config hash `{provenance.get('config_hash')}`, vidcurate {provenance.get('vidcurate_version')}; "
+        "the full configuration is in `config.resolved.yaml`",
+        "",
+        "## Splits (by source video: no video is in two splits)",
+        "",
+        "| split | clips | source videos |",
+        "|---|---|---|",
+        *[f"| {name} | {count} | {split_videos[name]} |" for name, count in sorted(splits.items())],
+        "",
+        "## How captions were made",
+        "",
+        "| step | model | label |",
+        "|---|---|---|",
+        *[f"| {s['op']} | {s.get('model') or '(no model: passes source text through)'} | {s.get('label') or ''} |"
+          for s in teachers],
+        *[f"| {s['op']} (selects one caption per clip) | {s.get('model') or ''} | |" for s in selectors],
+        "",
+    ]
+    if winners:
+        lines += ["Selected captions by teacher: "
+                  + ", ".join(f"{name} {count}" for name, count in winners.most_common()), ""]
+    lines += ["## Source licences (as given in the input manifest)", "",
+              *[f"- {name}: {count} video(s)" for name, count in licences.most_common()], ""]
+    if reasons:
+        lines += ["## Rejects by reason", "", *[f"- {key}: {n}" for key, n in reasons.most_common()], ""]
+    lines += [
+        "## Files",
+        "",
+        "- `shards/<split>/*.tar`: WebDataset samples `<clip_id>.mp4` (H.264), `.json` (all metadata: source,",
+        "  span, probe, every candidate caption with teacher and score, provenance) and `.txt` (the caption)",
+        "- `index.parquet`: one row per clip (shard, key, split, duration, caption, score, ...)",
+        "- `rejects.parquet`, `stats.json`, `report.html`",
+        "",
+        "## Loading",
+        "",
+        "```python",
+        "from vidcurate.pipelines.loaders import make_dataloader",
+        "loader = make_dataloader(\"OUT\", split=\"train\", batch_size=8, num_workers=4)",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,204 @@
+"""Resume, incremental builds and retry-failed: a build never redoes or duplicates work.
+
+A build killed with SIGKILL at several points and re-run with the same command must end
+with exactly the index of an uninterrupted build (same clip ids, captions and splits),
+every clip in exactly one shard, and no partial shard left.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from conftest import VIDCURATE, index_table, rejects_table, run_cli, shard_samples
+from vidcurate.operators.write.destination import Destination
+from vidcurate.operators.write.journal import Journal
+from vidcurate.pipelines import samples
+
+CONFIG = {
+    "pipeline": [
+        {"op": "probe"},
+        {"op": "split_shots", "min_clip_seconds": 1.0},
+        {"op": "extract_clips", "keyframes": "none", "asr_audio": False, "max_height": 144},
+        {"op": "metadata_teacher"},
+        {"op": "consensus_selector"},
+    ],
+    # Small shards filled two at a time: videos spread over shards, so a kill leaves
+    # finished shards holding clips of unfinished videos (the orphans a resume removes).
+    "output": {"shard_max_samples": 2, "open_shards": 2, "splits": {"train": 0.6, "test": 0.4}},
+    "run": {"videos_per_chunk": 1, "max_failure_ratio": 0.9},
+}
+
+
+def _write_manifest(folder, names) -> str:
+    lines = [json.dumps({"uri": name, "title": f"Clip {name}", "description": f"Real sample footage {name}."})
+             for name in names]
+    path = folder / f"manifest-{len(names)}.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("resume_inputs")
+    names = []
+    for i, source in enumerate(["bikes.mp4", "carphone_pristine.mp4", "bikes.mp4", "bigbuckbunny.mp4",
+                                "bikes.mp4"]):
+        name = f"v{i}_{source}"
+        shutil.copy(samples.sample(source), folder / name)
+        names.append(name)
+    (folder / "broken.mp4").write_bytes(b"not a video")
+    names.append("broken.mp4")
+    config = folder / "resume.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    return {"folder": folder, "names": names, "config": str(config),
+            "manifest": _write_manifest(folder, names), "first_three": _write_manifest(folder, names[:3])}
+
+
+def _tables(out) -> tuple[list, list]:
+    index = sorted((r["clip_id"], r["caption"], r["split"]) for r in index_table(out))
+    rejects = sorted((os.path.basename(r["uri"]), r["clip_id"] or "", r["stage"], r["reason"])
+                     for r in rejects_table(out))
+    return index, rejects
+
+
+def _check_shards_match_index(out) -> None:
+    stored = shard_samples(out)  # fails on a partial shard or a clip in two shards
+    rows = index_table(out)
+    assert sorted(stored) == sorted(r["key"] for r in rows)
+    for row in rows:
+        assert stored[row["key"]]["__shard__"].decode() == row["shard"]
+        assert row["shard"].startswith(row["split"] + "/")
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("reference") / "out"
+    done = run_cli("build", "-i", inputs["manifest"], "-o", str(out), "-c", inputs["config"])
+    assert done.returncode == 0, done.stderr
+    index, rejects = _tables(out)
+    assert len(index) >= 8 and {s for _, _, s in index} == {"train", "test"}
+    assert ("broken.mp4", "", "probe", "unreadable_container") in rejects
+    _check_shards_match_index(out)
+    return {"out": out, "index": index, "rejects": rejects}
+
+
+def _kill_when(command: list[str], ready, timeout: float = 300) -> bool:
+    """Start ``command``, SIGKILL it as soon as ``ready()`` holds; True if it was killed mid-run."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            if ready():
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                return True
+            time.sleep(0.005)
+        return False
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _journal_entries(out) -> int:
+    folder = os.path.join(out, "_journal")
+    return len([n for n in os.listdir(folder) if n.endswith(".json")]) if os.path.isdir(folder) else 0
+
+
+def _partial_shard(out) -> bool:
+    return any(n.endswith(".tmp") for _, _, files in os.walk(os.path.join(out, "shards")) for n in files)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_point", ["first_commit", "third_commit", "open_shard_after_a_commit"])
+def test_a_build_killed_at_any_point_resumes_to_the_uninterrupted_result(inputs, reference, tmp_path, kill_point):
+    out = tmp_path / "out"
+    args = ["build", "-i", inputs["manifest"], "-o", str(out), "-c", inputs["config"]]
+    ready = {
+        "first_commit": lambda: _journal_entries(out) >= 1,
+        "third_commit": lambda: _journal_entries(out) >= 3,
+        "open_shard_after_a_commit": lambda: _journal_entries(out) >= 2 and _partial_shard(out),
+    }[kill_point]
+    assert _kill_when([*VIDCURATE, *args], ready), "the build finished before the kill point"
+    assert not os.path.exists(out / "index.parquet")  # really killed mid-build
+    finished = len(Journal(Destination(str(out))).state.videos)
+
+    done = run_cli(*args)  # the same command again
+    assert done.returncode == 0, done.stderr
+    if finished:  # the videos the killed run had finished are not redone
+        assert f"({finished} done by an earlier run, skipped" in done.stdout
+    assert _tables(out) == (reference["index"], reference["rejects"])
+    _check_shards_match_index(out)
+
+
+@pytest.mark.slow
+def test_adding_inputs_to_a_finished_build_processes_only_the_new_ones(inputs, reference, tmp_path):
+    out = tmp_path / "out"
+    first = run_cli("build", "-i", inputs["first_three"], "-o", str(out), "-c", inputs["config"])
+    assert first.returncode == 0, first.stderr
+    second = run_cli("build", "-i", inputs["manifest"], "-o", str(out), "-c", inputs["config"])
+    assert second.returncode == 0, second.stderr
+    assert "3 done by an earlier run, skipped" in second.stdout
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["counters"]["probe.records_in"] == 3  # the three new inputs only (two videos, one broken file)
+    assert _tables(out) == (reference["index"], reference["rejects"])
+    _check_shards_match_index(out)
+
+    again = run_cli("build", "-i", inputs["manifest"], "-o", str(out), "-c", inputs["config"])
+    assert again.returncode == 0 and "6 done by an earlier run" in again.stdout  # nothing left to do
+    assert _tables(out) == (reference["index"], reference["rejects"])
+
+
+def test_a_different_config_is_refused_unless_overwrite(inputs, tmp_path):
+    out = tmp_path / "out"
+    small = {**CONFIG, "pipeline": CONFIG["pipeline"][:3], "output": {**CONFIG["output"], "require_caption": False}}
+    config = tmp_path / "split-only.yaml"
+    config.write_text(yaml.safe_dump(small))
+    assert run_cli("build", "-i", inputs["first_three"], "-o", str(out), "-c", str(config)).returncode == 0
+    other = run_cli("build", "-i", inputs["first_three"], "-o", str(out), "-c", inputs["config"])
+    assert other.returncode == 2 and "another config" in other.stderr and "--overwrite" in other.stderr
+    assert index_table(out) and all(r["caption"] is None for r in index_table(out))  # untouched
+
+
+@pytest.mark.slow
+def test_retry_failed_reruns_only_videos_with_transient_rejects(inputs, tmp_path):
+    from openai_server import FakeOpenAIServer
+
+    server = FakeOpenAIServer().start()
+    try:
+        config = {**CONFIG, "pipeline": [
+            *CONFIG["pipeline"][:2],
+            {"op": "extract_clips", "keyframes": "middle", "asr_audio": False, "max_height": 144},
+            {"op": "video_teacher", "backend": "openai", "model": "test-vlm", "endpoint": server.url,
+             "max_retries": 0, "prompt": "Summarize: {title}"},
+            {"op": "consensus_selector"}]}
+        path = tmp_path / "http.yaml"
+        path.write_text(yaml.safe_dump(config))
+        out = tmp_path / "out"
+        server.fail_first = 10 ** 6  # the server is down: every request gets a 500
+        done = run_cli("build", "-i", inputs["first_three"], "-o", str(out), "-c", str(path))
+        assert done.returncode == 1  # every clip failed: the build reports it
+        failed = [r for r in rejects_table(out) if r["reason"] == "no_caption_candidates"]
+        assert failed and all(r["transient"] for r in failed)
+        assert index_table(out) == []
+
+        server.fail_first = 0  # the server is back
+        before = server.attempts
+        retried = run_cli("retry-failed", str(out))
+        assert retried.returncode == 0, retried.stderr
+        rows = index_table(out)
+        assert len(rows) == len(failed) and all(r["caption"].startswith("A clip with 1 frames") for r in rows)
+        assert not [r for r in rejects_table(out) if r["reason"] == "no_caption_candidates"]
+        assert server.attempts - before == len(rows)  # only the failed clips' videos were redone
+        _check_shards_match_index(out)
+        nothing = run_cli("retry-failed", str(out))
+        assert nothing.returncode == 0 and "nothing to retry" in nothing.stdout
+    finally:
+        server.stop()
