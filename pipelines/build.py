@@ -39,6 +39,7 @@ from vidcurate.pipelines.config import BuildConfig
 from vidcurate.pipelines.progress import Progress
 from vidcurate.pipelines.report import write_report
 from vidcurate.pipelines.runners.local import LocalRunner
+from vidcurate.pipelines.stage_cache import CachedStages, prefix_digest, split_at
 from vidcurate.operators.write.samples import reject_row
 from vidcurate.schemas.manifest import Inputs, read_inputs
 from vidcurate.schemas.records import rejected
@@ -154,8 +155,17 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
         budget.record(records)
         budget.check()
 
-    display = Progress(len(todo), [op.name for op in operators], enabled=progress)
-    runner = LocalRunner(operators, config.run.videos_per_chunk, progress=display)
+    cached = split_at(operators, config.run.cache_after)
+    stages = operators
+    if cached:
+        stages = [CachedStages(operators[:cached], dest,
+                               prefix_digest(resolved["pipeline"][:cached], vidcurate_version())),
+                  *operators[cached:]]
+    display = Progress(len(todo), ([stages[0].name] if cached else []) + [op.name for op in operators],
+                       enabled=progress)
+    if cached:
+        stages[0].progress = display
+    runner = LocalRunner(stages, config.run.videos_per_chunk, progress=display)
     error: BuildError | None = None
     try:
         emit([r for r in inputs.rejects if r["uri"] not in done])
@@ -194,7 +204,13 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     dest.close()
     if error is not None:
         raise error
-    budget.check(final=True)
+    # Judged on the whole dataset of these inputs, including videos done by earlier runs.
+    final = FailureBudget(config.run.max_failure_ratio, config.run.failure_ratio_min_inputs)
+    wanted = {s["uri"] for s in inputs.sources} | {r["uri"] for r in inputs.rejects}
+    final.record([{"uri": row["uri"], "status": "ok"} for row in index_rows if row["uri"] in wanted])
+    final.record([rejected({"uri": row["uri"]}, row["stage"], row["reason"]) for row in sink.reject_rows
+                  if row["uri"] in wanted])
+    final.check(final=True)
     return result
 
 

@@ -65,6 +65,9 @@ class RunConfig(BaseModel):
                                      description="Stop when more than this share of inputs yields no sample.")
     failure_ratio_min_inputs: int = Field(8, ge=1,
                                           description="Inputs processed before the failure ratio is checked mid-build.")
+    cache_after: Optional[str] = Field(
+        "extract_clips", description="Keep each video's records after this step in OUT/_cache so a build that "
+        "changes only later steps (teachers, selector) does not decode videos again; null disables.")
 
 
 class BuildConfig(BaseModel):

@@ -202,3 +202,33 @@ def test_retry_failed_reruns_only_videos_with_transient_rejects(inputs, tmp_path
         assert nothing.returncode == 0 and "nothing to retry" in nothing.stdout
     finally:
         server.stop()
+
+
+def test_changing_only_later_steps_reuses_the_cut_clips_without_decoding_again(inputs, tmp_path):
+    out = tmp_path / "out"
+    first = run_cli("build", "-i", inputs["first_three"], "-o", str(out), "-c", inputs["config"])
+    assert first.returncode == 0, first.stderr
+    before = {r["clip_id"]: r for r in index_table(out)}
+    # A different selection stage: only the title is a candidate now.
+    later = {**CONFIG, "pipeline": [*CONFIG["pipeline"][:3], {"op": "metadata_teacher", "fields": ["title"]},
+                                    {"op": "consensus_selector"}]}
+    config = tmp_path / "titles.yaml"
+    config.write_text(yaml.safe_dump(later))
+    second = run_cli("build", "-i", inputs["first_three"], "-o", str(out), "-c", str(config), "--overwrite")
+    assert second.returncode == 0, second.stderr
+    counters = json.loads((out / "stats.json").read_text())["counters"]
+    assert counters["stage_cache.hits"] == 3 and counters.get("stage_cache.misses", 0) == 0
+    assert "probe.records_in" not in counters and "extract_clips.records_in" not in counters  # nothing decoded
+    after = {r["clip_id"]: r for r in index_table(out)}
+    assert set(after) == set(before)
+    assert all(r["caption"].startswith("Clip v") for r in after.values())  # the titles, from the new config
+    _check_shards_match_index(out)
+
+    # A change in a cached step (the splitter) invalidates the cache.
+    changed = {**CONFIG, "pipeline": [CONFIG["pipeline"][0], {"op": "split_shots", "min_clip_seconds": 1.5},
+                                      *CONFIG["pipeline"][2:]]}
+    config.write_text(yaml.safe_dump(changed))
+    third = run_cli("build", "-i", inputs["first_three"], "-o", str(out), "-c", str(config), "--overwrite")
+    assert third.returncode == 0, third.stderr
+    counters = json.loads((out / "stats.json").read_text())["counters"]
+    assert counters["stage_cache.misses"] == 3 and counters["probe.records_in"] == 3
