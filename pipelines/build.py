@@ -145,7 +145,7 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     out = config.output
     sink = DatasetSink(dest, provenance, SinkOptions(out.shard_prefix, out.shard_max_samples, out.shard_max_bytes,
                                                      out.open_shards, dict(out.splits), tuple(out.bucket_by),
-                                                     out.split_seed), config_hash)
+                                                     out.split_seed, tuple(out.extra_members)), config_hash)
     done = sink.done_uris
     todo = [s for s in inputs.sources if s["uri"] not in done]
     budget = FailureBudget(config.run.max_failure_ratio, config.run.failure_ratio_min_inputs)

@@ -170,6 +170,19 @@ def bench_split(seconds: float, height: int | None, repeats: int, long_factor: i
     run(seconds, height, repeats, long_factor, workdir, echo=click.echo)
 
 
+@bench.command("shards")
+@click.option("--total-mb", default=400.0, show_default=True, help="Bytes of real mp4 samples to write.")
+@click.option("--shard-mb", default=64.0, show_default=True, help="Shard size limit.")
+@click.option("--open-shards", default=4, show_default=True)
+@click.option("--repeats", default=3, show_default=True, help="Runs per measurement; the best is kept.")
+@click.option("--workdir", default=None, help="Where to write (default: the system temp dir).")
+def bench_shards(total_mb: float, shard_mb: float, open_shards: int, repeats: int, workdir: str | None) -> None:
+    """Shard writing throughput vs a plain tar write of the same bytes."""
+    from vidcurate.pipelines.bench_shards import report, run
+
+    click.echo(report(run(total_mb, shard_mb, open_shards, repeats, workdir)))
+
+
 @bench.command("teachers")
 @click.option("--model", default=None, help="Model folder or hub id (default: a tiny random VLM built locally).")
 @click.option("--teacher", type=click.Choice(["video_teacher", "frame_teacher", "text_teacher"]),

@@ -55,3 +55,12 @@ def test_shards_read_back_with_webdataset(tmp_path):
 def test_invalid_limits_are_refused(tmp_path):
     with pytest.raises(ValueError, match="max_samples=0"):
         ShardWriter(str(tmp_path), max_samples=0)
+
+
+def test_bench_shards_prints_throughput_against_a_plain_tar(tmp_path):
+    from conftest import run_cli
+
+    done = run_cli("bench", "shards", "--total-mb", "20", "--repeats", "1", "--workdir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "plain tarfile, one file" in done.stdout and "shard writer / plain tar throughput" in done.stdout
+    assert os.listdir(tmp_path) == []  # the benchmark cleans up

@@ -71,7 +71,8 @@ class Destination:
         base = self.path(rel)
         if not self.fs.exists(base):
             return []
-        return sorted(posixpath.relpath(p, base) for p in self.fs.find(base))
+        stripped = self.fs._strip_protocol(base)  # find() answers without the protocol
+        return sorted(posixpath.relpath(self.fs._strip_protocol(p), stripped) for p in self.fs.find(base))
 
     # ---- writing ---------------------------------------------------------------------
     def makedirs(self, rel: str = "") -> None:

@@ -7,8 +7,9 @@ SOURCE_FIELDS = ("uri", "title", "description", "subtitles", "tags", "license")
 PROBE_FIELDS = tuple(f.name for f in PROBE)
 
 
-def sample_members(record: dict, provenance: dict) -> dict:
-    """The WebDataset members of a clip: mp4, json (all metadata), txt (the selected caption)."""
+def sample_members(record: dict, provenance: dict, extra: tuple[str, ...] = ()) -> dict:
+    """The WebDataset members of a clip: mp4, json (all metadata), txt (the selected caption), and
+    by request ``keyframes`` (kf0.jpg, kf1.jpg, ... as given to teachers) and ``audio`` (wav, 16 kHz mono)."""
     meta = {
         "clip_id": record["clip_id"],
         "video_id": record["video_id"],
@@ -32,7 +33,25 @@ def sample_members(record: dict, provenance: dict) -> dict:
     members = {"mp4": record["mp4"], "json": meta}
     if record.get("caption"):
         members["txt"] = record["caption"]
+    if "keyframes" in extra:
+        for number, jpeg in enumerate(record.get("keyframes") or []):
+            members[f"kf{number}.jpg"] = jpeg
+    if "audio" in extra and record.get("audio_pcm"):
+        members["wav"] = _wav(record["audio_pcm"])
     return members
+
+
+def _wav(pcm: bytes, rate: int = 16000) -> bytes:
+    import io
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(pcm)
+    return buffer.getvalue()
 
 
 def index_row(record: dict, shard: str, split: str = "train") -> dict:

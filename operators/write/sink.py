@@ -40,6 +40,7 @@ class SinkOptions:
     splits: dict[str, float] = field(default_factory=lambda: {"train": 1.0})
     bucket_by: tuple[str, ...] = ()
     seed: int = 0
+    extra_members: tuple[str, ...] = ()
 
 
 @dataclass
@@ -114,7 +115,8 @@ class DatasetSink:
             if is_ok(record):
                 split = split_of(record["video_id"], self.options.splits, self.options.seed)
                 writer = self._writer(split, bucket_of(record, self.options.bucket_by))
-                shard = writer.write(record["clip_id"], sample_members(record, {**self.provenance, "split": split}))
+                shard = writer.write(record["clip_id"], sample_members(record, {**self.provenance, "split": split},
+                                                                      self.options.extra_members))
                 shard = shard[len(SHARDS_DIR) + 1:]  # index rows name shards relative to OUT/shards
                 self._shard_keys.setdefault(shard, []).append(record["clip_id"])
                 pending.samples.append(index_row(record, shard, split))
