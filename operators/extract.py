@@ -25,7 +25,7 @@ from pydantic import Field
 from vidcurate.operators.base import Operator, RecordError, Resources
 from vidcurate.operators.clip_cutter import (AAC_ARGS, ASR_SAMPLE_RATE, CutSettings, cut_one_pass, keyframe_filter,
                                              keyframe_output, read_keyframes, spans_are_cuttable)
-from vidcurate.operators.media import constant_rate_filter, run_ffmpeg
+from vidcurate.operators.media import constant_rate_filter, present_path, run_ffmpeg
 
 
 class ExtractClips(Operator):
@@ -72,7 +72,7 @@ class ExtractClips(Operator):
                      for r in group]
         with tempfile.TemporaryDirectory(prefix="vidcurate-cut-") as tmp:
             try:
-                cuts = cut_one_pass(first["local_path"], spans, keyframes, first["fps"], bool(first.get("has_audio")),
+                cuts = cut_one_pass(present_path(first), spans, keyframes, first["fps"], bool(first.get("has_audio")),
                                     settings, tmp, f"{first['uri']}: {len(group)} clips")
             except RecordError:
                 self.stats.incr(f"{self.name}.one_pass_failed")
@@ -101,7 +101,7 @@ class ExtractClips(Operator):
         with tempfile.TemporaryDirectory(prefix="vidcurate-clip-") as tmp:
             clip_path = os.path.join(tmp, "clip.mp4")
             pcm_path = os.path.join(tmp, "audio.pcm")
-            args = ["-ss", f"{seek:.6f}", "-i", record["local_path"], "-t", f"{frames / fps + 0.5 / fps:.6f}",
+            args = ["-ss", f"{seek:.6f}", "-i", present_path(record), "-t", f"{frames / fps + 0.5 / fps:.6f}",
                     "-map", "0:v:0", "-frames:v", str(frames), *self._video_args(record)]
             if self.audio and record.get("has_audio"):
                 args += ["-map", "0:a:0", *AAC_ARGS]

@@ -34,6 +34,13 @@ def run_ffmpeg(args: list[str], what: str, timeout: float | None = None) -> byte
     return done.stdout
 
 
+def present_path(record: dict) -> str:
+    """The record's local copy of its video, fetched again if this machine does not have it
+    (on a cluster, probe may have run on another node)."""
+    path = record["local_path"]
+    return path if os.path.exists(path) else local_path(record["uri"], None)
+
+
 def local_path(uri: str, cache_dir: str | None) -> str:
     """A local file for ``uri``: the path itself, or a cached copy fetched with fsspec."""
     if "://" not in uri or uri.startswith("file://"):

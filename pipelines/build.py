@@ -39,6 +39,7 @@ from vidcurate.pipelines.config import BuildConfig
 from vidcurate.pipelines.progress import Progress
 from vidcurate.pipelines.report import write_report
 from vidcurate.pipelines.runners.local import LocalRunner
+from vidcurate.pipelines.runners.ray_runner import RayRunner
 from vidcurate.pipelines.stage_cache import CachedStages, prefix_digest, split_at
 from vidcurate.operators.write.samples import reject_row
 from vidcurate.schemas.manifest import Inputs, read_inputs
@@ -165,7 +166,12 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
                        enabled=progress)
     if cached:
         stages[0].progress = display
-    runner = LocalRunner(stages, config.run.videos_per_chunk, progress=display)
+    if config.run.runner == "ray":
+        runner = RayRunner(stages, config.run.videos_per_chunk, config.run.ray_address, config.run.max_actors,
+                           progress=progress, fuse_cpu_stages=config.run.fuse_cpu_stages)
+        display = Progress(0, [], enabled=False)  # Ray Data draws its own progress bars
+    else:
+        runner = LocalRunner(stages, config.run.videos_per_chunk, progress=display)
     error: BuildError | None = None
     try:
         emit([r for r in inputs.rejects if r["uri"] not in done])
@@ -192,8 +198,10 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
             write_report(dest.root)
         except Exception as exc:  # a report problem must not fail a finished build
             logging.getLogger(__name__).warning("could not write %s: %s", REPORT_FILE, exc)
-    result.stage_seconds = {k.rsplit(".", 1)[0]: round(v, 3) for k, v in stats.seconds.items()
-                            if k.endswith(".process")}
+    order = [op.name for op in operators]
+    result.stage_seconds = {k.rsplit(".", 1)[0]: round(v, 3) for k, v in sorted(
+        stats.seconds.items(), key=lambda kv: order.index(kv[0].rsplit(".", 1)[0])
+        if kv[0].rsplit(".", 1)[0] in order else len(order)) if k.endswith(".process")}
     result.inputs = len(inputs.sources) + len({r["uri"] for r in inputs.rejects})
     result.inputs_done_before = len({s["uri"] for s in inputs.sources} & done)
     result.inputs_with_samples = len(budget.with_samples)

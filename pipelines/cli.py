@@ -33,15 +33,19 @@ def cli() -> None:
 @click.option("-c", "--config", "config_path", default=None,
               help=f"Pipeline YAML file or a bundled config name ({', '.join(bundled_configs())}). "
                    "Default: the embedded default config.")
-@click.option("--runner", type=click.Choice(["local"]), default=None, help="Execution engine (overrides run.runner).")
+@click.option("--runner", type=click.Choice(["local", "ray"]), default=None,
+              help="Execution engine (overrides run.runner): local, or ray (Ray Data; joins RAY_ADDRESS or "
+                   "run.ray_address, else starts a local Ray instance for the build).")
 @click.option("--max-failure-ratio", type=click.FloatRange(0, 1), default=None,
               help="Stop when more than this share of inputs yields no clip (overrides run.max_failure_ratio).")
+@click.option("--max-actors", type=click.IntRange(min=1), default=None,
+              help="Ray: most actors per model stage, e.g. the number of GPUs (overrides run.max_actors).")
 @click.option("--overwrite", is_flag=True,
               help="Replace the build in OUTPUT (needed when the config changed). Without it, re-running the "
                    "same command resumes an interrupted build or adds new inputs.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each stage's progress.")
 def build(input_location: str, output: str, config_path: str | None, runner: str | None,
-          max_failure_ratio: float | None, overwrite: bool, verbose: bool) -> None:
+          max_failure_ratio: float | None, max_actors: int | None, overwrite: bool, verbose: bool) -> None:
     """Build a dataset: probe, split, extract, caption, select, write shards.
 
     Every input ends up in OUTPUT as samples or as rejects with a reason. Re-running the
@@ -51,6 +55,8 @@ def build(input_location: str, output: str, config_path: str | None, runner: str
     folder holding a build made with another config.
     """
     overrides = {"max_failure_ratio": max_failure_ratio} if max_failure_ratio is not None else {}
+    if max_actors is not None:
+        overrides["max_actors"] = max_actors
     _run_build(input_location, output, config_path, runner, overwrite, verbose, overrides)
 
 
@@ -183,6 +189,17 @@ def bench_shards(total_mb: float, shard_mb: float, open_shards: int, repeats: in
     click.echo(report(run(total_mb, shard_mb, open_shards, repeats, workdir)))
 
 
+@bench.command("ray")
+@click.option("-c", "--config", "config_path", default=None, help="Config to build with (default: the embedded one).")
+@click.option("--workdir", default=None, help="Where inputs and outputs go (default: a temp dir).")
+@click.option("--copies", default=3, show_default=True, help="How many times the demo inputs are built.")
+def bench_ray(config_path: str | None, workdir: str | None, copies: int) -> None:
+    """Ray-runner wall time over local-runner wall time for the same build, and stage throughputs."""
+    from vidcurate.pipelines.bench_ray import report, run
+
+    click.echo(report(run(config_path, workdir, copies)))
+
+
 @bench.command("teachers")
 @click.option("--model", default=None, help="Model folder or hub id (default: a tiny random VLM built locally).")
 @click.option("--teacher", type=click.Choice(["video_teacher", "frame_teacher", "text_teacher"]),
@@ -285,6 +302,212 @@ def retry_failed_command(output: str) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(result.summary())
+
+
+# The folders of the vidcurate namespace package (pyproject's package-dir), shipped to a Ray
+# cluster as py_modules by `vidcurate submit` unless its image already has vidcurate.
+PACKAGE_PARTS = ("operators", "pipelines", "schemas")
+SHIP_IGNORE = ("__pycache__", "*.pyc", "*.pyo", "tests", ".venv", "out", "*.egg-info", ".git")
+TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+@cli.command()
+@click.option("--address", envvar=["RAY_API_SERVER_ADDRESS", "RAY_ADDRESS"], required=True,
+              help="The Ray job server (the head's dashboard), e.g. http://HEAD:8265. "
+                   "Default: RAY_API_SERVER_ADDRESS, else RAY_ADDRESS.")
+@click.option("-i", "--input", "input_location", required=True,
+              help="Folder, manifest or video as the cluster sees it (s3://..., a shared path, or a path "
+                   "relative to --working-dir).")
+@click.option("-o", "--output", required=True, help="Output folder as the cluster sees it (s3://..., a shared path).")
+@click.option("-c", "--config", "config_path", default=None,
+              help=f"Bundled config name ({', '.join(bundled_configs())}) or a local YAML file (checked here, "
+                   "then shipped with the job). Default: the embedded default config.")
+@click.option("--runner", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
+              help="Runner of the build inside the job: ray spreads the stages over the cluster; local runs "
+                   "everything in the job's driver process.")
+@click.option("--max-failure-ratio", type=click.FloatRange(0, 1), default=None,
+              help="Stop when more than this share of inputs yields no clip (overrides run.max_failure_ratio).")
+@click.option("--max-actors", type=click.IntRange(min=1), default=None,
+              help="Most actors per model stage, e.g. the cluster's GPUs (overrides run.max_actors).")
+@click.option("--overwrite", is_flag=True, help="Replace the build in OUTPUT (needed when the config changed).")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Follow the job's logs until it ends; the exit code is then 0 only if it SUCCEEDED.")
+@click.option("--working-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Local folder uploaded as the job's working directory (its .gitignore is respected; "
+                   "at most 500 MB). A local --config file must then be inside it.")
+@click.option("--pip", "pip_packages", multiple=True, metavar="REQUIREMENT",
+              help="Extra pip requirement installed for the job (repeatable), e.g. --pip s3fs.")
+@click.option("--env", "env_vars", multiple=True, metavar="KEY=VALUE",
+              help="Environment variable for the job's driver and workers (repeatable).")
+@click.option("--ship-package/--no-ship-package", default=True, show_default=True,
+              help="Upload this vidcurate's code with the job (py_modules). --no-ship-package when the "
+                   "cluster image already has vidcurate installed (infra/ Dockerfiles).")
+@click.option("--submission-id", default=None, help="Job id to use (default: Ray makes one).")
+@click.option("-v", "--verbose", is_flag=True, help="The build logs each stage's progress.")
+def submit(address: str, input_location: str, output: str, config_path: str | None, runner: str,
+           max_failure_ratio: float | None, max_actors: int | None, overwrite: bool, wait: bool,
+           working_dir: str | None,
+           pip_packages: tuple[str, ...], env_vars: tuple[str, ...], ship_package: bool,
+           submission_id: str | None, verbose: bool) -> None:
+    """Submit `vidcurate build ... --runner ray` to a Ray cluster as a Ray job.
+
+    The job's driver runs on the head node and the stages on the cluster's workers, so
+    INPUT and OUTPUT must be reachable from there. Prints the job id and Ray's commands
+    to follow it. Exit code with --wait: 0 when the job SUCCEEDED, 1 when it FAILED or
+    was STOPPED; 2 for an unreachable address, a bad config or a rejected submission.
+    """
+    import shlex
+    import tempfile
+
+    def fail(message: str) -> None:
+        click.echo(f"error: {message}", err=True)
+        sys.exit(2)
+
+    env = {"PYTHONUNBUFFERED": "1"}
+    for item in env_vars:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--env {item!r}: expected KEY=VALUE")
+        env[key] = value
+    url = address if "://" in address else f"http://{address}"
+    try:
+        _check_reachable(url)
+    except OSError as exc:
+        fail(f"cannot reach the Ray job server at {address} ({exc.strerror or exc}); give the head's "
+             "dashboard address, e.g. --address http://HEAD:8265")
+
+    with tempfile.TemporaryDirectory(prefix="vidcurate-submit-") as staging:
+        try:
+            config_arg, job_dir = _job_config(config_path, working_dir, runner, staging)
+        except ConfigError as exc:
+            fail(str(exc))
+        runtime_env: dict = {"env_vars": env}
+        if job_dir:
+            runtime_env["working_dir"] = job_dir
+            runtime_env["excludes"] = [".git", ".venv", "__pycache__"]
+        if ship_package:
+            runtime_env["py_modules"] = [_stage_package(staging)]
+        if pip_packages:
+            runtime_env["pip"] = list(pip_packages)
+        command = ["python", "-m", "vidcurate.pipelines.cli"] if ship_package else ["vidcurate"]
+        command += ["build", "--input", input_location, "--output", output, "--runner", runner]
+        if config_arg:
+            command += ["--config", config_arg]
+        if max_failure_ratio is not None:
+            command += ["--max-failure-ratio", str(max_failure_ratio)]
+        if max_actors is not None:
+            command += ["--max-actors", str(max_actors)]
+        if overwrite:
+            command.append("--overwrite")
+        if verbose:
+            command.append("--verbose")
+        entrypoint = shlex.join(command)
+        try:
+            from ray.job_submission import JobSubmissionClient
+
+            client = JobSubmissionClient(url)
+        except Exception as exc:  # ConnectionError, AuthenticationError, a server that is not Ray
+            fail(f"cannot use the Ray job server at {address}: {exc} (is it the head's dashboard address, "
+                 "e.g. http://HEAD:8265?)")
+        try:
+            job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env,
+                                       submission_id=submission_id,
+                                       metadata={"tool": "vidcurate submit", "output": output})
+        except Exception as exc:  # runtime_env upload refused (size), duplicate id, ...
+            fail(f"the Ray job server at {address} refused the job: {exc}")
+
+    for relative in (input_location, output):
+        if "://" not in relative and not os.path.isabs(relative):
+            click.echo(f"note: {relative!r} is a relative path: the job resolves it on the cluster, in its "
+                       "working directory", err=True)
+    click.echo(f"submitted Ray job {job_id}: {entrypoint}")
+    click.echo(f"  follow:  ray job logs -f {job_id} --address {address}")
+    click.echo(f"  status:  ray job status {job_id} --address {address}")
+    click.echo(f"  stop:    ray job stop {job_id} --address {address}")
+    if not wait:
+        return
+    try:
+        status = _follow_job(client, job_id)
+    except KeyboardInterrupt:
+        click.echo(f"\nstopped following; job {job_id} keeps running (ray job stop {job_id} --address {address})",
+                   err=True)
+        sys.exit(130)
+    info = client.get_job_info(job_id)
+    if status == "SUCCEEDED":
+        click.echo(f"job {job_id} SUCCEEDED")
+        return
+    message = f": {info.message}" if info.message else ""
+    click.echo(f"job {job_id} {status}{message}", err=True)
+    sys.exit(1)
+
+
+def _check_reachable(url: str, timeout: float = 10.0) -> None:
+    """Fail fast (OSError) when nothing listens at the job server's host and port."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError as exc:  # a port that is not a number
+        raise OSError(str(exc)) from None
+    if not parsed.hostname:
+        raise OSError(f"no host in {url!r}")
+    socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+
+
+def _job_config(config_path: str | None, working_dir: str | None, runner: str, staging: str):
+    """The --config argument of the job's command and its working_dir. A local config file is
+    checked here; it travels in --working-dir, or alone in a temp working_dir."""
+    import shutil
+
+    if config_path is None or config_path in bundled_configs():
+        load_config(config_path, runner)
+        return config_path, working_dir
+    if not os.path.isfile(config_path):
+        raise ConfigError(f"config {config_path!r}: no such file, and not a bundled config name "
+                          f"({', '.join(bundled_configs())})")
+    load_config(config_path, runner)  # refuse a bad config before anything is submitted
+    if working_dir:
+        relative = os.path.relpath(os.path.realpath(config_path), os.path.realpath(working_dir))
+        if relative.startswith(".."):
+            raise ConfigError(f"config {config_path!r} is outside --working-dir {working_dir!r}: move it there, "
+                              "or omit --working-dir and it is shipped alone")
+        return relative, working_dir
+    job_dir = os.path.join(staging, "job")
+    os.makedirs(job_dir)
+    shutil.copyfile(config_path, os.path.join(job_dir, os.path.basename(config_path)))
+    return os.path.basename(config_path), job_dir
+
+
+def _stage_package(staging: str) -> str:
+    """A copy of the installed vidcurate package (vidcurate/{operators,pipelines,schemas}) for
+    py_modules: a cluster node without vidcurate imports it from there."""
+    import importlib
+    import shutil
+
+    root = os.path.join(staging, "package", "vidcurate")
+    for part in PACKAGE_PARTS:
+        source = os.path.dirname(importlib.import_module(f"vidcurate.{part}").__file__)
+        shutil.copytree(source, os.path.join(root, part), ignore=shutil.ignore_patterns(*SHIP_IGNORE))
+    return root
+
+
+def _follow_job(client, job_id: str, poll: float = 1.0) -> str:
+    """Print the job's logs as they come until it ends; return its final status."""
+    import asyncio
+    import time
+
+    async def tail() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            click.echo(lines, nl=False)
+
+    asyncio.run(tail())
+    while True:  # the log stream can close a moment before the status turns terminal
+        status = str(client.get_job_status(job_id))
+        if status in TERMINAL_STATES:
+            return status
+        time.sleep(poll)
 
 
 def _run_build(input_location, output, config_path, runner, overwrite, verbose, run_overrides=None,

@@ -61,7 +61,13 @@ class OutputConfig(BaseModel):
 
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    runner: Literal["local"] = "local"
+    runner: Literal["local", "ray"] = "local"
+    ray_address: Optional[str] = Field(None, description="Ray cluster to join (default: RAY_ADDRESS, else a local "
+                                       "Ray instance started for the build).")
+    max_actors: int = Field(2, ge=1, description="Ray: most actors per GPU stage (the pool autoscales from 1); "
+                            "CPU stages get as many as the cluster's CPUs hold.")
+    fuse_cpu_stages: bool = Field(True, description="Ray: run consecutive CPU operators as one stage (models load "
+                                  "once per worker); false = one Ray stage per operator.")
     videos_per_chunk: int = Field(4, ge=1, description="Source videos taken through the pipeline together.")
     max_failure_ratio: float = Field(0.5, ge=0, le=1,
                                      description="Stop when more than this share of inputs yields no sample.")
@@ -100,9 +106,12 @@ class BuildConfig(BaseModel):
         }
 
     def digest(self, resolved: dict | None = None) -> str:
-        """Hash of the resolved configuration (pass it when already computed)."""
+        """Hash of what decides the dataset: the resolved pipeline and output sections (pass the
+        resolved config when already computed). How it runs (``run``: runner, chunking, failure
+        budget) is left out, so a build started locally can be resumed on Ray."""
         resolved = resolved if resolved is not None else self.resolved()
-        return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
+        decisive = {k: v for k, v in resolved.items() if k != "run"}
+        return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_operator(step: dict, number: int, source: str | None) -> Operator:
@@ -113,8 +122,11 @@ def build_operator(step: dict, number: int, source: str | None) -> Operator:
     name = params.pop("op")
     try:
         cls = operator_class(name)
-    except KeyError:
-        raise ConfigError(f"{where}: unknown operator {name!r}; known: {', '.join(sorted(OPERATORS))}") from None
+    except KeyError as exc:
+        if ":" in name:
+            raise ConfigError(f"{where}: cannot load operator {exc.args[0]}") from None
+        raise ConfigError(f"{where}: unknown operator {name!r}; known: {', '.join(sorted(OPERATORS))} "
+                          "(or your own as 'package.module:ClassName')") from None
     try:
         return cls(**params)
     except ValidationError as exc:

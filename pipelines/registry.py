@@ -24,6 +24,19 @@ OPERATORS: dict[str, str] = {
 
 
 def operator_class(name: str):
+    """The operator class for a config's ``op:``: a registered name, or ``package.module:ClassName``
+    for a user's own operator (an ``Operator`` subclass whose ``name`` is that same path)."""
+    if ":" in name and name not in OPERATORS:
+        module, _, attr = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise KeyError(f"{name} ({type(exc).__name__}: {exc})") from None
+        from vidcurate.operators.base import Operator
+
+        if not (isinstance(cls, type) and issubclass(cls, Operator)) or cls.name != name:
+            raise KeyError(f"{name} (not an Operator subclass whose name is {name!r})")
+        return cls
     if name not in OPERATORS:
         raise KeyError(name)
     module, _, attr = OPERATORS[name].partition(":")

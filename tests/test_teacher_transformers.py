@@ -12,12 +12,11 @@ import glob
 import io
 import json
 import os
-import tarfile
 
 import pytest
 from PIL import Image
 
-from conftest import index_table, run_cli
+from conftest import index_table, run_cli, shard_samples
 from tiny_models import tiny_model  # noqa: F401  (tiny_model is a fixture)
 from vidcurate.operators.base import OperatorSetupError
 from vidcurate.operators.models.generation import GenerationParams, GenerationRequest
@@ -302,10 +301,7 @@ pipeline:
     rows = index_table(out)
     assert len(rows) == 5  # bikes' 5 shots of >= 1 s
 
-    metas = []
-    for shard in glob.glob(str(out / "shards" / "*.tar")):
-        with tarfile.open(shard) as tar:
-            metas += [json.loads(tar.extractfile(m).read()) for m in tar.getmembers() if m.name.endswith(".json")]
+    metas = [json.loads(sample["json"]) for sample in shard_samples(out).values()]
     assert len(metas) == len(rows)
     for meta in metas:
         mine = [c for c in meta["candidates"] if c["teacher"] == "video_teacher"]

@@ -31,8 +31,12 @@ class ConsensusSelector(Operator):
     model: str = Field("bundled:all-MiniLM-L6-v2", description="Sentence embedder: bundled name, folder or hub id.")
     revision: Optional[str] = None
     device: Literal["cpu", "cuda"] = "cpu"
+    gpus: float = Field(0.0, ge=0, description="GPUs per worker (set with device: cuda; fractions share a GPU).")
 
     _embedder = PrivateAttr(default=None)
+
+    def declared_resources(self) -> Resources:
+        return Resources(cpus=self.resources.cpus, gpus=self.gpus, batch_size=self.resources.batch_size)
 
     def setup(self) -> None:
         from vidcurate.operators.models.text_embedder import TextEmbedder

@@ -21,7 +21,7 @@ from typing import ClassVar, Literal, Optional
 from pydantic import Field, PrivateAttr, model_validator
 
 from vidcurate.operators.base import Operator, OperatorSetupError, RecordError, Resources, reject
-from vidcurate.operators.media import iter_frames, lowres_size
+from vidcurate.operators.media import iter_frames, lowres_size, present_path
 from vidcurate.operators.split import rules
 from vidcurate.operators.split.detectors import FastContentShots, SceneDetectShots, TransNetV2Model, TransNetV2Shots
 from vidcurate.operators.split.presets import PRESETS
@@ -138,7 +138,7 @@ class ShotSplit(Operator):
         signals = FrameSignals(self._embedder, fps, self.embed_fps)
         w, h = lowres_size(record["width"], record["height"], self.decode_width)
         constant_fps = record["fps"] if record.get("variable_frame_rate") else None
-        for chunk in iter_frames(record["local_path"], w, h, decoder=self.decoder, constant_fps=constant_fps):
+        for chunk in iter_frames(present_path(record), w, h, decoder=self.decoder, constant_fps=constant_fps):
             detector.feed(chunk)
             signals.feed(chunk)
         if signals.count == 0:

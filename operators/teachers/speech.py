@@ -29,6 +29,7 @@ class SpeechTeacher(Operator):
     model: str = Field("bundled:tiny.en", description="CTranslate2 Whisper: bundled:tiny.en, a local folder or a hub id.")
     revision: Optional[str] = Field(None, description="Hub revision of the model.")
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    gpus: float = Field(0.0, ge=0, description="GPUs per worker (set with device: cuda; fractions share a GPU).")
     compute_type: str = Field("int8", description="CTranslate2 compute type (int8, float16, ...).")
     language: Optional[str] = Field("en", description="Spoken language; None lets Whisper detect it.")
     beam_size: int = Field(1, ge=1, le=10)
@@ -38,6 +39,9 @@ class SpeechTeacher(Operator):
 
     _asr = PrivateAttr(default=None)
     _vad = PrivateAttr(default=None)
+
+    def declared_resources(self) -> Resources:
+        return Resources(cpus=self.resources.cpus, gpus=self.gpus, batch_size=self.resources.batch_size)
 
     def setup(self) -> None:
         from vidcurate.operators.models.whisper import SileroVAD, WhisperASR

@@ -1,0 +1,92 @@
+"""The Ray runner: the same build as the local runner, and complete after a worker dies."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import VIDCURATE, index_table, rejects_table, run_cli, shard_samples
+
+PLUGINS = os.path.join(os.path.dirname(__file__), "plugins")
+CHEAP = [
+    {"op": "probe"},
+    {"op": "split_shots", "min_clip_seconds": 1.0},
+    {"op": "extract_clips", "keyframes": "none", "asr_audio": False, "max_height": 144},
+    {"op": "metadata_teacher"},
+    {"op": "consensus_selector"},
+]
+
+
+def _tables(out) -> tuple[list, list]:
+    index = sorted((r["clip_id"], r["caption"], r["split"], r["shard"].split("/")[0]) for r in index_table(out))
+    rejects = sorted((os.path.basename(r["uri"]), r["clip_id"] or "", r["stage"], r["reason"])
+                     for r in rejects_table(out))
+    return index, rejects
+
+
+def _build(config: list[dict], manifest, out, tmp_path, *extra: str, fuse: bool = True) -> subprocess.CompletedProcess:
+    path = tmp_path / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump({"pipeline": config, "run": {"max_failure_ratio": 0.8, "fuse_cpu_stages": fuse}}))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([PLUGINS, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([*VIDCURATE, "build", "-i", str(manifest), "-o", str(out), "-c", str(path), *extra],
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.slow
+def test_the_default_build_on_ray_equals_the_local_build(default_build, corpus, tmp_path):
+    out = tmp_path / "ray"
+    done = run_cli("build", "--input", str(corpus["manifest"]), "--output", str(out), "--max-failure-ratio", "0.8",
+                   "--runner", "ray")
+    assert done.returncode == 0, done.stderr
+    assert _tables(out) == _tables(default_build["out"])  # clip ids, captions, splits, rejects by reason
+    stats = yaml.safe_load((out / "stats.json").read_text())["counters"]
+    local = yaml.safe_load((default_build["out"] / "stats.json").read_text())["counters"]
+    for key in ("probe.records_in", "split_shots.records_out", "speech_teacher.records_in",
+                "consensus_selector.records_out"):
+        assert stats[key] == local[key], key  # stats come back from the workers
+    assert len(shard_samples(out)) == len(index_table(out))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crasher, fuse", [
+    ("ray_faults:CrashOnce", False),  # its own stage, a Ray task: retried
+    ("ray_faults:CrashOnceInActor", True),  # inside the fused CPU stage's actor: restarted, batch retried
+])
+def test_a_worker_that_dies_mid_build_is_retried_and_nothing_is_lost_or_doubled(corpus, tmp_path, crasher, fuse):
+    reference = tmp_path / "reference"
+    assert _build(CHEAP, corpus["manifest"], reference, tmp_path).returncode == 0
+    marker = tmp_path / "crashed"
+    crashing = [*CHEAP[:3], {"op": crasher, "marker": str(marker)}, *CHEAP[3:]]
+    out = tmp_path / "ray"
+    done = _build(crashing, corpus["manifest"], out, tmp_path, "--runner", "ray", fuse=fuse)
+    assert done.returncode == 0, done.stderr
+    assert marker.exists()  # the worker really died once
+    assert _tables(out) == _tables(reference)
+    assert len(shard_samples(out)) == len(index_table(out))  # every clip once
+
+
+def test_ray_stages_fuse_cpu_operators_and_keep_each_gpu_operator_alone():
+    from vidcurate.operators.teachers.generative import VideoTeacher
+    from vidcurate.pipelines.config import BuildConfig
+    from vidcurate.pipelines.runners.ray_runner import FusedStages, needs_actor, plan_stages
+
+    ops = BuildConfig(pipeline=CHEAP).operators()
+    gpu = VideoTeacher(model="some/vlm", gpus=0.5)
+    stages = plan_stages([*ops[:3], gpu, *ops[3:]])
+    assert [type(s).__name__ for s in stages] == ["FusedStages", "VideoTeacher", "FusedStages"]
+    assert [o.name for o in stages[0].operators] == ["probe", "split_shots", "extract_clips"]
+    assert stages[1].declared_resources().gpus == 0.5 and needs_actor(stages[1])
+    assert needs_actor(stages[2])  # the selector loads a model: the fused stage is an actor pool
+    assert not needs_actor(FusedStages(ops[:1]))  # probe alone: plain Ray tasks
+    assert plan_stages(ops, fuse_cpu=False) == ops  # one Ray stage per operator
+
+
+@pytest.mark.slow
+def test_bench_ray_prints_the_wall_time_ratio_and_stage_throughputs(tmp_path):
+    done = run_cli("bench", "ray", "--copies", "1", "--workdir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    for text in ("local runner", "ray runner (startup incl.)", "ray / local wall time", "target <= 1.5x",
+                 "stage throughput", "speech_teacher"):
+        assert text in done.stdout, text
