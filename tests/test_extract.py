@@ -80,3 +80,49 @@ def test_panda_random_keyframe_is_in_the_middle_40_percent_and_repeatable(bunny_
         [index] = op.keyframe_indices(record["clip_id"], frames)
         assert 0.3 * frames - 1 <= index <= 0.7 * frames
         assert op.keyframe_indices(record["clip_id"], frames) == [index]
+
+
+def _packets(data_or_path, start: int | None = None, end: int | None = None, fps: float = 25.0) -> list[bytes]:
+    """Video packet payloads (decode order), optionally only those whose frame is in [start, end)."""
+    source = io.BytesIO(data_or_path) if isinstance(data_or_path, bytes) else data_or_path
+    with av.open(source) as container:
+        stream = container.streams.video[0]
+        out = []
+        for packet in container.demux(stream):
+            if not packet.size:
+                continue
+            frame = round(float(packet.pts * stream.time_base) * fps)
+            if start is None or start <= frame < end:
+                out.append(bytes(packet))
+        return out
+
+
+def test_stream_copy_keeps_the_source_packets_when_a_clip_is_whole_gops():
+    bikes = samples.sample("bikes.mp4")  # its encoder put a keyframe on every shot cut
+    clips = [r for r in ShotSplit(preset="panda70m-code")(ProbeVideo()([{"uri": bikes, "video_id": "b"}]))
+             if r.get("status", "ok") == "ok"]
+    assert [(r["start_frame"], r["end_frame"]) for r in clips] == [(76, 137), (137, 187), (187, 242)]
+    for mode in ("one_pass", "per_clip"):
+        op = ExtractClips(stream_copy=True, mode=mode, keyframes="uniform")
+        out = op(clips)
+        assert op.stats.counters["extract_clips.stream_copied"] == 3, mode
+        for record in out:
+            # the very bytes of the source's frames: nothing was decoded or re-encoded
+            assert _packets(record["mp4"]) == _packets(bikes, record["start_frame"], record["end_frame"])
+            assert record["clip_num_frames"] == record["end_frame"] - record["start_frame"]
+            with av.open(io.BytesIO(record["mp4"])) as container:
+                first = next(p for p in container.demux(container.streams.video[0]) if p.size)
+                assert first.is_keyframe and container.streams.video[0].codec_context.pix_fmt == "yuv420p"
+            assert len(record["keyframes"]) == 4 and record["keyframe_frames"][0] >= record["start_frame"]
+
+
+def test_stream_copy_re_encodes_clips_that_do_not_start_on_a_keyframe():
+    bikes = samples.sample("bikes.mp4")
+    trimmed = [r for r in ShotSplit(preset="panda70m", min_clip_seconds=1.0)(
+        ProbeVideo()([{"uri": bikes, "video_id": "b"}])) if r.get("status", "ok") == "ok"]
+    assert trimmed  # Panda's 10% end trimming moves every start off the keyframes
+    op = ExtractClips(stream_copy=True)
+    out = op(trimmed)
+    assert "extract_clips.stream_copied" not in op.stats.counters
+    assert all(r["clip_num_frames"] == r["end_frame"] - r["start_frame"] for r in out)
+    assert _packets(out[0]["mp4"]) != _packets(bikes, out[0]["start_frame"], out[0]["end_frame"])
