@@ -131,6 +131,8 @@ INDEX = pa.schema(
         pa.field("shard", pa.string(), nullable=False),  # path under OUT/shards, e.g. train/shard-000000.tar
         pa.field("key", pa.string(), nullable=False),
         pa.field("mp4_bytes", pa.int64()),
+        pa.field("mp4_offset", pa.int64()),  # byte offset of the mp4's data in the shard: random access
+        pa.field("members", pa.list_(pa.string())),  # the sample's members: json, mp4, txt, kf0.jpg, ...
     ],
     metadata={"vidcurate.schema": "index", "vidcurate.version": SCHEMA_VERSION},
 )

@@ -80,7 +80,10 @@ def test_shards_hold_mp4_json_txt_matching_the_index(default_build):
         meta = json.loads(sample["json"])
         assert meta["clip_id"] == row["clip_id"] and meta["caption"] == row["caption"]
         assert sample["txt"].decode() == row["caption"] and row["caption"]
-        assert len(sample["mp4"]) == row["mp4_bytes"]
+        assert len(sample["mp4"]) == row["mp4_bytes"] and row["members"] == ["json", "mp4", "txt"]
+        with open(os.path.join(out, "shards", row["shard"]), "rb") as handle:  # random access by offset
+            handle.seek(row["mp4_offset"])
+            assert handle.read(row["mp4_bytes"]) == sample["mp4"]
         assert meta["provenance"]["config_hash"] and meta["provenance"]["schema_version"]
         assert any(c["text"] == row["caption"] for c in meta["candidates"])
 

@@ -75,6 +75,11 @@ def _check_shards_match_index(out) -> None:
     for row in rows:
         assert stored[row["key"]]["__shard__"].decode() == row["shard"]
         assert row["shard"].startswith(row["split"] + "/")
+        # random access: the index's byte range in the shard is the clip's mp4, also in rewritten shards
+        with open(os.path.join(out, "shards", row["shard"]), "rb") as handle:
+            handle.seek(row["mp4_offset"])
+            assert handle.read(row["mp4_bytes"]) == stored[row["key"]]["mp4"]
+        assert row["members"] == sorted(k for k in stored[row["key"]] if k != "__shard__")
 
 
 @pytest.fixture(scope="module")

@@ -64,3 +64,25 @@ def test_bench_shards_prints_throughput_against_a_plain_tar(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "plain tarfile, one file" in done.stdout and "shard writer / plain tar throughput" in done.stdout
     assert os.listdir(tmp_path) == []  # the benchmark cleans up
+
+
+def test_members_offsets_give_random_access_also_after_orphans_are_dropped(tmp_path):
+    from vidcurate.operators.write.shards import drop_samples
+
+    writer = ShardWriter(str(tmp_path), max_samples=10)
+    offsets = {}
+    for i in range(3):
+        writer.write(f"clip{i}", _sample(i, size=700 + i))
+        offsets[f"clip{i}"] = writer.last_members["mp4"]
+    [name] = writer.close()
+    data = (tmp_path / name).read_bytes()
+    for i in range(3):
+        start, size = offsets[f"clip{i}"]
+        assert data[start:start + size] == _sample(i, size=700 + i)["mp4"]
+    rewritten, moved = drop_samples(data, {"clip1", "clip2"})  # clip0 was an orphan
+    assert set(moved) == {"clip1", "clip2"} and moved["clip1"] < offsets["clip1"][0]
+    for key in moved:
+        size = offsets[key][1]
+        assert rewritten[moved[key]:moved[key] + size] == _sample(int(key[-1]), size=700 + int(key[-1]))["mp4"]
+    with tarfile.open(fileobj=__import__("io").BytesIO(rewritten)) as tar:
+        assert [n.split(".")[0] for n in tar.getnames()][::3] == ["clip1", "clip2"]

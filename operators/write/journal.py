@@ -7,7 +7,8 @@
            A video is done when all its records have arrived and every shard holding
            one of its samples is finalized.
   retract  videos to redo (``vidcurate retry-failed``): they are no longer done.
-  shards   shard contents rewritten by a resume (orphan samples removed; [] = deleted).
+  shards   shard contents rewritten by a resume (orphan samples removed; [] = deleted),
+           with the new byte offsets of the samples that moved.
 
 A shard may hold samples of a video that is not done (the run died before the video's
 last shard was finalized, or the video was retracted): those are orphans. A resume
@@ -82,5 +83,11 @@ def apply(state: JournalState, entry: dict) -> None:
                 state.shards[name] = keys
             else:
                 state.shards.pop(name, None)
+        moved = entry.get("mp4_offsets") or {}  # samples that moved inside a rewritten shard
+        if moved:
+            for video in state.videos.values():
+                for row in video["samples"]:
+                    if row["key"] in moved.get(row["shard"], {}):
+                        row["mp4_offset"] = moved[row["shard"]][row["key"]]
     else:
         raise ValueError(f"unknown journal entry kind {kind!r}")

@@ -54,7 +54,9 @@ def _wav(pcm: bytes, rate: int = 16000) -> bytes:
     return buffer.getvalue()
 
 
-def index_row(record: dict, shard: str, split: str = "train") -> dict:
+def index_row(record: dict, shard: str, split: str = "train", members: dict | None = None) -> dict:
+    """One index row; ``members`` (ext -> (offset, size) in the shard) gives random access to the mp4."""
+    members = members or {}
     return {
         "clip_id": record["clip_id"],
         "video_id": record["video_id"],
@@ -74,6 +76,8 @@ def index_row(record: dict, shard: str, split: str = "train") -> dict:
         "shard": shard,
         "key": record["clip_id"],
         "mp4_bytes": len(record["mp4"]),
+        "mp4_offset": members.get("mp4", (None, None))[0],
+        "members": sorted(members),
     }
 
 

@@ -29,11 +29,16 @@ class _OpenShard:
         self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.GNU_FORMAT)
         self.samples = self.bytes = 0
 
-    def add(self, key: str, members: dict[str, bytes]) -> None:
+    def add(self, key: str, members: dict[str, bytes]) -> dict[str, tuple[int, int]]:
+        """Append a sample; returns each member's (byte offset of its data in the tar, size)."""
+        where = {}
         for ext, data in sorted(members.items()):  # members of a sample in name order, as webdataset writes
             info = tarfile.TarInfo(f"{key}.{ext}")
             info.size, info.mode, info.mtime = len(data), 0o444, _MTIME
             self.tar.addfile(info, io.BytesIO(data))
+            padded = -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            where[ext] = (self.tar.offset - padded, len(data))
+        return where
 
 
 class ShardWriter:
@@ -50,6 +55,7 @@ class ShardWriter:
         self.index = start_index  # number of the next shard opened
         self.on_finalized = on_finalized
         self.written: list[str] = []
+        self.last_members: dict[str, tuple[int, int]] = {}  # of the last sample written: ext -> (offset, size)
         self._slots: list[_OpenShard | None] = [None] * open_shards
 
     def write(self, key: str, members: dict[str, bytes | str | dict]) -> str:
@@ -64,7 +70,7 @@ class ShardWriter:
             shard = None
         if shard is None:
             shard = self._slots[slot] = self._open()
-        shard.add(key, data)
+        self.last_members = shard.add(key, data)
         shard.samples += 1
         shard.bytes += size
         return shard.name
@@ -113,18 +119,20 @@ def shard_keys(data: bytes) -> list[str]:
     return keys
 
 
-def drop_samples(data: bytes, keep: set[str]) -> tuple[bytes, int]:
-    """The shard ``data`` with only the samples whose key is in ``keep``; and how many were dropped."""
+def drop_samples(data: bytes, keep: set[str]) -> tuple[bytes, dict[str, int]]:
+    """The shard ``data`` with only the samples whose key is in ``keep``, and the new byte offset
+    of each kept sample's mp4 data."""
     out = io.BytesIO()
-    dropped: set[str] = set()
-    with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+    mp4_offsets: dict[str, int] = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as src, \
+            tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as dst:
         for member in src.getmembers():
-            key = member.name.split(".", 1)[0]
+            key, ext = member.name.split(".", 1)
             if key in keep:
                 dst.addfile(member, src.extractfile(member))
-            else:
-                dropped.add(key)
-    return out.getvalue(), len(dropped)
+                if ext == "mp4":
+                    mp4_offsets[key] = dst.offset - -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+    return out.getvalue(), mp4_offsets
 
 
 def _as_bytes(value) -> bytes:

@@ -87,6 +87,7 @@ class DatasetSink:
             self.journal.append({"kind": "retract", "uris": redo})
         done = state.done_keys_by_shard()
         updates: dict[str, list[str]] = {}
+        offsets: dict[str, dict[str, int]] = {}
         orphans = 0
         for name in on_disk:
             listed = state.shards.get(name)
@@ -100,10 +101,11 @@ class DatasetSink:
             if not keep:
                 self.dest.remove(path)
             elif len(keep) < len(keys):
-                self.dest.write_bytes(path, drop_samples(data, set(keep))[0])
+                rewritten, offsets[name] = drop_samples(data, set(keep))
+                self.dest.write_bytes(path, rewritten)
             updates[name] = keep
         if updates:
-            self.journal.append({"kind": "shards", "shards": updates})
+            self.journal.append({"kind": "shards", "shards": updates, "mp4_offsets": offsets})
         return {"partial_files": partials, "orphan_samples": orphans, "videos_redone": len(redo)}
 
     # ---- writing ---------------------------------------------------------------------
@@ -119,7 +121,7 @@ class DatasetSink:
                                                                       self.options.extra_members))
                 shard = shard[len(SHARDS_DIR) + 1:]  # index rows name shards relative to OUT/shards
                 self._shard_keys.setdefault(shard, []).append(record["clip_id"])
-                pending.samples.append(index_row(record, shard, split))
+                pending.samples.append(index_row(record, shard, split, writer.last_members))
                 pending.open_shards.add(shard)
             else:
                 pending.rejects.append(reject_row(record))
