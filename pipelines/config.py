@@ -43,8 +43,9 @@ class OutputConfig(BaseModel):
                                      description="Split name -> share of source videos (every clip of a video "
                                      "goes to the same split).")
     split_seed: int = Field(0, description="Changes which videos land in which split.")
-    extra_members: list[Literal["keyframes", "audio"]] = Field(
-        default_factory=list, description="Also store each clip's keyframes (kf0.jpg, ...) and 16 kHz audio (wav).")
+    extra_members: list[Literal["keyframes", "audio", "embedding"]] = Field(
+        default_factory=list, description="Also store each clip's keyframes (kf0.jpg, ...), 16 kHz audio (wav) "
+        "and the splitter's mean frame embedding (npy).")
     bucket_by: list[Literal["resolution", "aspect", "duration"]] = Field(
         default_factory=list, description="Group shards by clip shape: shards/<split>/<bucket>/...")
 

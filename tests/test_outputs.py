@@ -6,6 +6,7 @@ import json
 import shutil
 import wave
 
+import numpy as np
 import pytest
 
 from conftest import index_table, shard_samples
@@ -37,8 +38,8 @@ def manifest(tmp_path_factory) -> str:
     return str(path)
 
 
-def _config(**output) -> BuildConfig:
-    return BuildConfig(pipeline=PIPELINE, output=output, run={"videos_per_chunk": 2})
+def _config(pipeline=PIPELINE, **output) -> BuildConfig:
+    return BuildConfig(pipeline=pipeline, output=output, run={"videos_per_chunk": 2})
 
 
 @pytest.mark.slow
@@ -63,8 +64,10 @@ def test_no_source_video_leaks_across_splits_and_shards_hold_one_split(manifest,
 @pytest.mark.slow
 def test_buckets_group_shards_by_clip_shape_and_extra_members_are_stored(manifest, tmp_path):
     out = tmp_path / "out"
-    build(manifest, str(out), _config(splits={"train": 1}, bucket_by=["resolution", "aspect"],
-                                      extra_members=["keyframes", "audio"]), progress=False)
+    # the transition check makes the splitter embed frames: their clip means become the npy members
+    embedding = [PIPELINE[0], {**PIPELINE[1], "transition_check": True}, *PIPELINE[2:]]
+    build(manifest, str(out), _config(embedding, splits={"train": 1}, bucket_by=["resolution", "aspect"],
+                                      extra_members=["keyframes", "audio", "embedding"]), progress=False)
     rows = index_table(out)
     buckets = {row["shard"].split("/")[1] for row in rows}
     assert len(buckets) >= 2  # bikes (wide) and carphone (4:3) are in different buckets
@@ -74,6 +77,9 @@ def test_buckets_group_shards_by_clip_shape_and_extra_members_are_stored(manifes
         assert row["shard"] == f"train/{bucket_of(record, ('resolution', 'aspect'))}/{row['shard'].split('/')[-1]}"
         sample = stored[row["key"]]
         assert sample["kf0.jpg"][:2] == b"\xff\xd8" and sample["kf1.jpg"][:2] == b"\xff\xd8"
+        vector = np.load(io.BytesIO(sample["npy"]))  # the splitter's mean frame embedding, unit length
+        assert vector.dtype == np.float32 and vector.ndim == 1 and abs(float(np.linalg.norm(vector)) - 1) < 1e-3
+        assert json.loads(sample["json"])["embedding_model"] == "classical"
     with_audio = [stored[r["key"]] for r in rows if "bigbuckbunny" in r["uri"]]
     assert with_audio and all("wav" in s for s in with_audio)
     with wave.open(io.BytesIO(with_audio[0]["wav"])) as handle:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, Optional
 
+import numpy as np
 from pydantic import Field, PrivateAttr, model_validator
 
 from vidcurate.operators.base import Operator, OperatorSetupError, RecordError, Resources, reject
@@ -179,4 +180,9 @@ class ShotSplit(Operator):
             "split_events": list(seg.events),
             "split_scores": dict(seg.scores),
             "motion": round(signals.mean_motion(seg.start, seg.end), 4),
+            # the unit mean of the clip's sampled frame embeddings (what the redundancy filter
+            # compares), kept for near-duplicate search and as an optional .npy shard member
+            **({"clip_embedding": signals.mean(seg.start, seg.end).astype(np.float32).tolist(),
+                "clip_embedding_model": self.embedder if self.embedder != "transformers" else self.embedder_model}
+               if len(signals.vectors) else {}),
         }

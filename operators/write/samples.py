@@ -9,7 +9,8 @@ PROBE_FIELDS = tuple(f.name for f in PROBE)
 
 def sample_members(record: dict, provenance: dict, extra: tuple[str, ...] = ()) -> dict:
     """The WebDataset members of a clip: mp4, json (all metadata), txt (the selected caption), and
-    by request ``keyframes`` (kf0.jpg, kf1.jpg, ... as given to teachers) and ``audio`` (wav, 16 kHz mono)."""
+    by request ``keyframes`` (kf0.jpg, kf1.jpg, ... as given to teachers), ``audio`` (wav, 16 kHz mono) and
+    ``embedding`` (npy: the clip's mean frame embedding from the splitter, when it computed one)."""
     meta = {
         "clip_id": record["clip_id"],
         "video_id": record["video_id"],
@@ -20,6 +21,7 @@ def sample_members(record: dict, provenance: dict, extra: tuple[str, ...] = ()) 
         "clip": {"width": record.get("clip_width"), "height": record.get("clip_height"),
                  "num_frames": record.get("clip_num_frames"), "duration": record["end"] - record["start"]},
         "filter_scores": record.get("filter_scores") or {},
+        "embedding_model": record.get("clip_embedding_model"),
         "speech": {"transcript": record.get("transcript"), "speech_seconds": record.get("speech_seconds")},
         "caption": record.get("caption"),
         "caption_teacher": record.get("caption_teacher"),
@@ -38,7 +40,19 @@ def sample_members(record: dict, provenance: dict, extra: tuple[str, ...] = ()) 
             members[f"kf{number}.jpg"] = jpeg
     if "audio" in extra and record.get("audio_pcm"):
         members["wav"] = _wav(record["audio_pcm"])
+    if "embedding" in extra and record.get("clip_embedding"):
+        members["npy"] = _npy(record["clip_embedding"])
     return members
+
+
+def _npy(vector: list[float]) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(vector, dtype=np.float32))
+    return buffer.getvalue()
 
 
 def _wav(pcm: bytes, rate: int = 16000) -> bytes:
