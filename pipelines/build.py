@@ -130,11 +130,12 @@ class FailureBudget:
 
 
 def build(input_location: str | None, output: str, config: BuildConfig, overwrite: bool = False,
-          sources: list[dict] | None = None, progress: bool | None = None) -> BuildResult:
+          sources: list[dict] | None = None, progress: bool | None = None, report: bool = True) -> BuildResult:
     """Build (or resume, or extend) the dataset in ``output`` from ``input_location``.
 
     ``sources`` replaces reading ``input_location`` (used by ``retry_failed``). ``progress``:
-    None = bars on a terminal and a rare line in logs, False = silent (pipelines/progress.py)."""
+    None = bars on a terminal and a rare line in logs, False = silent (pipelines/progress.py).
+    ``report=False`` skips OUT/report.html (benchmarks; ``vidcurate report OUT`` writes it later)."""
     started = time.perf_counter()
     operators = config.operators()          # a bad config fails before anything is touched,
     inputs = read_inputs(input_location) if sources is None else Inputs(sources=sources, rejects=[])
@@ -193,7 +194,7 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     card = dataset_card(resolved, sink.index_rows, sink.reject_rows,
                         [v["source"] for v in sink.journal.state.videos.values()], provenance)
     dest.write_bytes(CARD_FILE, card.encode("utf-8"))
-    if dest.local:  # the report reads the output folder back
+    if report and dest.local:  # the report reads the output folder back
         try:
             write_report(dest.root)
         except Exception as exc:  # a report problem must not fail a finished build
