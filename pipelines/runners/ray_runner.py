@@ -167,9 +167,11 @@ class RayRunner:
         started_here = not ray.is_initialized()
         clock = time.perf_counter()
         if started_here:
-            address = self.address or os.environ.get("RAY_ADDRESS") or None
-            ray.init(address=address, num_cpus=None if address else self.num_cpus, include_dashboard=False,
-                     logging_level=logging.WARNING, configure_logging=True)
+            # "local" always starts a private instance: never join another build's Ray that
+            # happens to run on this machine (ray.init() without an address would).
+            address = self.address or os.environ.get("RAY_ADDRESS") or "local"
+            ray.init(address=address, num_cpus=self.num_cpus if address == "local" else None,
+                     include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
         self._stats.add_time("ray.init", time.perf_counter() - clock)
         try:
             sources = list(sources)
