@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+# Teachers whose config names no model.
+BUILT_IN_MODELS = {"ocr_teacher": "bundled RapidOCR PP-OCRv4",
+                   "metadata_teacher": "(no model: passes the source's own text through)"}
+
 
 def dataset_card(resolved: dict, index_rows: list[dict], reject_rows: list[dict], sources: list[dict],
                  provenance: dict) -> str:
@@ -40,7 +44,7 @@ def dataset_card(resolved: dict, index_rows: list[dict], reject_rows: list[dict]
         "",
         "| step | model | label |",
         "|---|---|---|",
-        *[f"| {s['op']} | {s.get('model') or '(no model: passes source text through)'} | {s.get('label') or ''} |"
+        *[f"| {s['op']} | {s.get('model') or BUILT_IN_MODELS.get(s['op'], '')} | {s.get('label') or ''} |"
           for s in teachers],
         *[f"| {s['op']} (selects one caption per clip) | {s.get('model') or ''} | |" for s in selectors],
         "",

@@ -143,3 +143,16 @@ def test_consensus_tie_goes_to_the_more_descriptive_candidate(default_build):
     # agreement scores are equal by symmetry, so the longer description must win.
     rows = _clips_of(index_table(default_build["out"]), "bigbuckbunny.mp4")
     assert rows[0]["caption"].startswith("A big grey cartoon rabbit")
+
+
+def test_the_dataset_card_and_report_describe_the_build(default_build):
+    out = default_build["out"]
+    card = open(os.path.join(out, "README.md")).read()
+    rows = index_table(out)
+    assert f"clips: **{len(rows)}** from **2** source videos" in card
+    assert "| speech_teacher | bundled:tiny.en |" in card and "| ocr_teacher | bundled RapidOCR PP-OCRv4 |" in card
+    assert "| metadata_teacher | (no model: passes the source's own text through) |" in card
+    assert "CC-BY 3.0" in card  # Big Buck Bunny's licence, from the manifest
+    for reason in {r["reason"] for r in rejects_table(out)}:
+        assert reason in card
+    assert os.path.getsize(os.path.join(out, "report.html")) > 10_000
