@@ -72,7 +72,10 @@ def test_demo_builds_the_sample_dataset(tmp_path):
     out = tmp_path / "demo"
     done = run_cli("demo", "--output", str(out))
     assert done.returncode == 0, done.stderr
-    assert "clips out:      7 in 4 shard(s)" in done.stdout, done.stdout  # spread over output.open_shards = 4
+    # clips spread over up to output.open_shards = 4 shards (which ones: a hash of the clip ids,
+    # and those hash the input paths, so the count varies with the folder)
+    shards = len({r["shard"] for r in index_table(out)})
+    assert f"clips out:      7 in {shards} shard(s)" in done.stdout and 1 <= shards <= 4, done.stdout
     assert "probe/unreadable_container" in done.stdout  # the deliberately truncated input
     assert os.path.exists(out / "index.parquet") and len(shard_samples(out)) == 7
     # The README's main command is re-runnable: a second demo replaces the first.
