@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Iterable
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
@@ -96,9 +96,15 @@ class Operator(BaseModel):
     def teardown(self) -> None:
         """Free what setup() loaded."""
 
+    # Config fields that, when an operator has them, override its class-level Resources.
+    RESOURCE_FIELDS: ClassVar[dict[str, str]] = {"threads": "cpus", "gpus": "gpus", "batch_size": "batch_size"}
+
     def declared_resources(self) -> Resources:
-        """Resources of this configured instance (operators with a batch_size field override)."""
-        return self.resources
+        """Resources of this configured instance: the class's, with any ``threads`` (cpus), ``gpus``
+        or ``batch_size`` configuration field of the operator taking precedence."""
+        fields = type(self).model_fields
+        overrides = {res: getattr(self, name) for name, res in self.RESOURCE_FIELDS.items() if name in fields}
+        return replace(self.resources, **overrides) if overrides else self.resources
 
     # ---- work ------------------------------------------------------------------------
     def process_record(self, record: dict) -> dict | list[dict]:

@@ -47,9 +47,6 @@ class TextAreaFilter(Filter):
 
     _ocr = PrivateAttr(default=None)
 
-    def declared_resources(self) -> Resources:
-        return Resources(cpus=self.threads, memory_gb=self.resources.memory_gb, batch_size=self.resources.batch_size)
-
     def setup(self) -> None:
         self._ocr = RapidOCR(self.name, self.min_text_score, self.threads)
 

@@ -35,9 +35,6 @@ class ConsensusSelector(Operator):
 
     _embedder = PrivateAttr(default=None)
 
-    def declared_resources(self) -> Resources:
-        return Resources(cpus=self.resources.cpus, gpus=self.gpus, batch_size=self.resources.batch_size)
-
     def setup(self) -> None:
         from vidcurate.operators.models.text_embedder import TextEmbedder
 

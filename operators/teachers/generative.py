@@ -108,10 +108,6 @@ class GenerativeTeacher(Operator):
             raise ValueError("backend 'openai' needs 'endpoint', the server's base URL (e.g. http://HOST:8000/v1)")
         return self
 
-    def declared_resources(self) -> Resources:
-        return Resources(cpus=self.resources.cpus, gpus=self.gpus, memory_gb=self.resources.memory_gb,
-                         batch_size=self.batch_size)
-
     # ---- lifecycle -------------------------------------------------------------------
     def setup(self) -> None:
         module, _, attr = BACKENDS[self.backend].partition(":")

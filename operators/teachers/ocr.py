@@ -48,9 +48,6 @@ class OcrTeacher(Operator):
 
     _ocr = PrivateAttr(default=None)
 
-    def declared_resources(self) -> Resources:
-        return Resources(cpus=self.threads, memory_gb=self.resources.memory_gb, batch_size=self.resources.batch_size)
-
     def setup(self) -> None:
         from vidcurate.operators.models.ocr import RapidOCR
 

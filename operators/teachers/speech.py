@@ -40,9 +40,6 @@ class SpeechTeacher(Operator):
     _asr = PrivateAttr(default=None)
     _vad = PrivateAttr(default=None)
 
-    def declared_resources(self) -> Resources:
-        return Resources(cpus=self.resources.cpus, gpus=self.gpus, batch_size=self.resources.batch_size)
-
     def setup(self) -> None:
         from vidcurate.operators.models.whisper import SileroVAD, WhisperASR
 
