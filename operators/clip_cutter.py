@@ -65,8 +65,18 @@ def spans_are_cuttable(spans: list[tuple[int, int]]) -> bool:
 
 
 def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: list[list[int]], fps: float,
-                 has_audio: bool, settings: CutSettings, tmp: str, what: str) -> list[CutClip]:
-    """Cut ``spans`` ([start, end) source frames) of ``source``; keyframes are source frames."""
+                 has_audio: bool, settings: CutSettings, tmp: str, what: str, seek: bool = True) -> list[CutClip]:
+    """Cut ``spans`` ([start, end) source frames) of ``source``; keyframes are source frames.
+
+    With ``seek`` (not for variable-frame-rate sources, whose frames are renumbered by
+    resampling), decoding starts at the first span instead of the start of the file, so a
+    long video cut a batch of clips at a time is decoded about once in all. The seek is
+    half a frame early and ffmpeg drops frames before it, so frame 0 after it is exactly
+    the first span's first frame; audio and PCM times are taken from the same point."""
+    base = spans[0][0] if seek and spans and spans[0][0] > 0 else 0
+    t0 = (base - 0.5) / fps if base else 0.0  # source time of the first decoded sample
+    spans = [(s - base, e - base) for s, e in spans]
+    keyframe_frames = [[f - base for f in frames] for frames in keyframe_frames]
     all_keyframes = sorted({f for frames in keyframe_frames for f in frames})
     ranges = "+".join(f"between(n\\,{s}\\,{e - 1})" for s, e in spans)
     starts, total = [], 0
@@ -86,9 +96,10 @@ def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: lis
     with_audio = has_audio and settings.keep_audio
     if with_audio:
         graph.append(f"[0:a:0]asplit={len(spans)}" + "".join(f"[as{i}]" for i in range(len(spans))))
-        graph += [f"[as{i}]atrim=start={s / fps:.6f}:end={e / fps:.6f},asetpts=PTS-STARTPTS[a{i}]"
-                  for i, (s, e) in enumerate(spans)]
-    args = ["-y", "-i", source, "-filter_complex", ";".join(graph), "-map", "[v]"]
+        graph += [f"[as{i}]atrim=start={(s + base) / fps - t0:.6f}:end={(e + base) / fps - t0:.6f},"
+                  f"asetpts=PTS-STARTPTS[a{i}]" for i, (s, e) in enumerate(spans)]
+    args = ["-y", *(["-ss", f"{t0:.6f}"] if base else []), "-i", source,
+            "-filter_complex", ";".join(graph), "-map", "[v]"]
     boundaries = [str(c) for c in starts[1:]]
     args += [*settings.video_codec_args,
              "-force_key_frames", "expr:" + ("+".join(f"eq(n,{c})" for c in starts) or "eq(n,0)"),
@@ -113,7 +124,7 @@ def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: lis
     for index, ((s, e), frames) in enumerate(zip(spans, keyframe_frames)):
         audio = None
         if pcm is not None:
-            a, b = int(round(s / fps * ASR_SAMPLE_RATE)), int(round(e / fps * ASR_SAMPLE_RATE))
+            a, b = (int(round(((f + base) / fps - t0) * ASR_SAMPLE_RATE)) for f in (s, e))
             audio = np.asarray(pcm[a:b]).tobytes()
         path = os.path.join(tmp, f"clip_{index:05d}.mp4")
         if with_audio and os.path.exists(path):

@@ -1,7 +1,9 @@
 """extract_clips: cut each clip out of its source as browser-playable H.264 mp4 bytes.
 
 By default (``mode: one_pass``) all clips of a video in a batch are cut by ONE ffmpeg
-run (``clip_cutter.py``): one decode, one encoder, no per-clip seeking. ``per_clip``
+run (``clip_cutter.py``) that seeks once to the batch's first clip: one decode, one
+encoder, no per-clip seeking, and a long video streamed a batch at a time is still
+decoded about once. ``per_clip``
 runs ffmpeg once per clip, seeking to it, as Panda-70M's code does; it is also the
 fallback for any clip the one-pass run could not deliver exactly. Either way each clip
 gets a frame-accurate re-encode (yuv420p, faststart, audio kept as AAC when present),
@@ -128,7 +130,8 @@ class ExtractClips(Operator):
         with tempfile.TemporaryDirectory(prefix="vidcurate-cut-") as tmp:
             try:
                 cuts = cut_one_pass(present_path(first), spans, keyframes, first["fps"], bool(first.get("has_audio")),
-                                    settings, tmp, f"{first['uri']}: {len(group)} clips")
+                                    settings, tmp, f"{first['uri']}: {len(group)} clips",
+                                    seek=not first.get("variable_frame_rate"))
             except RecordError:
                 self.stats.incr(f"{self.name}.one_pass_failed")
                 return super().process_batch(group)  # per clip: isolates the clip that breaks

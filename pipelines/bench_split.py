@@ -7,6 +7,9 @@ Measured (each in a fresh subprocess, timed inside it after imports, best of N):
   panda_style    scenedetect.detect(ContentDetector(25, min_scene_len=15)), then one
                  `ffmpeg -ss S -t D -i video` re-encode per clip (Panda-70M's released
                  code), cutting the same clips as ours with the same encoder settings
+                 (the issue's baseline); also timed, and reported apart: the frame reads
+                 of Panda's stitching step between the two (event_stitching.py opens the
+                 video and seeks for 2 frames per cutscene), its model left out
   one_pass_limit ffmpeg decoding and encoding the whole video once, same settings
   detect_only    our decode pass + ContentDetector (no rules, no extraction)
   decode_only    ffmpeg -threads 1 decoding the whole video (the decoder's limit)
@@ -57,16 +60,55 @@ def _ours(video: str, out: str) -> dict:
 
 
 def _panda_style(video: str, out: str, spans: list) -> dict:
+    """Panda-70M's released splitting code, step by step, timed per step:
+    cutscene_detect.py (detect() + 5 s artificial cuts while more than 7 s remain),
+    event_stitching.py's frame reads (the 5%/95% frames of every cutscene, each read by
+    opening the video with OpenCV and seeking, in a process pool; its ImageBind model is
+    left out, so no model cost is counted against it), then video_splitting.py (one
+    ``ffmpeg -ss -t -i`` per clip, here with our encoder settings and clips)."""
+    from multiprocessing import Pool
+
+    import cv2
     from scenedetect import ContentDetector, detect
 
     started = time.perf_counter()
-    scenes = detect(video, ContentDetector(threshold=25, min_scene_len=15))
+    scenes = detect(video, ContentDetector(threshold=25, min_scene_len=15), start_in_scene=True)
+    fps = cv2.VideoCapture(video).get(cv2.CAP_PROP_FPS)
+    ends = [0]
+    for scene in scenes:
+        end = scene[1].frame_num if hasattr(scene[1], "frame_num") else scene[1].get_frames()
+        while end - ends[-1] > 7 * fps:
+            ends.append(ends[-1] + int(5 * fps))
+        ends.append(end)
+    cutscenes = list(zip(ends, ends[1:]))
+    detected = time.perf_counter()
+    reads = [(video, int(w * s + (1 - w) * (e - 1))) for s, e in cutscenes for w in (0.95, 0.05)]
+    with Pool(os.cpu_count() or 1) as pool:
+        frames = pool.starmap(_read_frame_panda, reads)
+    stitched = time.perf_counter()
     os.makedirs(out, exist_ok=True)
     for i, (start, end) in enumerate(spans):
         subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{start:.6f}", "-t",
                         f"{end - start:.6f}", "-i", video, *ENCODER, "-an", os.path.join(out, f"{i:05d}.mp4")],
                        check=True)
-    return {"seconds": time.perf_counter() - started, "scenes": len(scenes), "clips": len(spans)}
+    cut = time.perf_counter()
+    return {"seconds": (detected - started) + (cut - stitched), "with_stitch_reads": cut - started,
+            "detect": detected - started, "stitch_reads": stitched - detected, "cut": cut - stitched,
+            "scenes": len(scenes), "cutscenes": len(cutscenes), "frames_read": sum(1 for f in frames if f),
+            "clips": len(spans)}
+
+
+def _read_frame_panda(video: str, index: int) -> bool:
+    """event_stitching.py's read_videoframe: open, seek to the frame, read, resize to 224."""
+    import cv2
+
+    capture = cv2.VideoCapture(video)
+    capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+    ok, frame = capture.read()
+    if ok:
+        cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), (224, 224), interpolation=cv2.INTER_LINEAR)
+    capture.release()
+    return bool(ok)
 
 
 def _ffmpeg(video: str, out: str, kind: str) -> dict:
@@ -151,6 +193,7 @@ def run(seconds: float = 80, height: int | None = None, repeats: int = 2, long_f
     frames = r["detect_only"]["frames"]
     r["ratios"] = {
         "speedup_vs_panda_style": panda / ours,
+        "speedup_vs_panda_with_stitch_reads": r["panda_style"]["with_stitch_reads"] / ours,
         "fraction_of_one_pass_limit": limit / ours,
         "detection_vs_decode_only": (frames / r["detect_only"]["seconds"]) / (frames / r["decode_only"]["seconds"]),
         "peak_rss_long_over_short": r["memory_long"]["peak_rss_mib"] / r["memory_short"]["peak_rss_mib"],
@@ -167,7 +210,10 @@ def report(r: dict, long_factor: int) -> str:
         f"vidcurate bench split: {r['input']} ({r['seconds_of_video']:.0f} s), {r['ours']['clips']} clips, "
         f"x264 veryfast crf 23, best of repeats",
         f"  ours (probe+split+stitch+extract+keyframes) {r['ours']['seconds']:7.2f} s",
-        f"  panda-style (detect() + ffmpeg per clip)    {r['panda_style']['seconds']:7.2f} s",
+        f"  panda-style (detect() + ffmpeg per clip)    {r['panda_style']['seconds']:7.2f} s "
+        f"(detect {r['panda_style']['detect']:.2f} + cut {r['panda_style']['cut']:.2f})",
+        f"    + its stitching step's frame reads        {r['panda_style']['with_stitch_reads']:7.2f} s "
+        f"({r['panda_style']['frames_read']} frames read by seeking: {r['panda_style']['stitch_reads']:.2f} s)",
         f"  one-pass limit (decode+encode whole video)  {r['one_pass_limit']['seconds']:7.2f} s",
         f"  content detection (decode pass + detector)  {r['detect_only']['seconds']:7.2f} s "
         f"({r['detect_only']['fps']:.0f} frames/s)",
@@ -178,6 +224,8 @@ def report(r: dict, long_factor: int) -> str:
         f"{r['memory_long']['peak_rss_mib']:.0f} MiB ({long_factor}x longer)",
         "ratios (target):",
         f"  speedup vs panda-style        {q['speedup_vs_panda_style']:5.2f}x  (>= 1.5)  {_ok(q['speedup_vs_panda_style'] >= 1.5)}",
+        f"    (vs panda with its stitching reads {q['speedup_vs_panda_with_stitch_reads']:5.2f}x; not the target's "
+        f"baseline)",
         f"  fraction of one-pass limit    {q['fraction_of_one_pass_limit']:5.0%}   (>= 85%)  "
         f"{_ok(q['fraction_of_one_pass_limit'] >= 0.85)}",
         f"  detection vs decode-only      {q['detection_vs_decode_only']:5.0%}   (>= 90%)  "

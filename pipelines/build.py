@@ -152,10 +152,14 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     todo = [s for s in inputs.sources if s["uri"] not in done]
     budget = FailureBudget(config.run.max_failure_ratio, config.run.failure_ratio_min_inputs)
 
-    def emit(records: list[dict]) -> None:
-        sink.write(records)
+    finished: set[str] = set()
+
+    def emit(records: list[dict], videos_finished: list[str]) -> None:
+        sink.write(records, videos_finished)
         budget.record(records)
-        budget.check()
+        if videos_finished:  # judged on whole videos only
+            finished.update(videos_finished)
+            budget.check()
 
     cached = split_at(operators, config.run.cache_after)
     stages = operators
@@ -175,7 +179,8 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
         runner = LocalRunner(stages, config.run.videos_per_chunk, progress=display)
     error: BuildError | None = None
     try:
-        emit([r for r in inputs.rejects if r["uri"] not in done])
+        input_rejects = [r for r in inputs.rejects if r["uri"] not in done]
+        emit(input_rejects, [r["uri"] for r in input_rejects])
         if todo:  # nothing left to do: no model is loaded
             with display:
                 runner.run(todo, emit)
@@ -186,7 +191,7 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
         sink.extra_rejects += [reject_row(rejected(s, "build", "build_stopped",
                                                    f"{s['uri']}: not processed, the build stopped early",
                                                    transient=True))
-                               for s in todo if s["uri"] not in budget.inputs]
+                               for s in todo if s["uri"] not in finished]
     stats = runner.stats()
     result = BuildResult(output=output, shards=sink.close())
     dest.write_bytes(STATS_FILE, json.dumps(stats.to_dict(), indent=2).encode("utf-8"))

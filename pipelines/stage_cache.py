@@ -2,7 +2,8 @@
 
 ``run.cache_after: extract_clips`` (the default) keeps, per source video, the records the
 pipeline has after that step (clips with their mp4 bytes, keyframes and 16 kHz audio, or
-the video's rejects) in ``OUT/_cache/<prefix hash>/<video_id>.pkl``. The prefix hash
+the video's rejects) in ``OUT/_cache/<prefix hash>/<video_id>/part-NNNNN.pkl``, a batch
+of clips per part, and ``done.json`` once all parts are written. The prefix hash
 covers the resolved configuration of the steps up to and including that one, and the
 vidcurate version. A later build whose pipeline starts with the same steps (a new
 teacher, another selector, after ``--overwrite``, which keeps ``_cache/``) loads those
@@ -17,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-from collections import defaultdict
+from typing import Iterable, Iterator
 
 from vidcurate.operators.base import Operator, Resources, is_ok
 from vidcurate.operators.stats import Stats
@@ -25,10 +26,15 @@ from vidcurate.operators.write.destination import Destination
 
 CACHE_DIR = "_cache"
 NAME = "stage_cache"
+DONE = "done.json"
 
 
 class CachedStages:
-    """Duck-types the operator interface runners use, around a list of operators."""
+    """Duck-types the operator interface runners use, around a list of operators.
+
+    The local runner calls ``stream`` (a video's records come out a batch at a time, and
+    are stored and loaded a part at a time, so a long video is never held whole); the Ray
+    runner calls the object (a list of sources in, all their records out)."""
 
     name = NAME
 
@@ -62,60 +68,82 @@ class CachedStages:
         return merged
 
     def __call__(self, sources: list[dict]) -> list[dict]:
-        from vidcurate.pipelines.runners.local import run_operator
+        return [record for batch in self.stream([sources]) for record in batch]
 
-        out: list[dict] = []
-        misses: list[dict] = []
-        for source in sources:
-            if not is_ok(source):
-                out.append(source)
-                continue
-            cached = self._load(source)
-            if cached is None:
-                misses.append(source)
-            else:
-                out.extend(cached)
-        self._own.incr(f"{NAME}.hits", len(sources) - len(misses))
-        self._own.incr(f"{NAME}.misses", len(misses))
-        if misses:
-            if not self._ready:
-                for op in self.operators:
-                    op.ensure_setup()
-                self._ready = True
-            records = misses
+    def stream(self, batches: Iterable[list[dict]]) -> Iterator[list[dict]]:
+        """Every source video's records after the cached steps: loaded, or computed and stored."""
+        for batch in batches:
+            for source in batch:
+                if not is_ok(source):
+                    yield [source]
+                    continue
+                parts = self._parts(source)
+                if parts is None:
+                    self._own.incr(f"{NAME}.misses")
+                    yield from self._compute(source)
+                    continue
+                given: set = set()  # clip ids already handed on, should a later part be damaged
+                try:
+                    for part in parts:
+                        records = self._load_part(part, source)
+                        given.update(r.get("clip_id") for r in records)
+                        yield records
+                    self._own.incr(f"{NAME}.hits")
+                except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError):
+                    # A damaged entry is recomputed, never trusted; clip ids are deterministic,
+                    # so what earlier parts gave is not given twice.
+                    self._own.incr(f"{NAME}.unreadable")
+                    for records in self._compute(source):
+                        yield [r for r in records if r.get("clip_id") not in given or r.get("clip_id") is None]
+
+    # ---- computing and storing -----------------------------------------------------------
+    def _compute(self, source: dict) -> Iterator[list[dict]]:
+        from vidcurate.pipelines.runners.local import stream_stages
+
+        if not self._ready:
             for op in self.operators:
-                records = run_operator(op, records, self.progress)
-            by_uri: dict[str, list[dict]] = defaultdict(list)
-            for record in records:
-                by_uri[record["uri"]].append(record)
-            for source in misses:
-                self._save(source, by_uri.get(source["uri"], []))
-            out.extend(records)
-        return out
+                op.ensure_setup()
+            self._ready = True
+        folder = self._video_folder(source)
+        parts, cacheable = 0, True
+        for records in stream_stages(self.operators, [[source]], self.progress):
+            if not records:
+                continue
+            cacheable = cacheable and not any(not is_ok(r) and r.get("error_transient") for r in records)
+            if cacheable:  # a video with a transient reject is not cached, so a retry really retries
+                self.dest.makedirs(folder)
+                self.dest.write_bytes(f"{folder}/part-{parts:05d}.pkl", pickle.dumps(records, protocol=5))
+                parts += 1
+            yield records
+        if cacheable:  # written last: a video is cached only once all its parts are
+            self.dest.makedirs(folder)
+            self.dest.write_bytes(f"{folder}/{DONE}", json.dumps({"uri": source["uri"], "parts": parts}).encode())
 
-    # ---- storage -----------------------------------------------------------------------
-    def _key(self, source: dict) -> str:
-        return f"{self.folder}/{source['video_id']}.pkl"
+    def _video_folder(self, source: dict) -> str:
+        return f"{self.folder}/{source['video_id']}"
 
-    def _load(self, source: dict) -> list[dict] | None:
-        key = self._key(source)
-        if not self.dest.exists(key):
-            return None
+    def _parts(self, source: dict) -> list[str] | None:
+        """The part files of a complete cache entry for ``source``, or None."""
+        folder = self._video_folder(source)
         try:
-            uri, records = pickle.loads(self.dest.read_bytes(key))
+            done = json.loads(self.dest.read_bytes(f"{folder}/{DONE}"))
+        except FileNotFoundError:
+            return None
         except Exception:  # a damaged entry is recomputed, never trusted
             self._own.incr(f"{NAME}.unreadable")
             return None
-        if uri != source["uri"]:
+        if done.get("uri") != source["uri"]:
             return None
+        parts = [f"{folder}/part-{n:05d}.pkl" for n in range(int(done.get("parts", 0)))]
+        if not all(self.dest.exists(p) for p in parts):
+            self._own.incr(f"{NAME}.unreadable")
+            return None
+        return parts
+
+    def _load_part(self, part: str, source: dict) -> list[dict]:
+        records = pickle.loads(self.dest.read_bytes(part))
         # The manifest's metadata may have changed (titles fixed): take it from the source.
         return [{**record, **source} if is_ok(record) else record for record in records]
-
-    def _save(self, source: dict, records: list[dict]) -> None:
-        if any(not is_ok(r) and r.get("error_transient") for r in records):
-            return
-        self.dest.makedirs(self.folder)
-        self.dest.write_bytes(self._key(source), pickle.dumps((source["uri"], records), protocol=5))
 
 
 def prefix_digest(resolved_pipeline: list[dict], version: str) -> str:

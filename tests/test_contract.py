@@ -143,13 +143,65 @@ def test_local_runner_sets_up_once_batches_by_declared_size_and_merges_stats():
 
     BatchModel.process_batch = spy
     try:
-        emitted = []
+        emitted, finished = [], []
         stats = LocalRunner(ops, videos_per_chunk=5).run(({"uri": str(i), "x": i + 1} for i in range(10)),
-                                                         emitted.append)
+                                                         lambda records, done: (emitted.append(len(records)),
+                                                                                finished.append(done)))
     finally:
         BatchModel.process_batch = original
     assert len(BatchModel.setups) == 1
     assert seen_batches == [4, 1, 4, 1]  # two chunks of 5, each in batches of 4 + 1
-    assert [len(chunk) for chunk in emitted] == [5, 5]
+    # Each batch is handed on as soon as the last operator returns it; a chunk's videos are
+    # declared finished after its last batch.
+    assert emitted == [4, 1, 0, 4, 1, 0]
+    assert finished == [[], [], ["0", "1", "2", "3", "4"], [], [], ["5", "6", "7", "8", "9"]]
     assert stats.counters["doubler.records_in"] == 10 and stats.counters["batch_model.records_out"] == 10
     assert "batch_model.process" in stats.seconds
+
+
+class ManyClips(Operator):
+    """One long video -> ``clips`` small clip records (as a splitter does)."""
+
+    name: ClassVar[str] = "many_clips"
+    clips: int = 1000
+
+    def process_record(self, record):
+        return [{**record, "clip": i} for i in range(self.clips)]
+
+
+class Payload:
+    """A clip's bytes; counts how many are alive."""
+
+    alive = 0
+
+    def __init__(self):
+        self.data = bytearray(1 << 20)
+        Payload.alive += 1
+
+    def __del__(self):
+        Payload.alive -= 1
+
+
+class Cutter(Operator):
+    """Gives each clip a megabyte of 'mp4' bytes, 10 clips a batch (as extract_clips does)."""
+
+    name: ClassVar[str] = "cutter"
+    resources: ClassVar[Resources] = Resources(batch_size=10)
+
+    def process_batch(self, records):
+        return [{**r, "mp4": Payload()} for r in records]
+
+
+def test_local_runner_streams_a_long_videos_clips_so_memory_holds_a_batch_not_the_video():
+    most_alive = 0
+
+    def emit(records, done):
+        nonlocal most_alive
+        most_alive = max(most_alive, Payload.alive)
+        sizes.append(len(records))
+        finished.extend(done)
+
+    sizes, finished = [], []
+    LocalRunner([ManyClips(), Cutter()], videos_per_chunk=4).run([{"uri": "long.mp4", "x": 1}], emit)
+    assert sizes == [10] * 100 + [0] and finished == ["long.mp4"]
+    assert most_alive <= 10  # the batch being emitted, never the video's 1000 clips (1 GB)

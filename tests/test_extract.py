@@ -61,6 +61,36 @@ def test_clips_are_frame_accurate_playable_and_keep_audio_in_sync(bunny_pieces, 
             assert _nearest_source_frame(image, source_448, frame) == frame
 
 
+def test_one_pass_batch_seeks_to_its_first_clip_and_cuts_the_same_frames_and_audio(bunny_pieces):
+    """A long video is cut a batch of clips at a time; a batch not starting at frame 0 seeks
+    there instead of decoding from the start, and must give what a cut from the start gives."""
+    whole = ExtractClips(mode="one_pass", keyframes="uniform", num_keyframes=3)(bunny_pieces)
+    op = ExtractClips(mode="one_pass", keyframes="uniform", num_keyframes=3)
+    later = op(bunny_pieces[2:])  # starts at frame 76: this run seeks
+    assert op.stats.counters["extract_clips.one_pass_clips"] == 2
+    source = decord.VideoReader(samples.sample("bigbuckbunny.mp4"), width=160, height=90)
+    for seeking, reference in zip(later, whole[2:]):
+        frames = seeking["end_frame"] - seeking["start_frame"]
+        assert seeking["clip_num_frames"] == reference["clip_num_frames"] == frames
+        clip = decord.VideoReader(io.BytesIO(seeking["mp4"]), width=160, height=90)
+        assert _nearest_source_frame(clip[0].asnumpy(), source, seeking["start_frame"]) == seeking["start_frame"]
+        assert _nearest_source_frame(clip[len(clip) - 1].asnumpy(), source, seeking["end_frame"] - 1) == \
+            seeking["end_frame"] - 1
+        assert seeking["keyframe_frames"] == reference["keyframe_frames"]
+        for a, b in zip(seeking["keyframes"], reference["keyframes"]):
+            image_a = np.asarray(Image.open(io.BytesIO(a)).convert("RGB")).astype(float)
+            image_b = np.asarray(Image.open(io.BytesIO(b)).convert("RGB")).astype(float)
+            assert np.abs(image_a - image_b).mean() < 2
+        # the 16 kHz audio is the same span of the soundtrack, sample for sample
+        pcm_a = np.frombuffer(seeking["audio_pcm"], np.int16).astype(float)
+        pcm_b = np.frombuffer(reference["audio_pcm"], np.int16).astype(float)
+        assert len(pcm_a) == len(pcm_b) == round(frames / 25 * 16000)
+        assert np.corrcoef(pcm_a[800:], pcm_b[800:])[0, 1] > 0.98
+        with av.open(io.BytesIO(seeking["mp4"])) as container:
+            audio = container.streams.audio[0]
+            assert abs(float(audio.duration * audio.time_base) - frames / 25) < 0.025
+
+
 def test_one_pass_and_per_clip_cut_the_same_frames(corpus):
     records = ShotSplit(min_clip_seconds=0)(ProbeVideo()([{"uri": str(corpus["compilation"]), "video_id": "c"}]))
     one = ExtractClips(mode="one_pass", asr_audio=False)(records)

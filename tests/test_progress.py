@@ -36,7 +36,7 @@ class Scorer(Operator):
 def run(progress=None) -> tuple[list[dict], dict]:
     emitted: list[dict] = []
     stats = LocalRunner([FanOut(), Scorer()], videos_per_chunk=3, progress=progress).run(
-        ({"uri": f"v{i}", "x": i} for i in range(7)), emitted.extend)
+        ({"uri": f"v{i}", "x": i} for i in range(7)), lambda records, done: emitted.extend(records))
     return emitted, stats.to_dict()["counters"]
 
 

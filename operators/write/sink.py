@@ -5,7 +5,8 @@
     OUT/rejects.parquet      one row per rejected input or clip (schemas.REJECT)
     OUT/_journal/            what is done (operators/write/journal.py)
 
-Records arrive a chunk of whole videos at a time. Samples go to the shards of their
+Records arrive in any grouping (a runner streaming a long video writes its clips a batch
+at a time); the runner says when a video's last record has arrived. Samples go to the shards of their
 split (by source video, so no source leaks across splits) and, if asked, of their
 bucket (resolution / aspect / duration); within that, a video's clips spread over
 ``open_shards`` shards. A video is committed to the journal once its last shard is
@@ -14,6 +15,7 @@ published; index.parquet and rejects.parquet are written from the journal at clo
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -49,6 +51,7 @@ class _Pending:
     samples: list = field(default_factory=list)
     rejects: list = field(default_factory=list)
     open_shards: set = field(default_factory=set)
+    complete: bool = False  # every record of the video has arrived
 
 
 class DatasetSink:
@@ -109,8 +112,10 @@ class DatasetSink:
         return {"partial_files": partials, "orphan_samples": orphans, "videos_redone": len(redo)}
 
     # ---- writing ---------------------------------------------------------------------
-    def write(self, records: list[dict]) -> None:
-        """Records of whole videos (every record of each video in one call)."""
+    def write(self, records: list[dict], finished: Iterable[str] | None = None) -> None:
+        """Write ``records``; ``finished``: the source uris whose every record has now been
+        written (default: the videos in ``records``, i.e. records of whole videos). A video
+        is committed once it is finished and every shard holding its clips is published."""
         for record in records:
             uri = record["uri"]
             pending = self._pending.setdefault(uri, _Pending(source=_source_of(record)))
@@ -125,6 +130,9 @@ class DatasetSink:
                 pending.open_shards.add(shard)
             else:
                 pending.rejects.append(reject_row(record))
+        for uri in ({r["uri"] for r in records} if finished is None else finished):
+            if uri in self._pending:  # a video that gave no record at all is caught by the build's accounting
+                self._pending[uri].complete = True
         self._commit()
 
     def _writer(self, split: str, bucket: str) -> ShardWriter:
@@ -144,7 +152,7 @@ class DatasetSink:
             pending.open_shards.discard(short)
 
     def _commit(self) -> None:
-        done = [uri for uri, p in self._pending.items() if not p.open_shards]
+        done = [uri for uri, p in self._pending.items() if p.complete and not p.open_shards]
         if not done and not self._finalized:
             return
         videos = [{"uri": uri, "source": self._pending[uri].source, "samples": self._pending[uri].samples,
@@ -160,8 +168,11 @@ class DatasetSink:
         for writer in self.writers.values():
             writer.close()
         self._commit()
-        if self._pending:  # cannot happen: every shard is published by now
-            raise AssertionError(f"internal error: videos left uncommitted: {sorted(self._pending)[:5]}")
+        # A video left unfinished (the build stopped in the middle of it) is not journaled:
+        # its samples are orphans a re-run removes, and the re-run redoes it.
+        left = [uri for uri, p in self._pending.items() if p.complete]
+        if left:  # cannot happen: every shard is published by now
+            raise AssertionError(f"internal error: videos left uncommitted: {sorted(left)[:5]}")
         _write_table(self.dest, self.index_rows, INDEX, INDEX_FILE)
         _write_table(self.dest, self.reject_rows, REJECT, REJECTS_FILE)
         return sorted({row["shard"] for row in self.index_rows})

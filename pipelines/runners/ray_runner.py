@@ -8,9 +8,11 @@ then batch after batch. The others run as Ray tasks. The operator's declared
 
 A row is one source video: ``uri`` and ``payload``, the pickled list of that video's
 records (its clips with their mp4 bytes, or its rejects). Whole videos travel together,
-so the driver hands the sink complete videos, exactly as the local runner does (same
-shard writer, journal and resume), and teachers still batch across the clips of several
-videos. Ray Data streams: a video's decoded frames never leave the worker that decoded
+so the driver hands the sink complete videos (same shard writer, journal and resume as
+the local runner, which instead streams a long video's clips a batch at a time), and
+teachers still batch across the clips of several videos. The price: one row holds all
+clips of its video, so a very long video is held whole in the object store (which spills
+to disk) rather than streamed. Ray Data streams: a video's decoded frames never leave the worker that decoded
 them, and only a few videos' clips are in flight per stage (backpressure), so the object
 store holds mp4 bytes of a handful of videos at a time.
 
@@ -27,10 +29,11 @@ import os
 import pickle
 import sys
 import time
-from typing import Callable, Iterable
+from typing import Iterable
 
 from vidcurate.operators.base import Operator, Resources
 from vidcurate.operators.stats import Stats
+from vidcurate.pipelines.runners.local import Emit
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +164,7 @@ class RayRunner:
         self.progress = progress
         self._stats = Stats()
 
-    def run(self, sources: Iterable[dict], emit: Callable[[list[dict]], None]) -> Stats:
+    def run(self, sources: Iterable[dict], emit: Emit) -> Stats:
         import ray
 
         started_here = not ray.is_initialized()
@@ -219,10 +222,11 @@ class RayRunner:
                 ds = ds.map_batches(_run_task, fn_kwargs={"op": op}, num_cpus=res.cpus,
                                     max_retries=TASK_RETRIES, **args)
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
-            for payload, stats in zip(batch.column("payload").to_pylist(), batch.column("stats").to_pylist()):
+            for uri, payload, stats in zip(batch.column("uri").to_pylist(), batch.column("payload").to_pylist(),
+                                           batch.column("stats").to_pylist()):
                 for part in pickle.loads(stats) if stats else []:
                     self._stats.merge(Stats.from_dict(part))
-                emit(pickle.loads(payload))
+                emit(pickle.loads(payload), [uri])  # a row is a whole video
 
     def _cpu_scale(self) -> float:
         """Shrink actor CPU requests when the cluster cannot hold one actor per model stage and
