@@ -41,6 +41,26 @@ def keyframe_output(tmp: str) -> list[str]:
     return ["-fps_mode", "passthrough", "-q:v", "3", os.path.join(tmp, "kf_%05d.jpg")]
 
 
+def rate_ratio(source_fps: float, out_fps: float | None) -> float | None:
+    """out/source frame-rate ratio when a clip is resampled down to ``out_fps``, else None.
+    Rounded as it is printed into ffmpeg's expressions, so both sides count alike."""
+    if not out_fps or out_fps >= source_fps - 1e-6:
+        return None
+    return float(f"{out_fps / source_fps:.10f}")
+
+
+def resampled_frames(frames: int, ratio: float | None) -> int:
+    """How many frames a clip of ``frames`` source frames has after ``pick_frames``."""
+    return frames if ratio is None else int((frames - 1) * ratio) + 1
+
+
+def pick_frames(first: int, ratio: float) -> str:
+    """ffmpeg expression true for the source frames (``n`` counted from the clip's first,
+    ``first``) that a clip resampled to ``ratio`` x the source rate keeps: output frame j
+    shows the first source frame at or after its time j / out_fps."""
+    return f"gte(floor((n-{first})*{ratio:.10f})-floor((n-{first}-1)*{ratio:.10f})\\,1)"
+
+
 @dataclass
 class CutSettings:
     video_codec_args: list[str]  # encoder args, e.g. -c:v libx264 -preset veryfast -crf 23 -pix_fmt yuv420p
@@ -50,6 +70,7 @@ class CutSettings:
     keyframe_max_side: int
     timeout: float
     source_filters: list[str] = field(default_factory=list)  # before frames are picked by number
+    out_fps: float | None = None  # resample clips down to this rate (None: the source's)
 
 
 @dataclass
@@ -78,11 +99,17 @@ def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: lis
     spans = [(s - base, e - base) for s, e in spans]
     keyframe_frames = [[f - base for f in frames] for frames in keyframe_frames]
     all_keyframes = sorted({f for frames in keyframe_frames for f in frames})
-    ranges = "+".join(f"between(n\\,{s}\\,{e - 1})" for s, e in spans)
+    ratio = rate_ratio(fps, settings.out_fps)
+    if ratio is None:
+        ranges = "+".join(f"between(n\\,{s}\\,{e - 1})" for s, e in spans)
+        timing = "setpts=N/FRAME_RATE/TB"
+    else:
+        ranges = "+".join(f"between(n\\,{s}\\,{e - 1})*{pick_frames(s, ratio)}" for s, e in spans)
+        timing = f"setpts=N/{settings.out_fps:.6f}/TB"
     starts, total = [], 0
     for s, e in spans:
         starts.append(total)
-        total += e - s
+        total += resampled_frames(e - s, ratio)
     graph = []
     video_in = "[0:v:0]"
     if settings.source_filters:  # e.g. constant-rate resampling, before frames are picked by number
@@ -92,7 +119,7 @@ def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: lis
         graph.append(f"{video_in}split=2[vin][vkf]")
         video_in = "[vin]"
         graph.append(f"[vkf]{keyframe_filter(all_keyframes, settings.keyframe_max_side)}[kf]")
-    graph.append(f"{video_in}select='{ranges}',setpts=N/FRAME_RATE/TB,{','.join(settings.video_filters)}[v]")
+    graph.append(f"{video_in}select='{ranges}',{timing},{','.join(settings.video_filters)}[v]")
     with_audio = has_audio and settings.keep_audio
     if with_audio:
         graph.append(f"[0:a:0]asplit={len(spans)}" + "".join(f"[as{i}]" for i in range(len(spans))))
@@ -101,7 +128,7 @@ def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: lis
     args = ["-y", *(["-ss", f"{t0:.6f}"] if base else []), "-i", source,
             "-filter_complex", ";".join(graph), "-map", "[v]"]
     boundaries = [str(c) for c in starts[1:]]
-    args += [*settings.video_codec_args,
+    args += [*settings.video_codec_args, *(["-r", f"{settings.out_fps:.6f}"] if ratio is not None else []),
              "-force_key_frames", "expr:" + ("+".join(f"eq(n,{c})" for c in starts) or "eq(n,0)"),
              "-f", "segment", "-reset_timestamps", "1", "-segment_format", "mp4",
              "-segment_format_options", "movflags=+faststart"]

@@ -26,7 +26,8 @@ from pydantic import Field
 
 from vidcurate.operators.base import Operator, RecordError, Resources
 from vidcurate.operators.clip_cutter import (AAC_ARGS, ASR_SAMPLE_RATE, CutSettings, cut_one_pass, keyframe_filter,
-                                             keyframe_output, read_keyframes, spans_are_cuttable)
+                                             keyframe_output, pick_frames, rate_ratio, read_keyframes,
+                                             resampled_frames, spans_are_cuttable)
 from vidcurate.operators.media import constant_rate_filter, present_path, run_ffmpeg
 
 
@@ -35,12 +36,15 @@ class ExtractClips(Operator):
     resources: ClassVar[Resources] = Resources(cpus=1, batch_size=64)
     requires: ClassVar[tuple[str, ...]] = ("local_path", "clip_id", "start_frame", "end_frame", "fps", "height",
                                            "has_audio")
-    provides: ClassVar[tuple[str, ...]] = ("mp4", "clip_num_frames", "clip_width", "clip_height", "audio_pcm",
-                                           "keyframes", "keyframe_frames")
+    provides: ClassVar[tuple[str, ...]] = ("mp4", "clip_num_frames", "clip_fps", "clip_width", "clip_height",
+                                           "audio_pcm", "keyframes", "keyframe_frames")
 
     mode: Literal["one_pass", "per_clip"] = Field(
         "one_pass", description="one_pass: one ffmpeg run per video; per_clip: one seeking run per clip.")
     max_height: Optional[int] = Field(720, ge=16, description="Downscale clips taller than this (None: keep).")
+    max_fps: Optional[float] = Field(None, gt=0, description="Resample clips of faster sources down to this frame "
+                                     "rate, e.g. 30 (None: keep the source rate). Each output frame shows the first "
+                                     "source frame at or after its time, so a clip still starts on its first frame.")
     crf: int = Field(23, ge=0, le=51, description="x264 constant rate factor.")
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = Field(
         "veryfast", description="x264 preset.")
@@ -81,6 +85,7 @@ class ExtractClips(Operator):
         return (record.get("video_codec") == "h264" and record.get("pixel_format") == "yuv420p"
                 and not record.get("variable_frame_rate") and not record.get("rotation")
                 and (self.max_height is None or record["height"] <= self.max_height)
+                and self._ratio(record) is None
                 and record["start_frame"] in keyframes
                 and (record["end_frame"] in keyframes or record["end_frame"] >= record.get("num_frames", 0)))
 
@@ -116,7 +121,8 @@ class ExtractClips(Operator):
             with open(clip_path, "rb") as handle:
                 mp4 = handle.read()
         extras = self._cut(record, encode=False)  # keyframes and 16 kHz audio from the source, as usual
-        return {**extras, "mp4": mp4, "clip_num_frames": frames, "clip_width": width, "clip_height": height}
+        return {**extras, "mp4": mp4, "clip_num_frames": frames, "clip_fps": record["fps"], "clip_width": width,
+                "clip_height": height}
 
     def _one_pass(self, group: list[dict]) -> list[dict]:
         spans = [(r["start_frame"], r["end_frame"]) for r in group]
@@ -124,7 +130,8 @@ class ExtractClips(Operator):
             return super().process_batch(group)
         first = group[0]
         settings = CutSettings(self._codec_args(), self._filters(first), self.audio, self.asr_audio,
-                               self.keyframe_max_side, self.timeout, self._source_filters(first))
+                               self.keyframe_max_side, self.timeout, self._source_filters(first),
+                               self.max_fps if self._ratio(first) is not None else None)
         keyframes = [[r["start_frame"] + i for i in self.keyframe_indices(r["clip_id"], r["end_frame"] - r["start_frame"])]
                      for r in group]
         with tempfile.TemporaryDirectory(prefix="vidcurate-cut-") as tmp:
@@ -138,13 +145,14 @@ class ExtractClips(Operator):
             out = []
             for record, cut, frames in zip(group, cuts, keyframes):
                 facts = _video_facts(cut.path) if os.path.exists(cut.path) else None
-                if facts is None or facts[0] != record["end_frame"] - record["start_frame"]:
+                if facts is None or facts[0] != self._clip_frames(record):
                     self.stats.incr(f"{self.name}.one_pass_clip_redone")
                     out.extend(self._guarded_record(record))
                     continue
                 with open(cut.path, "rb") as handle:
                     mp4 = handle.read()
-                out.append({**record, "mp4": mp4, "clip_num_frames": facts[0], "clip_width": facts[1],
+                out.append({**record, "mp4": mp4, "clip_num_frames": facts[0], "clip_fps": self._clip_fps(record),
+                            "clip_width": facts[1],
                             "clip_height": facts[2], "audio_pcm": cut.audio_pcm if self.asr_audio else None,
                             "keyframes": cut.keyframes, "keyframe_frames": frames[: len(cut.keyframes)]})
             self.stats.incr(f"{self.name}.one_pass_clips", len(out))
@@ -165,7 +173,7 @@ class ExtractClips(Operator):
             pcm_path = os.path.join(tmp, "audio.pcm")
             args = ["-ss", f"{seek:.6f}", "-i", present_path(record), "-t", f"{frames / fps + 0.5 / fps:.6f}"]
             if encode:
-                args += ["-map", "0:v:0", "-frames:v", str(frames), *self._video_args(record)]
+                args += ["-map", "0:v:0", "-frames:v", str(self._clip_frames(record)), *self._video_args(record)]
                 if self.audio and record.get("has_audio"):
                     args += ["-map", "0:a:0", *AAC_ARGS]
                 args += ["-movflags", "+faststart", clip_path]
@@ -197,7 +205,8 @@ class ExtractClips(Operator):
         if clip_frames == 0:
             raise RecordError("empty_clip", f"{record['uri']} clip {record['start']:.2f}-{record['end']:.2f} s: "
                                             "ffmpeg wrote no video frame")
-        return {**record, "mp4": mp4, "clip_num_frames": clip_frames, "clip_width": clip_w,
+        return {**record, "mp4": mp4, "clip_num_frames": clip_frames, "clip_fps": self._clip_fps(record),
+                "clip_width": clip_w,
                 "clip_height": clip_h, "audio_pcm": audio_pcm, "keyframes": keyframes,
                 "keyframe_frames": [record["start_frame"] + i for i in picks][: len(keyframes)]}
 
@@ -229,7 +238,23 @@ class ExtractClips(Operator):
         return ["-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p"]
 
     def _video_args(self, record: dict) -> list[str]:
-        return ["-vf", ",".join(self._source_filters(record) + self._filters(record)), *self._codec_args()]
+        """Encoder arguments of a per-clip run (input seeked so that frame 0 is the clip's first)."""
+        ratio = self._ratio(record)
+        if ratio is None:
+            return ["-vf", ",".join(self._source_filters(record) + self._filters(record)), *self._codec_args()]
+        resample = [f"select='{pick_frames(0, ratio)}'", f"setpts=N/{self.max_fps:.6f}/TB"]
+        return ["-vf", ",".join(self._source_filters(record) + resample + self._filters(record)),
+                *self._codec_args(), "-r", f"{self.max_fps:.6f}"]
+
+    def _ratio(self, record: dict) -> float | None:
+        return rate_ratio(record["fps"], self.max_fps)
+
+    def _clip_frames(self, record: dict) -> int:
+        """Frames in the cut clip: the span's, or fewer when resampled to max_fps."""
+        return resampled_frames(record["end_frame"] - record["start_frame"], self._ratio(record))
+
+    def _clip_fps(self, record: dict) -> float:
+        return self.max_fps if self._ratio(record) is not None else record["fps"]
 
 
 def source_keyframes(path: str, fps: float) -> set[int]:

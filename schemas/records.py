@@ -69,6 +69,7 @@ CLIP = pa.schema(
         pa.field("split_reason", pa.string()),
         pa.field("mp4", pa.binary()),
         pa.field("clip_num_frames", pa.int64()),
+        pa.field("clip_fps", pa.float64()),
         pa.field("clip_width", pa.int32()),
         pa.field("clip_height", pa.int32()),
     ],

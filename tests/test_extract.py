@@ -156,3 +156,36 @@ def test_stream_copy_re_encodes_clips_that_do_not_start_on_a_keyframe():
     assert "extract_clips.stream_copied" not in op.stats.counters
     assert all(r["clip_num_frames"] == r["end_frame"] - r["start_frame"] for r in out)
     assert _packets(out[0]["mp4"]) != _packets(bikes, out[0]["start_frame"], out[0]["end_frame"])
+
+
+@pytest.mark.parametrize("mode,first", [("one_pass", 0), ("one_pass", 1), ("per_clip", 0)])
+def test_max_fps_resamples_clips_keeping_their_first_frame_and_audio_length(bunny_pieces, mode, first):
+    """25 fps Big Buck Bunny capped at 10 fps: output frame j shows source frame
+    start + ceil(2.5 j), the first source frame at or after its time."""
+    records = bunny_pieces[first:]
+    op = ExtractClips(mode=mode, max_fps=10, keyframes="middle")
+    out = op(records)
+    source = decord.VideoReader(samples.sample("bigbuckbunny.mp4"), width=160, height=90)
+    for record in out:
+        span = record["end_frame"] - record["start_frame"]  # 38 source frames
+        expected = int((span - 1) * 0.4) + 1  # 15
+        assert record["clip_num_frames"] == expected and record["clip_fps"] == 10
+        with av.open(io.BytesIO(record["mp4"])) as container:
+            video, audio = container.streams.video[0], container.streams.audio[0]
+            assert video.frames == expected and float(video.average_rate) == pytest.approx(10, abs=0.01)
+            # the audio covers the span, give or take one output frame (15 frames at 10 fps = 1.50 s, not 1.52)
+            assert abs(float(audio.duration * audio.time_base) - span / 25) < 1 / 10
+        clip = decord.VideoReader(io.BytesIO(record["mp4"]), width=160, height=90)
+        for j in (0, 1, 2, expected - 1):
+            want = record["start_frame"] + -(-5 * j // 2)
+            assert _nearest_source_frame(clip[j].asnumpy(), source, want) == want
+        # the keyframe is still the named source frame, at full rate
+        assert record["keyframe_frames"] == [record["start_frame"] + span // 2]
+        image = np.asarray(Image.open(io.BytesIO(record["keyframes"][0])).convert("RGB").resize((160, 90)))
+        assert _nearest_source_frame(image, source, span // 2 + record["start_frame"]) == \
+            record["start_frame"] + span // 2
+    if mode == "one_pass":
+        assert op.stats.counters["extract_clips.one_pass_clips"] == len(records)
+    # A cap above the source's rate changes nothing.
+    kept = ExtractClips(mode=mode, max_fps=30, keyframes="none", asr_audio=False)(records[:1])[0]
+    assert kept["clip_num_frames"] == 38 and kept["clip_fps"] == 25
