@@ -244,3 +244,15 @@ def test_transformers_model_without_image_tower_is_a_setup_error(tmp_path, tiny_
     shutil.copy(f"{tiny_clip}/preprocessor_config.json", folder)
     with pytest.raises(OperatorSetupError, match="get_image_features"):
         make_embedder("transformers", model=str(folder))
+
+
+def test_a_missing_embedder_folder_is_named_as_a_folder(tmp_path):
+    from vidcurate.operators.split.shots import ShotSplit
+
+    missing = tmp_path / "no-such-clip"
+    with pytest.raises(OperatorSetupError, match=r"local folder '.*no-such-clip', which does not exist"):
+        ShotSplit(preset="panda70m", embedder="transformers", embedder_model=str(missing)).setup()
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"not a folder")
+    with pytest.raises(OperatorSetupError, match=r"local folder '.*model.safetensors', which is a file"):
+        ShotSplit(preset="panda70m", embedder="transformers", embedder_model=str(weights)).setup()

@@ -31,6 +31,15 @@ def describe(ref: str) -> str:
     """How a reference was resolved, for error messages."""
     if is_bundled(ref):
         return f"bundled model {ref[len(BUNDLED_PREFIX):]!r}"
-    if os.path.isdir(ref):
+    path = os.path.expanduser(ref)
+    if os.path.isdir(path):
         return f"local folder {ref!r}"
+    if looks_like_path(ref):
+        what = "is a file, not a model folder" if os.path.exists(path) else "does not exist"
+        return f"local folder {ref!r}, which {what}"
     return f"hub id {ref!r}"
+
+
+def looks_like_path(ref: str) -> bool:
+    """A reference that can only be a path: absolute, ~ or ./.. relative, or deeper than org/name."""
+    return ref.startswith(("/", "~", "./", "../", ".\\")) or ref.count("/") > 1 or os.path.exists(ref)
