@@ -228,10 +228,22 @@ def test_transformers_missing_model_is_a_setup_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once at import
     missing = str(tmp_path / "no-such-model")
-    with pytest.raises(OperatorSetupError, match="no-such-model"):
+    with pytest.raises(OperatorSetupError, match=r"local folder '.*no-such-model', which does not exist"):
         make_embedder("transformers", model=missing)
-    with pytest.raises(OperatorSetupError, match="vidcurate-tests/no-such-model"):
+    with pytest.raises(OperatorSetupError, match="hub id 'vidcurate-tests/no-such-model'"):
         make_embedder("transformers", model="vidcurate-tests/no-such-model")
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"not a folder")
+    with pytest.raises(OperatorSetupError, match=r"local folder '.*model.safetensors', which is a file"):
+        make_embedder("transformers", model=str(weights))
+
+
+def test_transformers_model_under_home_is_found(tiny_clip, monkeypatch):
+    import os
+
+    monkeypatch.setenv("HOME", os.path.dirname(tiny_clip))
+    embedder = make_embedder("transformers", model="~/" + os.path.basename(tiny_clip))
+    assert embedder.dim == 16
 
 
 def test_transformers_model_without_image_tower_is_a_setup_error(tmp_path, tiny_clip):
@@ -245,14 +257,3 @@ def test_transformers_model_without_image_tower_is_a_setup_error(tmp_path, tiny_
     with pytest.raises(OperatorSetupError, match="get_image_features"):
         make_embedder("transformers", model=str(folder))
 
-
-def test_a_missing_embedder_folder_is_named_as_a_folder(tmp_path):
-    from vidcurate.operators.split.shots import ShotSplit
-
-    missing = tmp_path / "no-such-clip"
-    with pytest.raises(OperatorSetupError, match=r"local folder '.*no-such-clip', which does not exist"):
-        ShotSplit(preset="panda70m", embedder="transformers", embedder_model=str(missing)).setup()
-    weights = tmp_path / "model.safetensors"
-    weights.write_bytes(b"not a folder")
-    with pytest.raises(OperatorSetupError, match=r"local folder '.*model.safetensors', which is a file"):
-        ShotSplit(preset="panda70m", embedder="transformers", embedder_model=str(weights)).setup()

