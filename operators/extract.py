@@ -40,7 +40,10 @@ class ExtractClips(Operator):
                                            "audio_pcm", "keyframes", "keyframe_frames")
 
     mode: Literal["one_pass", "per_clip"] = Field(
-        "one_pass", description="one_pass: one ffmpeg run per video; per_clip: one seeking run per clip.")
+        "one_pass", description="one_pass: one ffmpeg run per batch of a video's clips; per_clip: one seeking run "
+                                "per clip.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Clips cut per ffmpeg run (one seek, one decode); also "
+                            "how many clips of a long video are in memory at once.")
     max_height: Optional[int] = Field(720, ge=16, description="Downscale clips taller than this (None: keep).")
     max_fps: Optional[float] = Field(None, gt=0, description="Resample clips of faster sources down to this frame "
                                      "rate, e.g. 30 (None: keep the source rate). Each output frame shows the first "

@@ -67,6 +67,33 @@ def test_a_worker_that_dies_mid_build_is_retried_and_nothing_is_lost_or_doubled(
     assert len(shard_samples(out)) == len(index_table(out))  # every clip once
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("fuse", [False, True])
+def test_videos_stream_through_ray_a_batch_of_clips_at_a_time_with_the_local_result(corpus, tmp_path, fuse):
+    import json
+
+    from vidcurate.pipelines.bench_split import make_input
+
+    long_video = tmp_path / "bikes_30s.mp4"  # bikes looped: 18 shots with real cuts
+    make_input(str(long_video), 30, 144)
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps({"uri": str(path), "title": "City bicycles and traffic"}) + "\n"
+                                for path in (corpus["compilation"], long_video)))
+    streamed = [*CHEAP[:2], {**CHEAP[2], "batch_size": 2}, *CHEAP[3:]]  # two clips per ffmpeg run
+    reference = tmp_path / "reference"
+    assert _build(streamed, manifest, reference, tmp_path).returncode == 0
+    out = tmp_path / "ray"
+    done = _build(streamed, manifest, out, tmp_path, "--runner", "ray", fuse=fuse)
+    assert done.returncode == 0, done.stderr
+    assert _tables(out) == _tables(reference)
+    assert len(shard_samples(out)) == len(index_table(out))  # every clip once, every video committed
+    counters = json.loads((out / "stats.json").read_text())["counters"]
+    clips, videos = counters["extract_clips.records_out"], counters["probe.records_in"]
+    if not fuse:  # each stage passes parts on as they come: at least one part per two clips reaches the driver
+        assert counters["ray.parts"] >= clips / 2 > videos
+    assert "ray.repeated_parts_dropped" not in counters
+
+
 def test_ray_stages_fuse_cpu_operators_and_keep_each_gpu_operator_alone():
     from vidcurate.operators.teachers.generative import VideoTeacher
     from vidcurate.pipelines.config import BuildConfig

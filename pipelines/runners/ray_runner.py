@@ -6,20 +6,23 @@ Each operator becomes one ``map_batches`` stage. Operators that load something i
 then batch after batch. The others run as Ray tasks. The operator's declared
 ``Resources`` become ``num_cpus`` / ``num_gpus`` (fractions allowed) / ``memory``.
 
-A row is one source video: ``uri`` and ``payload``, the pickled list of that video's
-records (its clips with their mp4 bytes, or its rejects). Whole videos travel together,
-so the driver hands the sink complete videos (same shard writer, journal and resume as
-the local runner, which instead streams a long video's clips a batch at a time), and
-teachers still batch across the clips of several videos. The price: one row holds all
-clips of its video, so a very long video is held whole in the object store (which spills
-to disk) rather than streamed. Ray Data streams: a video's decoded frames never leave the worker that decoded
-them, and only a few videos' clips are in flight per stage (backpressure), so the object
-store holds mp4 bytes of a handful of videos at a time.
+A row is a part of one source video: ``uri``, ``payload`` (the pickled list of some of
+its records: clips with their mp4 bytes, or rejects), ``row`` (an id) and ``weight``. The
+first stage gets one row per video with weight 1; every stage streams its output as the
+operators' batches come out, so a long video leaves the extraction step a batch of clips
+at a time and a worker holds about one batch, not the whole video (Ray Data gathers the
+parts into blocks of bounded size and spills the object store to disk). A row's parts
+carry weights that sum to its own (see ``_apply``), so the driver knows a video is
+complete when the weights of its parts sum to 1: only then does the sink commit it (same
+shard writer, journal and resume as the local runner). Teachers still batch across the
+clips of several rows. Ray Data streams: a video's decoded frames never leave the worker
+that decoded them, and only a few rows are in flight per stage (backpressure).
 
 Errors stay data (the operator contract turns exceptions into reject records). A worker
 that dies (OOM, a crashed native library, a lost node) is retried by Ray: tasks up to
-``max_retries`` times, actors restarted, and since a video's records are only emitted
-once its last stage finished, a retry never duplicates a sample.
+``max_retries`` times, actors restarted. A retried call yields the same parts with the same
+row ids (processing is deterministic), so parts the driver already has are dropped and a
+retry never duplicates a sample.
 """
 from __future__ import annotations
 
@@ -29,7 +32,9 @@ import os
 import pickle
 import sys
 import time
-from typing import Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterable, Iterator
 
 from vidcurate.operators.base import Operator, Resources
 from vidcurate.operators.stats import Stats
@@ -58,33 +63,80 @@ def _delta(after: Stats, before: Stats) -> Stats:
     return out
 
 
-def _apply(op, table):
-    """One batch of video rows through ``op``. The first output row carries the stats of every
-    stage so far for these videos (a list of Stats dicts), which the driver merges."""
+def _apply(op, table) -> Iterator:
+    """A batch of rows through ``op``, streaming: output rows leave as the operator's batches
+    come out, so a worker holds about one batch of clips whatever the video's length.
+
+    Each input row's records come out as one or more rows (its parts). A part carries the
+    ``weight`` of its row split so that the parts sum to it, whatever their number, which
+    is known only at the end: a row's parts before its last get half of what is left, the
+    last gets the rest. So the driver knows a video is complete when its weights sum to 1.
+    A part's ``row`` id extends its parent's, so rows a retried task sends twice are
+    recognised. The last row of the call carries the stats of every stage so far for these
+    rows (a list of Stats dicts), which the driver merges."""
     import pyarrow as pa
 
-    from vidcurate.pipelines.runners.local import run_operator
+    from vidcurate.pipelines.runners.local import stream_stages
 
-    uris = table.column("uri").to_pylist()
-    videos = [pickle.loads(p) for p in table.column("payload").to_pylist()]
-    carried = [d for blob in (table.column("stats").to_pylist() if "stats" in table.column_names else [])
-               if blob for d in pickle.loads(blob)]
+    rows = [RowPart(uri, row_id, Fraction(weight)) for uri, row_id, weight in
+            zip(table.column("uri").to_pylist(), table.column("row").to_pylist(),
+                table.column("weight").to_pylist())]
+    carried = [d for blob in table.column("stats").to_pylist() if blob for d in pickle.loads(blob)]
+    owner: dict[str, int] = {}  # clip_id or uri -> index of the input row holding it
+    records: list[dict] = []
+    for i, payload in enumerate(table.column("payload").to_pylist()):
+        for record in pickle.loads(payload):
+            owner.setdefault(record.get("clip_id") or record["uri"], i)
+            owner.setdefault(record["uri"], i)
+            records.append(record)
     before = copy.deepcopy(op.stats)
-    records = run_operator(op, [r for video in videos for r in video])
-    by_uri: dict[str, list] = {uri: [] for uri in uris}
-    for record in records:
-        by_uri.setdefault(record["uri"], []).append(record)
+
+    def table_of(parts: list[tuple[RowPart, list[dict]]], stats: bytes = b""):
+        return pa.table({
+            "uri": pa.array([part.uri for part, _ in parts], pa.string()),
+            "row": pa.array([part.row for part, _ in parts], pa.string()),
+            "weight": pa.array([str(part.weight) for part, _ in parts], pa.string()),
+            "payload": pa.array([pickle.dumps(out, protocol=5) for _, out in parts], pa.large_binary()),
+            "stats": pa.array([stats if i == len(parts) - 1 else b"" for i in range(len(parts))], pa.large_binary()),
+        })
+
+    held: dict[int, list[dict]] = {}  # each input row's latest output, sent once a newer one exists
+    for batch in stream_stages(op.operators if isinstance(op, FusedStages) else [op], [records]):
+        grouped: dict[int, list[dict]] = {}
+        for record in batch:
+            i = owner.get(record.get("clip_id") or "", owner.get(record["uri"], 0))
+            grouped.setdefault(i, []).append(record)
+        ready = [(rows[i].next_part(), held[i]) for i in grouped if i in held]
+        held.update(grouped)
+        if ready:
+            yield table_of(ready)
     stats = pickle.dumps([*carried, _delta(op.stats, before).to_dict()])
-    return pa.table({
-        "uri": pa.array(list(by_uri), pa.string()),
-        "payload": pa.array([pickle.dumps(v, protocol=5) for v in by_uri.values()], pa.large_binary()),
-        "stats": pa.array([stats if i == 0 else b"" for i in range(len(by_uri))], pa.large_binary()),
-    })
+    yield table_of([(row.last_part(), held.get(i, [])) for i, row in enumerate(rows)], stats)
+
+
+@dataclass
+class RowPart:
+    """An input row being cut into parts: ``next_part`` halves what is left, ``last_part`` takes it."""
+    uri: str
+    row: str
+    weight: Fraction
+    parts: int = 0
+
+    def next_part(self) -> "RowPart":
+        self.weight /= 2
+        return self._part(self.weight)
+
+    def last_part(self) -> "RowPart":
+        return self._part(self.weight)
+
+    def _part(self, weight: Fraction) -> "RowPart":
+        self.parts += 1
+        return RowPart(self.uri, f"{self.row}.{self.parts - 1}", weight)
 
 
 def _run_task(table, op):
     op.ensure_setup()
-    return _apply(op, table)
+    yield from _apply(op, table)
 
 
 class _OperatorActor:
@@ -93,7 +145,7 @@ class _OperatorActor:
         self.op.ensure_setup()  # models load once per actor
 
     def __call__(self, table):
-        return _apply(self.op, table)
+        yield from _apply(self.op, table)
 
 
 class FusedStages:
@@ -196,7 +248,8 @@ class RayRunner:
         context = DataContext.get_current()
         context.enable_progress_bars = sys.stderr.isatty() if self.progress is None else bool(self.progress)
         # One video per block: stages start on the first video, and no all-to-all step waits for all.
-        ds = ray.data.from_items([{"uri": s["uri"], "payload": pickle.dumps([s], protocol=5)} for s in sources],
+        ds = ray.data.from_items([{"uri": s["uri"], "row": str(i), "weight": "1", "stats": b"",
+                                   "payload": pickle.dumps([s], protocol=5)} for i, s in enumerate(sources)],
                                  override_num_blocks=len(sources))
         scale = self._cpu_scale()
         total_cpus = ray.cluster_resources().get("CPU", 1.0)
@@ -221,12 +274,20 @@ class RayRunner:
             else:
                 ds = ds.map_batches(_run_task, fn_kwargs={"op": op}, num_cpus=res.cpus,
                                     max_retries=TASK_RETRIES, **args)
+        received: dict[str, Fraction] = {}  # per video, the weight of its parts received so far
+        seen: set[str] = set()
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
-            for uri, payload, stats in zip(batch.column("uri").to_pylist(), batch.column("payload").to_pylist(),
-                                           batch.column("stats").to_pylist()):
+            for uri, row, weight, payload, stats in zip(*(batch.column(name).to_pylist() for name in
+                                                         ("uri", "row", "weight", "payload", "stats"))):
+                if row in seen:  # sent again by a retried task
+                    self._stats.incr("ray.repeated_parts_dropped")
+                    continue
+                seen.add(row)
                 for part in pickle.loads(stats) if stats else []:
                     self._stats.merge(Stats.from_dict(part))
-                emit(pickle.loads(payload), [uri])  # a row is a whole video
+                received[uri] = received.get(uri, Fraction(0)) + Fraction(weight)
+                self._stats.incr("ray.parts")
+                emit(pickle.loads(payload), [uri] if received[uri] == 1 else [])
 
     def _cpu_scale(self) -> float:
         """Shrink actor CPU requests when the cluster cannot hold one actor per model stage and
