@@ -32,7 +32,9 @@ def manifest(tmp_path_factory) -> str:
                                 "carphone_pristine.mp4"]):
         name = f"v{i}_{source}"
         shutil.copy(samples.sample(source), folder / name)
-        lines.append(json.dumps({"uri": name, "title": f"Clip {name}", "license": "CC-BY 3.0" if i == 3 else None}))
+        # Explicit ids: splits are drawn from the video id, which otherwise hashes the (temporary) path.
+        lines.append(json.dumps({"uri": name, "video_id": f"video{i}", "title": f"Clip {name}",
+                                 "license": "CC-BY 3.0" if i == 3 else None}))
     path = folder / "manifest.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
