@@ -40,11 +40,6 @@ def describe(ref: str) -> str:
     return f"hub id {ref!r}"
 
 
-def local_or_hub(ref: str) -> str:
-    """What to hand a loader: ``~`` expanded for folders under home, anything else as written."""
-    return os.path.expanduser(ref) if ref.startswith("~") else ref
-
-
 def looks_like_path(ref: str) -> bool:
     """A reference that can only be a path: absolute, ~ or ./.. relative, or deeper than org/name."""
     return ref.startswith(("/", "~", "./", "../", ".\\")) or ref.count("/") > 1 or os.path.exists(ref)

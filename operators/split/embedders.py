@@ -58,12 +58,13 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from vidcurate.operators.base import OperatorSetupError
-from vidcurate.operators.models.loading import describe, local_or_hub, require
+from vidcurate.operators.models.loading import describe, require
 
 __all__ = ["EmbedderThresholds", "FrameEmbedder", "ClassicalEmbedder", "TransformersImageEmbedder",
            "make_embedder", "distance_for_cosine", "EMBEDDER_KINDS", "CLASSICAL_THRESHOLDS",
@@ -263,7 +264,7 @@ class TransformersImageEmbedder(FrameEmbedder):
         except ImportError:
             pass
         try:
-            where = local_or_hub(model)
+            where = os.path.expanduser(model)  # ~/models/clip: a folder under home
             self.processor = transformers.AutoImageProcessor.from_pretrained(where, revision=revision)
             self.model = transformers.AutoModel.from_pretrained(where, revision=revision).to(device).eval()
         except Exception as exc:

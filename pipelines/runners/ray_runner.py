@@ -86,7 +86,8 @@ def _apply(op, table) -> Iterator:
     records: list[dict] = []
     for i, payload in enumerate(table.column("payload").to_pylist()):
         for record in pickle.loads(payload):
-            owner.setdefault(record.get("clip_id") or record["uri"], i)
+            if record.get("clip_id"):
+                owner.setdefault(record["clip_id"], i)
             owner.setdefault(record["uri"], i)
             records.append(record)
     before = copy.deepcopy(op.stats)
@@ -101,10 +102,10 @@ def _apply(op, table) -> Iterator:
         })
 
     held: dict[int, list[dict]] = {}  # each input row's latest output, sent once a newer one exists
-    for batch in stream_stages(op.operators if isinstance(op, FusedStages) else [op], [records]):
+    for batch in stream_stages([op], [records]):  # fused stages and the stage cache stream themselves
         grouped: dict[int, list[dict]] = {}
         for record in batch:
-            i = owner.get(record.get("clip_id") or "", owner.get(record["uri"], 0))
+            i = owner.get(record.get("clip_id"), owner.get(record["uri"], 0))
             grouped.setdefault(i, []).append(record)
         ready = [(rows[i].next_part(), held[i]) for i in grouped if i in held]
         held.update(grouped)
@@ -160,7 +161,7 @@ class FusedStages:
         self._ready = False
 
     def declared_resources(self) -> Resources:
-        return Resources(cpus=max(op.declared_resources().cpus for op in self.operators), batch_size=1 << 30)
+        return Resources(cpus=max(op.declared_resources().cpus for op in self.operators))
 
     def ensure_setup(self) -> None:
         for op in self.operators:
@@ -177,12 +178,11 @@ class FusedStages:
             merged.merge(op.stats)
         return merged
 
-    def __call__(self, records: list[dict]) -> list[dict]:
-        from vidcurate.pipelines.runners.local import run_operator
+    def stream(self, batches: Iterable[list[dict]]) -> Iterator[list[dict]]:
+        """``batches`` through every fused operator in turn, lazily, as the local runner chains them."""
+        from vidcurate.pipelines.runners.local import stream_stages
 
-        for op in self.operators:
-            records = run_operator(op, records)
-        return records
+        return stream_stages(self.operators, batches)
 
 
 def plan_stages(operators: list, fuse_cpu: bool = True) -> list:
