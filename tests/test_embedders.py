@@ -256,4 +256,3 @@ def test_transformers_model_without_image_tower_is_a_setup_error(tmp_path, tiny_
     shutil.copy(f"{tiny_clip}/preprocessor_config.json", folder)
     with pytest.raises(OperatorSetupError, match="get_image_features"):
         make_embedder("transformers", model=str(folder))
-
