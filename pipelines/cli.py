@@ -169,7 +169,8 @@ def bench() -> None:
 @bench.command("split")
 @click.option("--seconds", default=80.0, show_default=True, help="Length of the looped real-footage input.")
 @click.option("--height", type=int, default=None, help="Rescale the input to this height (e.g. 1080).")
-@click.option("--repeats", default=2, show_default=True, help="Runs per measurement; the best is kept.")
+@click.option("--repeats", default=3, show_default=True,
+              help="Rounds; each runs every measurement once (short ones twice); the best is kept.")
 @click.option("--long-factor", default=20, show_default=True, help="Memory check: how much longer the long input is.")
 @click.option("--workdir", default=None, help="Where inputs, outputs and bench_split.json go (default: a temp dir).")
 def bench_split(seconds: float, height: int | None, repeats: int, long_factor: int, workdir: str | None) -> None:
