@@ -71,7 +71,6 @@ class CutSettings:
     timeout: float
     source_filters: list[str] = field(default_factory=list)  # before frames are picked by number
     out_fps: float | None = None  # resample clips down to this rate (None: the source's)
-    single_thread: bool = False  # decoder, filters and x264 on one thread (for runs side by side)
 
 
 @dataclass
@@ -84,28 +83,6 @@ class CutClip:
 def spans_are_cuttable(spans: list[tuple[int, int]]) -> bool:
     """One-pass cutting needs sorted, non-overlapping, non-empty spans."""
     return all(s < e for s, e in spans) and all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
-
-
-def balanced_runs(spans: list[tuple[int, int]], runs: int) -> list[list[int]]:
-    """Indices of sorted ``spans`` in at most ``runs`` contiguous groups of about equal frame count.
-
-    Groups are contiguous so that each run seeks once and decodes only its own stretch of
-    the video; the frames to encode, which dominate the cost, are what is balanced."""
-    runs = max(1, min(runs, len(spans)))
-    weights = [e - s for s, e in spans]
-    total, groups, current, done = sum(weights), [], [], 0
-    for index, weight in enumerate(weights):
-        filling = len(groups) + 1  # number of the group being filled
-        target = total * filling / runs  # frames done when it should close
-        later_groups_need_this = len(spans) - index == runs - filling
-        if current and filling < runs and (later_groups_need_this
-                                           or abs(done + weight - target) > abs(done - target)):
-            groups.append(current)
-            current = []
-        current.append(index)
-        done += weight
-    groups.append(current)
-    return groups
 
 
 def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: list[list[int]], fps: float,
@@ -148,13 +125,10 @@ def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: lis
         graph.append(f"[0:a:0]asplit={len(spans)}" + "".join(f"[as{i}]" for i in range(len(spans))))
         graph += [f"[as{i}]atrim=start={(s + base) / fps - t0:.6f}:end={(e + base) / fps - t0:.6f},"
                   f"asetpts=PTS-STARTPTS[a{i}]" for i, (s, e) in enumerate(spans)]
-    one_thread = ["-threads", "1"] if settings.single_thread else []
-    args = ["-y", *(["-filter_complex_threads", "1"] if settings.single_thread else []), *one_thread,
-            *(["-ss", f"{t0:.6f}"] if base else []), "-i", source,
+    args = ["-y", *(["-ss", f"{t0:.6f}"] if base else []), "-i", source,
             "-filter_complex", ";".join(graph), "-map", "[v]"]
     boundaries = [str(c) for c in starts[1:]]
-    args += [*settings.video_codec_args, *one_thread,
-             *(["-r", f"{settings.out_fps:.6f}"] if ratio is not None else []),
+    args += [*settings.video_codec_args, *(["-r", f"{settings.out_fps:.6f}"] if ratio is not None else []),
              "-force_key_frames", "expr:" + ("+".join(f"eq(n,{c})" for c in starts) or "eq(n,0)"),
              "-f", "segment", "-reset_timestamps", "1", "-segment_format", "mp4",
              "-segment_format_options", "movflags=+faststart"]

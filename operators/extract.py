@@ -1,12 +1,9 @@
 """extract_clips: cut each clip out of its source as browser-playable H.264 mp4 bytes.
 
-By default (``mode: one_pass``) the clips of a video in a batch are cut by one ffmpeg
-run per core (``jobs``), side by side: each run (``clip_cutter.py``) takes a contiguous
-share of the clips of about equal frame count, seeks once to its first clip and runs on
-one thread: one decode, one encoder, no per-clip seeking, and a long video streamed a
-batch at a time is still decoded about once. (x264's frame threads, on these cuts with a
-forced keyframe every few seconds, kept about 1.4 of 2 cores busy; two single-threaded
-runs keep both busy for the same CPU seconds.) ``per_clip``
+By default (``mode: one_pass``) all clips of a video in a batch are cut by ONE ffmpeg
+run (``clip_cutter.py``) that seeks once to the batch's first clip: one decode, one
+encoder, no per-clip seeking, and a long video streamed a batch at a time is still
+decoded about once. ``per_clip``
 runs ffmpeg once per clip, seeking to it, as Panda-70M's code does; it is also the
 fallback for any clip the one-pass run could not deliver exactly. Either way each clip
 gets a frame-accurate re-encode (yuv420p, faststart, audio kept as AAC when present),
@@ -22,16 +19,15 @@ import os
 import random
 import tempfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar, Literal, Optional
 
 import numpy as np
 from pydantic import Field
 
 from vidcurate.operators.base import Operator, RecordError, Resources
-from vidcurate.operators.clip_cutter import (AAC_ARGS, ASR_SAMPLE_RATE, CutSettings, balanced_runs, cut_one_pass,
-                                             keyframe_filter, keyframe_output, pick_frames, rate_ratio,
-                                             read_keyframes, resampled_frames, spans_are_cuttable)
+from vidcurate.operators.clip_cutter import (AAC_ARGS, ASR_SAMPLE_RATE, CutSettings, cut_one_pass, keyframe_filter,
+                                             keyframe_output, pick_frames, rate_ratio, read_keyframes,
+                                             resampled_frames, spans_are_cuttable)
 from vidcurate.operators.media import constant_rate_filter, present_path, run_ffmpeg
 
 
@@ -48,10 +44,6 @@ class ExtractClips(Operator):
                                 "per clip.")
     batch_size: int = Field(64, ge=1, le=4096, description="Clips cut per ffmpeg run (one seek, one decode); also "
                             "how many clips of a long video are in memory at once.")
-    jobs: Optional[int] = Field(
-        None, ge=1, le=256, description="ffmpeg runs side by side per batch, each on one thread, each cutting a "
-        "contiguous share of the clips (x264 frame threads spend about 20% more CPU for the same clips). None: one "
-        "per CPU this process may use. 1: one run on ffmpeg's own threads.")
     max_height: Optional[int] = Field(720, ge=16, description="Downscale clips taller than this (None: keep).")
     max_fps: Optional[float] = Field(None, gt=0, description="Resample clips of faster sources down to this frame "
                                      "rate, e.g. 30 (None: keep the source rate). Each output frame shows the first "
@@ -139,26 +131,10 @@ class ExtractClips(Operator):
         spans = [(r["start_frame"], r["end_frame"]) for r in group]
         if len(group) == 1 or not spans_are_cuttable(spans):
             return super().process_batch(group)
-        runs = balanced_runs(spans, self._jobs())
-        if len(runs) == 1:
-            return self._one_run(group, single_thread=False)
-        with ThreadPoolExecutor(len(runs)) as pool:  # each thread waits on its own ffmpeg process
-            parts = list(pool.map(lambda run: self._one_run([group[i] for i in run], single_thread=True), runs))
-        return [record for part in parts for record in part]
-
-    def _jobs(self) -> int:
-        return self.jobs or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                else os.cpu_count() or 1)
-
-    def _one_run(self, group: list[dict], single_thread: bool) -> list[dict]:
-        """Cut sorted ``group`` in one ffmpeg run; clips it cannot deliver exactly are cut one by one."""
-        if len(group) == 1:
-            return super().process_batch(group)
-        spans = [(r["start_frame"], r["end_frame"]) for r in group]
         first = group[0]
         settings = CutSettings(self._codec_args(), self._filters(first), self.audio, self.asr_audio,
                                self.keyframe_max_side, self.timeout, self._source_filters(first),
-                               self.max_fps if self._ratio(first) is not None else None, single_thread)
+                               self.max_fps if self._ratio(first) is not None else None)
         keyframes = [[r["start_frame"] + i for i in self.keyframe_indices(r["clip_id"], r["end_frame"] - r["start_frame"])]
                      for r in group]
         with tempfile.TemporaryDirectory(prefix="vidcurate-cut-") as tmp:
@@ -169,7 +145,6 @@ class ExtractClips(Operator):
             except RecordError:
                 self.stats.incr(f"{self.name}.one_pass_failed")
                 return super().process_batch(group)  # per clip: isolates the clip that breaks
-            self.stats.incr(f"{self.name}.one_pass_runs")
             out = []
             for record, cut, frames in zip(group, cuts, keyframes):
                 facts = _video_facts(cut.path) if os.path.exists(cut.path) else None

@@ -1,13 +1,10 @@
 """Counters and timers, one interface for every operator and runner, merged at the end."""
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-
-_LOCK = threading.Lock()  # operators may count from several threads (e.g. ffmpeg runs side by side)
 
 
 @dataclass
@@ -18,12 +15,10 @@ class Stats:
     seconds: dict = field(default_factory=dict)
 
     def incr(self, key: str, n: int = 1) -> None:
-        with _LOCK:
-            self.counters[key] += n
+        self.counters[key] += n
 
     def add_time(self, key: str, seconds: float) -> None:
-        with _LOCK:
-            self.seconds[key] = self.seconds.get(key, 0.0) + seconds
+        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
 
     @contextmanager
     def timer(self, key: str):

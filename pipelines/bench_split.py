@@ -5,8 +5,7 @@ Measured each in a fresh subprocess, timed inside it after imports, in rounds: a
 every measurement once (the ~1 s ones twice), so a machine whose speed drifts over minutes
 slows both sides of a ratio alike; the best of the rounds is kept.
   ours           probe + split (ContentDetector 25/15 + Panda rules, classical embedder)
-                 + one-pass extraction with keyframes (single-threaded runs side by
-                 side, one per core): the stage `vidcurate split` runs
+                 + one-pass extraction with keyframes: the stage `vidcurate split` runs
   panda_style    scenedetect.detect(ContentDetector(25, min_scene_len=15)), then one
                  `ffmpeg -ss S -t D -i video` re-encode per clip (Panda-70M's released
                  code), cutting the same clips as ours with the same encoder settings

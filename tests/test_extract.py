@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidcurate.operators.clip_cutter import balanced_runs
 from vidcurate.operators.extract import ExtractClips
 from vidcurate.operators.probe import ProbeVideo
 from vidcurate.operators.split.shots import ShotSplit
@@ -65,8 +64,8 @@ def test_clips_are_frame_accurate_playable_and_keep_audio_in_sync(bunny_pieces, 
 def test_one_pass_batch_seeks_to_its_first_clip_and_cuts_the_same_frames_and_audio(bunny_pieces):
     """A long video is cut a batch of clips at a time; a batch not starting at frame 0 seeks
     there instead of decoding from the start, and must give what a cut from the start gives."""
-    whole = ExtractClips(mode="one_pass", keyframes="uniform", num_keyframes=3, jobs=1)(bunny_pieces)
-    op = ExtractClips(mode="one_pass", keyframes="uniform", num_keyframes=3, jobs=1)
+    whole = ExtractClips(mode="one_pass", keyframes="uniform", num_keyframes=3)(bunny_pieces)
+    op = ExtractClips(mode="one_pass", keyframes="uniform", num_keyframes=3)
     later = op(bunny_pieces[2:])  # starts at frame 76: this run seeks
     assert op.stats.counters["extract_clips.one_pass_clips"] == 2
     source = decord.VideoReader(samples.sample("bigbuckbunny.mp4"), width=160, height=90)
@@ -102,37 +101,6 @@ def test_one_pass_and_per_clip_cut_the_same_frames(corpus):
         first_a = decord.VideoReader(io.BytesIO(a["mp4"]), width=64, height=36)[0].asnumpy().astype(float)
         first_b = decord.VideoReader(io.BytesIO(b["mp4"]), width=64, height=36)[0].asnumpy().astype(float)
         assert np.abs(first_a - first_b).mean() < 3
-
-
-def test_runs_side_by_side_cut_what_one_run_cuts(corpus):
-    """jobs=3: the clips are shared among three single-threaded ffmpeg runs, contiguous and
-    balanced by frames; every clip is the same frames, keyframes and audio as from one run."""
-    records = ShotSplit(piece_seconds=1.0, cut_while_longer_than=1.0, min_clip_seconds=0)(
-        ProbeVideo()([{"uri": str(corpus["compilation"]), "video_id": "c"}]))
-    assert len(records) >= 6
-    single, parallel = ExtractClips(jobs=1, keyframes="uniform"), ExtractClips(jobs=3, keyframes="uniform")
-    one, three = single(records), parallel(records)
-    assert single.stats.counters["extract_clips.one_pass_runs"] == 1
-    assert parallel.stats.counters["extract_clips.one_pass_runs"] == 3
-    assert parallel.stats.counters["extract_clips.one_pass_clips"] == len(records)
-    assert [r["clip_id"] for r in three] == [r["clip_id"] for r in one] == [r["clip_id"] for r in records]
-    for a, b in zip(one, three):
-        assert a["clip_num_frames"] == b["clip_num_frames"] == a["end_frame"] - a["start_frame"]
-        assert a["keyframe_frames"] == b["keyframe_frames"] and len(a["keyframes"]) == len(b["keyframes"]) == 4
-        assert a["audio_pcm"] == b["audio_pcm"]
-        frames_a = decord.VideoReader(io.BytesIO(a["mp4"]), width=64, height=36)
-        frames_b = decord.VideoReader(io.BytesIO(b["mp4"]), width=64, height=36)
-        for i in (0, len(frames_a) - 1):
-            assert np.abs(frames_a[i].asnumpy().astype(float) - frames_b[i].asnumpy().astype(float)).mean() < 3
-
-
-def test_balanced_runs_are_contiguous_and_share_the_frames():
-    spans = [(0, 100), (100, 110), (110, 120), (120, 220), (220, 230)]
-    assert balanced_runs(spans, 2) == [[0, 1, 2], [3, 4]]  # 120 and 110 frames
-    assert balanced_runs(spans, 5) == [[0], [1], [2], [3], [4]]
-    assert balanced_runs(spans, 9) == [[0], [1], [2], [3], [4]]  # never an empty run
-    assert balanced_runs(spans, 1) == [[0, 1, 2, 3, 4]]
-    assert balanced_runs([(0, 1), (1, 2), (2, 300)], 2) == [[0, 1], [2]]
 
 
 def test_panda_random_keyframe_is_in_the_middle_40_percent_and_repeatable(bunny_pieces):
@@ -195,7 +163,7 @@ def test_max_fps_resamples_clips_keeping_their_first_frame_and_audio_length(bunn
     """25 fps Big Buck Bunny capped at 10 fps: output frame j shows source frame
     start + ceil(2.5 j), the first source frame at or after its time."""
     records = bunny_pieces[first:]
-    op = ExtractClips(mode=mode, max_fps=10, keyframes="middle", jobs=1)  # one run: every clip one-pass
+    op = ExtractClips(mode=mode, max_fps=10, keyframes="middle")
     out = op(records)
     source = decord.VideoReader(samples.sample("bigbuckbunny.mp4"), width=160, height=90)
     for record in out:
