@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import defaultdict
 import resource
 import subprocess
 import sys
@@ -178,11 +179,6 @@ def measure(kind: str, video: str, out: str, *extra: str) -> dict:
     return {**json.loads(line[6:]), "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
-def best(kind: str, repeats: int, *args: str) -> dict:
-    runs = [measure(kind, *args) for _ in range(repeats)]
-    return min(runs, key=lambda r: r["seconds"])
-
-
 def run(seconds: float = 80, height: int | None = None, repeats: int = 3, long_factor: int = 20,
         workdir: str | None = None, echo=print) -> dict:
     workdir = workdir or tempfile.mkdtemp(prefix="vidcurate-bench-")
@@ -196,22 +192,19 @@ def run(seconds: float = 80, height: int | None = None, repeats: int = 3, long_f
             make_input(path, length, h)
     out = lambda name: os.path.join(workdir, name)  # noqa: E731
     r = {"input": video, "seconds_of_video": seconds, "cores": len(os.sched_getaffinity(0)), "rounds": repeats}
-    # Rounds: every measurement once per round, so a machine whose speed drifts over minutes
-    # (shared VMs do, by 20-50%) slows the things a ratio compares alike. Best of the rounds.
-    runs: dict[str, list[dict]] = {}
-    spans = ""
+    runs: dict[str, list[dict]] = defaultdict(list)  # rounds: see the module docstring
     for _ in range(repeats):
-        runs.setdefault("ours", []).append(measure("ours", video, out("ours")))
-        spans = spans or json.dumps(runs["ours"][0]["spans"])
-        runs.setdefault("panda_style", []).append(measure("panda_style", video, out("panda"), spans))
-        runs.setdefault("one_pass_limit", []).append(measure("one_pass_limit", video, out("limit")))
+        runs["ours"].append(measure("ours", video, out("ours")))
+        spans = json.dumps(runs["ours"][0]["spans"])  # Panda-style cuts the clips ours cut first
+        runs["panda_style"].append(measure("panda_style", video, out("panda"), spans))
+        runs["one_pass_limit"].append(measure("one_pass_limit", video, out("limit")))
         for _ in range(2):  # the short measurements (about a second each) are the noisiest
-            runs.setdefault("detect_only", []).append(measure("detect:content", video, out("x")))
-            runs.setdefault("decode_only", []).append(measure("decode_only", video, out("x")))
+            runs["detect_only"].append(measure("detect:content", video, out("x")))
+            runs["decode_only"].append(measure("decode_only", video, out("x")))
     for kind, results in runs.items():
         r[kind] = min(results, key=lambda result: result["seconds"])
     r["ours"].pop("spans")
-    r["transnetv2"] = best("detect:transnetv2", 1, video, out("x"))
+    r["transnetv2"] = measure("detect:transnetv2", video, out("x"))
     r["memory_short"] = measure("ours", short_video, out("mem_short"))
     r["memory_long"] = measure("ours", long_video, out("mem_long"))
     for key in ("memory_short", "memory_long"):
