@@ -110,6 +110,25 @@ def test_ray_stages_fuse_cpu_operators_and_keep_each_gpu_operator_alone():
     assert plan_stages(ops, fuse_cpu=False) == ops  # one Ray stage per operator
 
 
+def test_ray_cpu_plan_shrinks_actor_requests_on_a_small_cluster_so_tasks_still_run(caplog):
+    from vidcurate.pipelines.config import BuildConfig
+    from vidcurate.pipelines.runners.ray_runner import plan_cpus, plan_stages
+
+    # Unfused: probe, extract_clips and metadata_teacher are tasks (the largest asks 1 CPU);
+    # split_shots and consensus_selector load state in setup(): two CPU actor pools of 1 CPU each.
+    stages = plan_stages(BuildConfig(pipeline=CHEAP).operators(), fuse_cpu=False)
+    with caplog.at_level("WARNING"):
+        laptop = plan_cpus(stages, total_cpus=2)
+    assert laptop.actor_scale == pytest.approx(0.45)  # 90% of the 1 CPU the tasks leave, over 2 asked
+    assert laptop.pool_cpus == pytest.approx(0.5) and laptop.actors_per_pool(1) == 1
+    assert "scaling their CPU requests by 0.45" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        node = plan_cpus(stages, total_cpus=16)
+    assert node.actor_scale == 1.0 and not caplog.text
+    assert node.pool_cpus == pytest.approx(7.5) and node.actors_per_pool(1) == 7 and node.actors_per_pool(4) == 1
+
+
 @pytest.mark.slow
 def test_bench_ray_prints_the_wall_time_ratio_and_stage_throughputs(tmp_path):
     done = run_cli("bench", "ray", "--copies", "1", "--workdir", str(tmp_path))

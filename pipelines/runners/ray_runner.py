@@ -203,6 +203,38 @@ def plan_stages(operators: list, fuse_cpu: bool = True) -> list:
     return stages
 
 
+@dataclass(frozen=True)
+class CpuPlan:
+    """How a cluster's CPUs are shared between task stages and actor pools.
+
+    Actors keep their CPUs while they live, so actor requests are scaled down
+    (``actor_scale``) when the cluster cannot hold one actor per model stage and still run
+    the largest task; otherwise the decode tasks would wait forever (on a 2-CPU laptop three
+    CPU teachers would take everything). Each CPU-only actor pool may then grow into an
+    equal share of the CPUs the tasks leave free (``pool_cpus``)."""
+
+    actor_scale: float
+    pool_cpus: float
+
+    def actors_per_pool(self, cpus_per_actor: float) -> int:
+        """The most actors of a CPU-only pool, each asking for ``cpus_per_actor`` (unscaled); at least one."""
+        return max(1, int(self.pool_cpus // max(cpus_per_actor * self.actor_scale, 0.01)))
+
+
+def plan_cpus(stages: list, total_cpus: float) -> CpuPlan:
+    actors = [s for s in stages if needs_actor(s)]
+    task_cpus = max((s.declared_resources().cpus for s in stages if not needs_actor(s)), default=0.0)
+    room = total_cpus - task_cpus
+    wanted = sum(s.declared_resources().cpus for s in actors)
+    scale = 1.0
+    if wanted > room * 0.9:
+        scale = max(room * 0.9, 0.1 * len(actors)) / wanted
+        log.warning("the Ray cluster has %.0f CPUs; model stages ask for %.1f besides %.1f for tasks: scaling "
+                    "their CPU requests by %.2f so every stage can run", total_cpus, wanted, task_cpus, scale)
+    cpu_pools = [s for s in actors if not s.declared_resources().gpus]
+    return CpuPlan(actor_scale=scale, pool_cpus=max(room, 0.0) / max(1, len(cpu_pools)))
+
+
 class RayRunner:
     def __init__(self, operators: list, videos_per_batch: int = 1, address: str | None = None,
                  max_actors: int = 2, num_cpus: int | None = None, progress: bool | None = None,
@@ -251,11 +283,7 @@ class RayRunner:
         ds = ray.data.from_items([{"uri": s["uri"], "row": str(i), "weight": "1", "stats": b"",
                                    "payload": pickle.dumps([s], protocol=5)} for i, s in enumerate(sources)],
                                  override_num_blocks=len(sources))
-        scale = self._cpu_scale()
-        total_cpus = ray.cluster_resources().get("CPU", 1.0)
-        cpu_actor_stages = [s for s in self.stages if needs_actor(s) and not s.declared_resources().gpus]
-        task_cpus = max((s.declared_resources().cpus for s in self.stages if not needs_actor(s)), default=0.0)
-        cpu_share = max(total_cpus - task_cpus, 0.0) / max(1, len(cpu_actor_stages))
+        cpus = plan_cpus(self.stages, ray.cluster_resources().get("CPU", 1.0))
         for op in self.stages:
             res = op.declared_resources()
             # Decode tasks take one video each (parallelism); model actors take several, so a
@@ -266,11 +294,11 @@ class RayRunner:
             if needs_actor(op):
                 # GPU stages: up to run.max_actors; CPU stages: their share of the CPUs that tasks
                 # leave free (actors hold their CPUs: taking all would starve the tasks).
-                most = self.max_actors if res.gpus else max(1, int(cpu_share // max(res.cpus * scale, 0.01)))
+                most = self.max_actors if res.gpus else cpus.actors_per_pool(res.cpus)
                 most = min(most, len(sources))  # never more actors than videos
                 ds = ds.map_batches(_OperatorActor, fn_constructor_kwargs={"op": op},
                                     compute=ActorPoolStrategy(min_size=1, max_size=most),
-                                    num_cpus=res.cpus * scale, max_restarts=-1, max_task_retries=-1, **args)
+                                    num_cpus=res.cpus * cpus.actor_scale, max_restarts=-1, max_task_retries=-1, **args)
             else:
                 ds = ds.map_batches(_run_task, fn_kwargs={"op": op}, num_cpus=res.cpus,
                                     max_retries=TASK_RETRIES, **args)
@@ -288,24 +316,6 @@ class RayRunner:
                 received[uri] = received.get(uri, Fraction(0)) + Fraction(weight)
                 self._stats.incr("ray.parts")
                 emit(pickle.loads(payload), [uri] if received[uri] == 1 else [])
-
-    def _cpu_scale(self) -> float:
-        """Shrink actor CPU requests when the cluster cannot hold one actor per model stage and
-        still run the largest task: actors keep their CPUs, so otherwise the decode tasks wait
-        forever (on a 2-CPU laptop three CPU teachers would take everything)."""
-        import ray
-
-        total = ray.cluster_resources().get("CPU", 1.0)
-        actors = [op for op in self.stages if needs_actor(op)]
-        tasks = [op for op in self.stages if not needs_actor(op)]
-        wanted = sum(op.declared_resources().cpus for op in actors)
-        room = total - max((op.declared_resources().cpus for op in tasks), default=0.0)
-        if wanted <= room * 0.9:
-            return 1.0
-        scale = max(room * 0.9, 0.1 * len(actors)) / wanted
-        log.warning("the Ray cluster has %.0f CPUs; model stages ask for %.1f besides %.1f for tasks: scaling "
-                    "their CPU requests by %.2f so every stage can run", total, wanted, total - room, scale)
-        return scale
 
     def stats(self) -> Stats:
         return self._stats
