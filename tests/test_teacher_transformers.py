@@ -247,7 +247,7 @@ def test_missing_model_is_a_clear_setup_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once at import
     missing = str(tmp_path / "no-such-model")
-    with pytest.raises(OperatorSetupError, match=r"model folder '.*no-such-model' does not exist"):
+    with pytest.raises(OperatorSetupError, match=r"local folder '.*no-such-model', which does not exist"):
         VideoTeacher(model=missing, backend="transformers").setup()
     with pytest.raises(OperatorSetupError, match="hub id 'vidcurate-tests/no-such-model'"):
         FrameTeacher(model="vidcurate-tests/no-such-model", backend="transformers").setup()

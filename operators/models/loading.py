@@ -43,3 +43,17 @@ def describe(ref: str) -> str:
 def looks_like_path(ref: str) -> bool:
     """A reference that can only be a path: absolute, ~ or ./.. relative, or deeper than org/name."""
     return ref.startswith(("/", "~", "./", "../", ".\\")) or ref.count("/") > 1 or os.path.exists(ref)
+
+
+def resolve(ref: str) -> tuple[str, bool]:
+    """What to hand a ``from_pretrained``-style loader for ``ref``, and whether it is a local folder.
+
+    A reference that can only be a path (see ``looks_like_path``) but is not a folder fails
+    here, with the reason, instead of as a confusing hub lookup."""
+    path = os.path.expanduser(ref)
+    if os.path.isdir(path):
+        return path, True
+    if looks_like_path(ref):
+        raise OperatorSetupError(f"cannot load a model from {describe(ref)} "
+                                 f"(a model is a local folder or a hub id such as org/name)")
+    return ref, False

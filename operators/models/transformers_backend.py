@@ -23,11 +23,10 @@ fails as a whole, requests are retried one by one and only the failing ones are 
 from __future__ import annotations
 
 import io
-import os
 
 from vidcurate.operators.base import OperatorSetupError
 from vidcurate.operators.models.generation import Generation, GenerationParams, GenerationRequest
-from vidcurate.operators.models.loading import describe, require
+from vidcurate.operators.models.loading import describe, require, resolve
 
 KINDS = ("vlm", "captioner", "text")
 # Image captioners, and whether they take the prompt as text input (see the module docstring).
@@ -49,13 +48,8 @@ class TransformersBackend:
             hf_logging.disable_progress_bar()  # no "Loading weights" bars in build logs
         except ImportError:
             pass
-        path = os.path.expanduser(model)
-        local = os.path.isdir(path)
-        if not local and (os.path.isabs(path) or model.startswith(".")):
-            raise OperatorSetupError(f"model folder {model!r} does not exist "
-                                     f"(a model is a local folder or a hub id such as org/name)")
-        where = describe(path) if local else f"hub id {model!r} (no local folder of that name)"
-        path = path if local else model
+        path, local = resolve(model)
+        where = describe(model)
         load = {"revision": revision, "local_files_only": local}
 
         self.device = _resolve_device(device, torch)

@@ -58,13 +58,12 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from vidcurate.operators.base import OperatorSetupError
-from vidcurate.operators.models.loading import describe, require
+from vidcurate.operators.models.loading import describe, require, resolve
 
 __all__ = ["EmbedderThresholds", "FrameEmbedder", "ClassicalEmbedder", "TransformersImageEmbedder",
            "make_embedder", "distance_for_cosine", "EMBEDDER_KINDS", "CLASSICAL_THRESHOLDS",
@@ -263,10 +262,11 @@ class TransformersImageEmbedder(FrameEmbedder):
             hf_logging.disable_progress_bar()  # no "Loading weights" bars in build logs
         except ImportError:
             pass
+        where, local = resolve(model)
         try:
-            where = os.path.expanduser(model)  # ~/models/clip: a folder under home
-            self.processor = transformers.AutoImageProcessor.from_pretrained(where, revision=revision)
-            self.model = transformers.AutoModel.from_pretrained(where, revision=revision).to(device).eval()
+            load = {"revision": revision, "local_files_only": local}
+            self.processor = transformers.AutoImageProcessor.from_pretrained(where, **load)
+            self.model = transformers.AutoModel.from_pretrained(where, **load).to(device).eval()
         except Exception as exc:
             raise OperatorSetupError(f"cannot load image embedder from {describe(model)}: "
                                      f"{type(exc).__name__}: {exc}") from exc
