@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
@@ -49,6 +49,7 @@ STATS_FILE = "stats.json"
 CONFIG_FILE = "config.resolved.yaml"
 CARD_FILE = "README.md"
 REPORT_FILE = "report.html"
+log = logging.getLogger(__name__)
 OUTPUT_NAMES = (SHARDS_DIR, INDEX_FILE, REJECTS_FILE, STATS_FILE, CONFIG_FILE, JOURNAL_DIR, CARD_FILE, REPORT_FILE)
 
 
@@ -153,10 +154,21 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     budget = FailureBudget(config.run.max_failure_ratio, config.run.failure_ratio_min_inputs)
 
     finished: set[str] = set()
+    counts: dict[str, Counter] = defaultdict(Counter)  # per video in flight: samples and rejects so far
+    log.info("%s: %d inputs, %d to do (%d done by an earlier run, %d rejected on reading); %s runner",
+             output, len(inputs.sources) + len({r["uri"] for r in inputs.rejects}), len(todo),
+             len(inputs.sources) - len(todo), len({r["uri"] for r in inputs.rejects}), config.run.runner)
 
     def emit(records: list[dict], videos_finished: list[str]) -> None:
         sink.write(records, videos_finished)
         budget.record(records)
+        for r in records:
+            counts[r["uri"]]["clips" if is_ok(r) else f"{r['error_stage']}/{r['error_reason']}"] += 1
+        for uri in videos_finished:
+            done_here = counts.pop(uri, Counter())
+            clips = done_here.pop("clips", 0)
+            rejects = ", ".join(f"{n} {reason}" for reason, n in done_here.most_common())
+            log.info("%s: %d clips written; rejected: %s", uri, clips, rejects or "none")
         if videos_finished:  # judged on whole videos only
             finished.update(videos_finished)
             budget.check()
@@ -203,7 +215,7 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
         try:
             write_report(dest.root)
         except Exception as exc:  # a report problem must not fail a finished build
-            logging.getLogger(__name__).warning("could not write %s: %s", REPORT_FILE, exc)
+            log.warning("could not write %s: %s", REPORT_FILE, exc)
     order = [op.name for op in operators]
     result.stage_seconds = {k.rsplit(".", 1)[0]: round(v, 3) for k, v in sorted(
         stats.seconds.items(), key=lambda kv: order.index(kv[0].rsplit(".", 1)[0])

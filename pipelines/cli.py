@@ -14,6 +14,38 @@ from vidcurate.schemas.manifest import ManifestError
 USAGE_ERRORS = (ConfigError, ManifestError, OperatorSetupError)
 
 
+# Options of `build` that `submit` passes on to the build it submits: declared once, so a
+# new one reaches both commands (and the job's command line) without a second copy.
+FORWARDED_BUILD_OPTIONS = (
+    click.option("--max-failure-ratio", type=click.FloatRange(0, 1), default=None,
+                 help="Stop when more than this share of inputs yields no clip (overrides run.max_failure_ratio)."),
+    click.option("--max-actors", type=click.IntRange(min=1), default=None,
+                 help="Ray: most actors per model stage, e.g. the number of GPUs (overrides run.max_actors)."),
+    click.option("--overwrite", is_flag=True,
+                 help="Replace the build in OUTPUT (needed when the config changed). Without it, re-running the "
+                      "same command resumes an interrupted build or adds new inputs."),
+    click.option("-v", "--verbose", is_flag=True,
+                 help="Log a line per input as it is done: clips written, rejects by stage and reason."),
+)
+
+
+def forwarded_build_options(command):
+    for option in reversed(FORWARDED_BUILD_OPTIONS):
+        command = option(command)
+    return command
+
+
+def forwarded_build_argv(values: dict) -> list[str]:
+    """The `vidcurate build` arguments that give it these forwarded option values."""
+    argv: list[str] = []
+    for param in build.params:
+        value = values.get(param.name)
+        if param.name not in values or value is None or value is False:
+            continue
+        argv += [param.opts[-1]] if value is True else [param.opts[-1], str(value)]
+    return argv
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vidcurate")
 def cli() -> None:
@@ -36,14 +68,7 @@ def cli() -> None:
 @click.option("--runner", type=click.Choice(["local", "ray"]), default=None,
               help="Execution engine (overrides run.runner): local, or ray (Ray Data; joins RAY_ADDRESS or "
                    "run.ray_address, else starts a local Ray instance for the build).")
-@click.option("--max-failure-ratio", type=click.FloatRange(0, 1), default=None,
-              help="Stop when more than this share of inputs yields no clip (overrides run.max_failure_ratio).")
-@click.option("--max-actors", type=click.IntRange(min=1), default=None,
-              help="Ray: most actors per model stage, e.g. the number of GPUs (overrides run.max_actors).")
-@click.option("--overwrite", is_flag=True,
-              help="Replace the build in OUTPUT (needed when the config changed). Without it, re-running the "
-                   "same command resumes an interrupted build or adds new inputs.")
-@click.option("-v", "--verbose", is_flag=True, help="Log each stage's progress.")
+@forwarded_build_options
 def build(input_location: str, output: str, config_path: str | None, runner: str | None,
           max_failure_ratio: float | None, max_actors: int | None, overwrite: bool, verbose: bool) -> None:
     """Build a dataset: probe, split, extract, caption, select, write shards.
@@ -321,11 +346,6 @@ TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
 @click.option("--runner", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
               help="Runner of the build inside the job: ray spreads the stages over the cluster; local runs "
                    "everything in the job's driver process.")
-@click.option("--max-failure-ratio", type=click.FloatRange(0, 1), default=None,
-              help="Stop when more than this share of inputs yields no clip (overrides run.max_failure_ratio).")
-@click.option("--max-actors", type=click.IntRange(min=1), default=None,
-              help="Most actors per model stage, e.g. the cluster's GPUs (overrides run.max_actors).")
-@click.option("--overwrite", is_flag=True, help="Replace the build in OUTPUT (needed when the config changed).")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Follow the job's logs until it ends; the exit code is then 0 only if it SUCCEEDED.")
 @click.option("--working-dir", type=click.Path(exists=True, file_okay=False), default=None,
@@ -339,18 +359,17 @@ TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
               help="Upload this vidcurate's code with the job (py_modules). --no-ship-package when the "
                    "cluster image already has vidcurate installed (infra/ Dockerfiles).")
 @click.option("--submission-id", default=None, help="Job id to use (default: Ray makes one).")
-@click.option("-v", "--verbose", is_flag=True, help="The build logs each stage's progress.")
-def submit(address: str, input_location: str, output: str, config_path: str | None, runner: str,
-           max_failure_ratio: float | None, max_actors: int | None, overwrite: bool, wait: bool,
-           working_dir: str | None,
-           pip_packages: tuple[str, ...], env_vars: tuple[str, ...], ship_package: bool,
-           submission_id: str | None, verbose: bool) -> None:
+@forwarded_build_options
+def submit(address: str, input_location: str, output: str, config_path: str | None, runner: str, wait: bool,
+           working_dir: str | None, pip_packages: tuple[str, ...], env_vars: tuple[str, ...], ship_package: bool,
+           submission_id: str | None, **forwarded) -> None:
     """Submit `vidcurate build ... --runner ray` to a Ray cluster as a Ray job.
 
     The job's driver runs on the head node and the stages on the cluster's workers, so
     INPUT and OUTPUT must be reachable from there. Prints the job id and Ray's commands
     to follow it. Exit code with --wait: 0 when the job SUCCEEDED, 1 when it FAILED or
     was STOPPED; 2 for an unreachable address, a bad config or a rejected submission.
+    --max-failure-ratio, --max-actors, --overwrite and --verbose are passed on to the build.
     """
     import shlex
     import tempfile
@@ -389,14 +408,7 @@ def submit(address: str, input_location: str, output: str, config_path: str | No
         command += ["build", "--input", input_location, "--output", output, "--runner", runner]
         if config_arg:
             command += ["--config", config_arg]
-        if max_failure_ratio is not None:
-            command += ["--max-failure-ratio", str(max_failure_ratio)]
-        if max_actors is not None:
-            command += ["--max-actors", str(max_actors)]
-        if overwrite:
-            command.append("--overwrite")
-        if verbose:
-            command.append("--verbose")
+        command += forwarded_build_argv(forwarded)
         entrypoint = shlex.join(command)
         try:
             from ray.job_submission import JobSubmissionClient

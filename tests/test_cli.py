@@ -45,15 +45,20 @@ def test_a_build_failing_wholesale_stops_with_a_clear_message(tmp_path, corpus):
     for name in corpus["bad"]:
         (folder / name).write_bytes((corpus["folder"] / name).read_bytes())
     out = tmp_path / "out"
-    done = run_cli("build", "-i", str(folder), "-o", str(out))
+    done = run_cli("build", "-i", str(folder), "-o", str(out), "--verbose")
     assert done.returncode == 1
     assert "stopped: 4 of 4 inputs (100%) yielded no clip" in done.stderr
     assert "probe/unreadable_container (2)" in done.stderr and "probe/empty_file (1)" in done.stderr
+    # --verbose: a line per input as it is done, with its outcome.
+    assert f"INFO {out}: 4 inputs, 4 to do (0 done by an earlier run" in done.stderr
+    for name, (stage, reason) in corpus["bad"].items():
+        assert f"{name}: 0 clips written; rejected: 1 {stage}/{reason}\n" in done.stderr, name
     # What was processed before the stop is still on disk, named and explained.
     assert {os.path.basename(r["uri"]) for r in rejects_table(out)} == set(corpus["bad"])
     # Re-running the same command resumes: nothing is redone, and the verdict is the same.
-    again = run_cli("build", "-i", str(folder), "-o", str(out))
+    again = run_cli("build", "-i", str(folder), "-o", str(out), "-v")
     assert again.returncode == 1 and "stopped: 4 of 4 inputs (100%) yielded no clip" in again.stderr
+    assert "4 inputs, 0 to do (4 done by an earlier run" in again.stderr
 
 
 @pytest.mark.slow

@@ -193,10 +193,13 @@ def test_vidcurate_submit_runs_the_build_as_a_ray_job(ray_head, job_inputs, tmp_
     out = tmp_path / "out"
     done = subprocess.run([*VIDCURATE, "submit", "--address", ray_head["address"],
                            "--input", str(job_inputs["manifest"]), "--output", str(out),
-                           "--config", str(job_inputs["config"])],  # a local file: shipped in a temp working_dir
+                           "--config", str(job_inputs["config"]),  # a local file: shipped in a temp working_dir
+                           "--max-failure-ratio", "0.9", "--max-actors", "1", "--verbose"],  # passed on to the build
                           capture_output=True, text=True, timeout=240, env=_client_env(), cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    job_id = done.stdout.split("submitted Ray job ", 1)[1].split(":", 1)[0]
+    job_id, entrypoint = done.stdout.split("submitted Ray job ", 1)[1].split("\n", 1)[0].split(": ", 1)
+    assert entrypoint.endswith(" --max-failure-ratio 0.9 --max-actors 1 --verbose"), entrypoint
+    assert f"INFO {out}: " in done.stdout  # --verbose reached the build: its log lines are in the job's logs
     assert f"ray job logs -f {job_id} --address {ray_head['address']}" in done.stdout
     assert f"job {job_id} SUCCEEDED" in done.stdout
     assert "vidcurate build -> " in done.stdout  # the build's summary, from the tailed job logs
