@@ -9,6 +9,7 @@ import click
 
 from vidcurate.operators.base import OperatorSetupError
 from vidcurate.pipelines.config import ConfigError, bundled_configs, load_config
+from vidcurate.pipelines.report import SCAN_CLIPS
 from vidcurate.schemas.manifest import ManifestError
 
 USAGE_ERRORS = (ConfigError, ManifestError, OperatorSetupError)
@@ -137,7 +138,10 @@ def demo(output: str, inputs: str | None, runner: str) -> None:
 @click.argument("output", metavar="OUT")
 @click.option("--samples", type=click.IntRange(min=0), default=12, show_default=True,
               help="Sample clips shown with a thumbnail and every caption candidate.")
-def report(output: str, samples: int) -> None:
+@click.option("--scan-clips", type=click.IntRange(min=0), default=SCAN_CLIPS, show_default=True,
+              help="Teacher statistics read the json of whole shards until this many clips are counted "
+                   "(0: every shard), so a huge build's report reads a few shards, not the dataset.")
+def report(output: str, samples: int, scan_clips: int) -> None:
     """(Re)write OUT/report.html: counts, rejects, plots and sample clips of a build.
 
     OUT is a build's output folder. The page is one self-contained HTML file (plots and
@@ -146,7 +150,7 @@ def report(output: str, samples: int) -> None:
     from vidcurate.pipelines.report import ReportError, write_report
 
     try:
-        path = write_report(output, samples=samples)
+        path = write_report(output, samples=samples, scan_clips=scan_clips)
     except ReportError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

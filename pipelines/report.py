@@ -16,6 +16,7 @@ get a report too.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
@@ -32,6 +33,7 @@ REPORT_FILE = "report.html"
 INDEX_COLUMNS = ("clip_id", "video_id", "uri", "start", "end", "duration", "caption", "caption_teacher", "score",
                  "num_candidates", "width", "height", "num_frames", "shard", "key", "mp4_bytes", "split")
 THUMB_WIDTH = 320
+SCAN_CLIPS = 20_000  # clips whose json the teacher statistics read, at most (whole shards; 0 = all)
 
 __all__ = ["ReportError", "write_report", "REPORT_FILE"]
 
@@ -40,10 +42,15 @@ class ReportError(ValueError):
     """The folder is not a readable build output (missing, not a folder, no or broken index)."""
 
 
-def write_report(out: str, samples: int = 12) -> str:
-    """Write ``OUT/report.html`` for the build in ``out`` and return its path."""
+def write_report(out: str, samples: int = 12, scan_clips: int = SCAN_CLIPS) -> str:
+    """Write ``OUT/report.html`` for the build in ``out`` and return its path.
+
+    Teacher statistics come from the json members of whole shards read until about
+    ``scan_clips`` clips are counted (0: every shard), in a fixed spread order that starts
+    with the shards of the sample clips, so the report of a huge build costs a few shards,
+    not a pass over the dataset; the page says how much was read."""
     data = _load(os.fspath(out))
-    shards = _scan_shards(data, _pick_samples(data["index"], samples))
+    shards = _scan_shards(data, _pick_samples(data["index"], samples), scan_clips)
     page = _render(data, shards)
     path = os.path.join(data["out"], REPORT_FILE)
     tmp = path + ".tmp"
@@ -115,8 +122,16 @@ def _pick_samples(index: list[dict], n: int) -> list[dict]:
     return [index[round(i * (len(index) - 1) / (n - 1))] if n > 1 else index[0] for i in range(n)]
 
 
-def _scan_shards(data: dict, picked: list[dict]) -> dict:
-    """One pass over every shard's json members (teacher statistics) and the picked clips' media."""
+def _scan_order(names: list[str], first: set[str]) -> list[str]:
+    """``first`` (the sample clips' shards), then the rest in a fixed pseudo-random order, so any
+    prefix is spread over the splits, buckets and the whole build."""
+    spread = sorted(names, key=lambda name: hashlib.sha1(name.encode("utf-8")).hexdigest())
+    return [n for n in spread if n in first] + [n for n in spread if n not in first]
+
+
+def _scan_shards(data: dict, picked: list[dict], scan_clips: int = SCAN_CLIPS) -> dict:
+    """Teacher statistics from the json members of shards read in ``_scan_order`` until
+    ``scan_clips`` clips are counted (0: all), and the picked clips' media (their shards come first)."""
     shard_dir = os.path.join(data["out"], "shards")
     wanted = {row["key"]: row for row in picked}
     found: dict[str, dict] = {key: {} for key in wanted}
@@ -126,10 +141,15 @@ def _scan_shards(data: dict, picked: list[dict]) -> dict:
     names = sorted(_shard_names(shard_dir))
     for name in {row["shard"] for row in data["index"]} - set(names):
         problems.append(f"shard {name} named in the index is missing")
-    total_bytes = 0
-    for name in names:
+    total_bytes = sum(os.path.getsize(os.path.join(shard_dir, name)) for name in names)
+    sample_shards = {row["shard"] for row in picked}
+    read: list[str] = []
+    clips_read = 0
+    for name in _scan_order(names, sample_shards):
+        if scan_clips and clips_read >= scan_clips and name not in sample_shards:
+            break
+        read.append(name)
         path = os.path.join(shard_dir, name)
-        total_bytes += os.path.getsize(path)
         try:
             with tarfile.open(path, "r:") as tar:
                 for member in tar:
@@ -139,6 +159,7 @@ def _scan_shards(data: dict, picked: list[dict]) -> dict:
                     if ext == "json":
                         meta = json.load(tar.extractfile(member))
                         _count_teachers(meta, teachers, candidate_scores)
+                        clips_read += 1
                         if key in found:
                             found[key]["json"] = meta
                     elif key in found and ext == "mp4":
@@ -160,7 +181,7 @@ def _scan_shards(data: dict, picked: list[dict]) -> dict:
             problems.append(f"thumbnail of {key}: {type(exc).__name__}: {exc}")
         samples.append({"row": row, "meta": media.get("json") or {}, "thumb": thumb})
     return {"names": names, "bytes": total_bytes, "teachers": teachers, "candidate_scores": candidate_scores,
-            "samples": samples, "problems": problems}
+            "samples": samples, "problems": problems, "read": read, "clips_read": clips_read}
 
 
 def _shard_names(shard_dir: str) -> list[str]:
@@ -478,6 +499,12 @@ def _render(data: dict, shards: dict) -> str:
         add("<p>No captions.</p>")
 
     add("<h2>Teachers</h2>")
+    if len(shards["read"]) < len(shards["names"]):
+        add(_note(f"Candidate statistics (this section and the candidate scores above) are from "
+                  f"{shards['clips_read']} clip{'' if shards['clips_read'] == 1 else 's'} in {len(shards['read'])} of "
+                  f"{len(shards['names'])} shards, "
+                  f"spread over the build; wins are from every clip. "
+                  "'vidcurate report OUT --scan-clips 0' reads every shard."))
     if wins or teachers:
         captioned = sum(wins.values())
         rows = []

@@ -63,6 +63,35 @@ def test_report_of_the_default_build_has_counts_plots_and_every_sample(default_b
     assert "http://" not in page.replace("http://www.w3.org", "") and "<script" not in page
 
 
+@pytest.mark.slow
+def test_report_reads_teacher_statistics_from_a_few_shards_and_says_how_many(default_build, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(default_build["out"], out)
+    index = index_table(out)
+    shards = {r["shard"] for r in index}
+    assert len(shards) > 1
+
+    def candidates_per_teacher(page: str) -> int:
+        table = page.split('<table class="teachers">', 1)[1].split("</table>", 1)[0]
+        return sum(int(n) for n in re.findall(r"<tr><td>[^<]*</td><td>\d+</td><td>[^<]*</td><td>(\d+)</td>", table))
+
+    done = run_cli("report", str(out), "--samples", "1", "--scan-clips", "1")
+    assert done.returncode == 0, done.stderr
+    page = (out / "report.html").read_text(encoding="utf-8")
+    # The one sample clip's shard is read first; it holds at least one clip, so it is the only one read.
+    first = [r for r in index if r["shard"] == index[0]["shard"]]
+    clips = f"{len(first)} clip{'' if len(first) == 1 else 's'}"
+    assert f"Candidate statistics (this section and the candidate scores above) are from {clips} in 1 of " \
+           f"{len(shards)} shards" in page
+    assert candidates_per_teacher(page) == sum(r["num_candidates"] for r in first)
+    assert f'<td id="n-clips">{len(index)}</td>' in page  # totals still count every clip
+
+    done = run_cli("report", str(out), "--scan-clips", "0")
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "Candidate statistics" not in page
+    assert candidates_per_teacher(page) == sum(r["num_candidates"] for r in index)
+
+
 def test_report_of_a_split_only_build_says_there_are_no_captions(split_build):
     page = report_of(split_build)
     index = index_table(split_build)
