@@ -141,6 +141,7 @@ def test_a_build_killed_at_any_point_resumes_to_the_uninterrupted_result(inputs,
         assert f"({finished} done by an earlier run, skipped" in done.stdout
     assert _tables(out) == (reference["index"], reference["rejects"])
     _check_shards_match_index(out)
+    assert _journal_entries(out) == 1  # the resumed build's close compacted the journal
 
 
 @pytest.mark.slow
@@ -148,9 +149,11 @@ def test_adding_inputs_to_a_finished_build_processes_only_the_new_ones(inputs, r
     out = tmp_path / "out"
     first = run_cli("build", "-i", inputs["first_three"], "-o", str(out), "-c", inputs["config"])
     assert first.returncode == 0, first.stderr
+    assert _journal_entries(out) == 1  # one snapshot: the next run reads one file
     second = run_cli("build", "-i", inputs["manifest"], "-o", str(out), "-c", inputs["config"])
     assert second.returncode == 0, second.stderr
     assert "3 done by an earlier run, skipped" in second.stdout
+    assert _journal_entries(out) == 1
     stats = json.loads((out / "stats.json").read_text())
     assert stats["counters"]["probe.records_in"] == 3  # the three new inputs only (two videos, one broken file)
     assert _tables(out) == (reference["index"], reference["rejects"])
@@ -159,6 +162,45 @@ def test_adding_inputs_to_a_finished_build_processes_only_the_new_ones(inputs, r
     again = run_cli("build", "-i", inputs["manifest"], "-o", str(out), "-c", inputs["config"])
     assert again.returncode == 0 and "6 done by an earlier run" in again.stdout  # nothing left to do
     assert _tables(out) == (reference["index"], reference["rejects"])
+
+
+def test_journal_compaction_survives_a_crash_between_snapshot_and_cleanup(tmp_path, monkeypatch):
+    dest = Destination(str(tmp_path / "out"))
+    journal = Journal(dest)
+    row = lambda uri, key: {"uri": uri, "shard": "train/s-0.tar", "key": key, "mp4_offset": 512}  # noqa: E731
+    for i in range(3):
+        journal.append({"kind": "commit", "config_hash": "h1", "shards": {f"train/s-{i}.tar": [f"k{i}"]},
+                        "videos": [{"uri": f"v{i}", "source": {"uri": f"v{i}"}, "samples": [row(f"v{i}", f"k{i}")],
+                                    "rejects": []}]})
+    journal.append({"kind": "retract", "uris": ["v1"]})
+    journal.append({"kind": "shards", "shards": {"train/s-1.tar": []}, "mp4_offsets": {"train/s-0.tar": {"k0": 9}}})
+    want = Journal(dest).state
+    assert sorted(want.videos) == ["v0", "v2"] and want.videos["v0"]["samples"][0]["mp4_offset"] == 9
+
+    removed = []
+
+    def crash_after_one(rel):  # the process dies after deleting the first old entry
+        if removed:
+            raise KeyboardInterrupt("killed")
+        removed.append(rel)
+        os.remove(dest.path(rel))
+
+    monkeypatch.setattr(dest, "remove", crash_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        Journal(dest).compact()
+    monkeypatch.undo()
+    assert _journal_entries(dest.root) == 5  # 4 old entries left, then the snapshot
+    replayed = Journal(dest)
+    assert (replayed.state.videos, replayed.state.shards, replayed.state.config_hash) == \
+           (want.videos, want.shards, want.config_hash)
+    replayed.compact()
+    assert _journal_entries(dest.root) == 1
+    again = Journal(dest)
+    assert (again.state.videos, again.state.shards, again.state.config_hash) == \
+           (want.videos, want.shards, want.config_hash)
+    again.append({"kind": "commit", "config_hash": "h1", "shards": {},
+                  "videos": [{"uri": "v3", "source": {}, "samples": [], "rejects": []}]})
+    assert sorted(Journal(dest).state.videos) == ["v0", "v2", "v3"]  # entries after a snapshot still apply
 
 
 def test_a_different_config_is_refused_unless_overwrite(inputs, tmp_path):

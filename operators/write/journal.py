@@ -9,6 +9,8 @@
   retract  videos to redo (``vidcurate retry-failed``): they are no longer done.
   shards   shard contents rewritten by a resume (orphan samples removed; [] = deleted),
            with the new byte offsets of the samples that moved.
+  snapshot the whole state (``compact``: a build's close replaces all earlier entries by
+           one, so a resume reads one file however many commits the build made).
 
 A shard may hold samples of a video that is not done (the run died before the video's
 last shard was finalized, or the video was retracted): those are orphans. A resume
@@ -45,11 +47,13 @@ class Journal:
         self.dest = dest
         self.state = self._replay()
 
+    def _entry_names(self) -> list[str]:
+        return [name for name in self.dest.listdir(JOURNAL_DIR)  # sorted: the order they were written
+                if name.startswith("entry-") and name.endswith(".json")]
+
     def _replay(self) -> JournalState:
         state = JournalState()
-        for name in self.dest.listdir(JOURNAL_DIR):
-            if not (name.startswith("entry-") and name.endswith(".json")):
-                continue
+        for name in self._entry_names():
             try:
                 entry = json.loads(self.dest.read_bytes(f"{JOURNAL_DIR}/{name}"))
             except (ValueError, OSError) as exc:
@@ -66,6 +70,18 @@ class Journal:
         data = json.dumps(entry, ensure_ascii=False, sort_keys=True, default=str).encode("utf-8")
         self.dest.write_bytes(f"{JOURNAL_DIR}/entry-{self.state.entries:08d}.json", data)
 
+    def compact(self) -> None:
+        """Replace every entry by one snapshot of the state. The snapshot is published whole
+        before the old entries go, and replaying it resets the state, so a crash in between
+        (old entries left, before or after it) replays to the same state."""
+        names = self._entry_names()
+        if len(names) <= 1:
+            return
+        self.append({"kind": "snapshot", "config_hash": self.state.config_hash, "shards": self.state.shards,
+                     "videos": list(self.state.videos.values())})
+        for name in names:
+            self.dest.remove(f"{JOURNAL_DIR}/{name}")
+
 
 def apply(state: JournalState, entry: dict) -> None:
     kind = entry.get("kind")
@@ -74,6 +90,10 @@ def apply(state: JournalState, entry: dict) -> None:
         for video in entry.get("videos") or []:
             state.videos[video["uri"]] = video
         state.config_hash = entry.get("config_hash") or state.config_hash
+    elif kind == "snapshot":
+        state.videos = {video["uri"]: video for video in entry["videos"]}
+        state.shards = dict(entry["shards"])
+        state.config_hash = entry.get("config_hash")
     elif kind == "retract":
         for uri in entry["uris"]:
             state.videos.pop(uri, None)

@@ -175,6 +175,7 @@ class DatasetSink:
             raise AssertionError(f"internal error: videos left uncommitted: {sorted(left)[:5]}")
         _write_table(self.dest, self.index_rows, INDEX, INDEX_FILE)
         _write_table(self.dest, self.reject_rows, REJECT, REJECTS_FILE)
+        self.journal.compact()
         return sorted({row["shard"] for row in self.index_rows})
 
     # ---- what the tables hold --------------------------------------------------------
