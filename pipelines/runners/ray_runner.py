@@ -19,10 +19,11 @@ clips of several rows. Ray Data streams: a video's decoded frames never leave th
 that decoded them, and only a few rows are in flight per stage (backpressure).
 
 Errors stay data (the operator contract turns exceptions into reject records). A worker
-that dies (OOM, a crashed native library, a lost node) is retried by Ray: tasks up to
-``max_retries`` times, actors restarted. A retried call yields the same parts with the same
-row ids (processing is deterministic), so parts the driver already has are dropped and a
-retry never duplicates a sample.
+that dies (OOM, a crashed native library, a lost node) is retried by Ray with Ray Data's
+defaults: a task up to 3 times (Ray's ``max_retries``), an actor restarted without limit
+and its calls retried (``max_restarts=-1``, ``max_task_retries=-1``). A retried call
+yields the same parts with the same row ids (processing is deterministic), so parts the
+driver already has are dropped and a retry never duplicates a sample.
 """
 from __future__ import annotations
 
@@ -41,8 +42,6 @@ from vidcurate.operators.stats import Stats
 from vidcurate.pipelines.runners.local import Emit
 
 log = logging.getLogger(__name__)
-
-TASK_RETRIES = 3
 
 
 def needs_actor(op) -> bool:
@@ -298,10 +297,9 @@ class RayRunner:
                 most = min(most, len(sources))  # never more actors than videos
                 ds = ds.map_batches(_OperatorActor, fn_constructor_kwargs={"op": op},
                                     compute=ActorPoolStrategy(min_size=1, max_size=most),
-                                    num_cpus=res.cpus * cpus.actor_scale, max_restarts=-1, max_task_retries=-1, **args)
+                                    num_cpus=res.cpus * cpus.actor_scale, **args)
             else:
-                ds = ds.map_batches(_run_task, fn_kwargs={"op": op}, num_cpus=res.cpus,
-                                    max_retries=TASK_RETRIES, **args)
+                ds = ds.map_batches(_run_task, fn_kwargs={"op": op}, num_cpus=res.cpus, **args)
         received: dict[str, Fraction] = {}  # per video, the weight of its parts received so far
         seen: set[str] = set()
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
