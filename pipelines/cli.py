@@ -226,11 +226,13 @@ def bench_shards(total_mb: float, shard_mb: float, open_shards: int, repeats: in
 @click.option("-c", "--config", "config_path", default=None, help="Config to build with (default: the embedded one).")
 @click.option("--workdir", default=None, help="Where inputs and outputs go (default: a temp dir).")
 @click.option("--copies", default=3, show_default=True, help="How many times the demo inputs are built.")
-def bench_ray(config_path: str | None, workdir: str | None, copies: int) -> None:
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Rounds; each builds with the local runner, then with Ray; the fastest of each is kept.")
+def bench_ray(config_path: str | None, workdir: str | None, copies: int, repeats: int) -> None:
     """Ray-runner wall time over local-runner wall time for the same build, and stage throughputs."""
     from vidcurate.pipelines.bench_ray import report, run
 
-    click.echo(report(run(config_path, workdir, copies)))
+    click.echo(report(run(config_path, workdir, copies, repeats)))
 
 
 @bench.command("teachers")
