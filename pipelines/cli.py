@@ -30,6 +30,12 @@ FORWARDED_BUILD_OPTIONS = (
 )
 
 
+RUNNER_OPTION = click.option(
+    "--runner", type=click.Choice(["local", "ray"]), default=None,
+    help="Execution engine (overrides run.runner): local, or ray (Ray Data; joins RAY_ADDRESS or "
+         "run.ray_address, else starts a local Ray instance for the build).")
+
+
 def forwarded_build_options(command):
     for option in reversed(FORWARDED_BUILD_OPTIONS):
         command = option(command)
@@ -66,9 +72,7 @@ def cli() -> None:
 @click.option("-c", "--config", "config_path", default=None,
               help=f"Pipeline YAML file or a bundled config name ({', '.join(bundled_configs())}). "
                    "Default: the embedded default config.")
-@click.option("--runner", type=click.Choice(["local", "ray"]), default=None,
-              help="Execution engine (overrides run.runner): local, or ray (Ray Data; joins RAY_ADDRESS or "
-                   "run.ray_address, else starts a local Ray instance for the build).")
+@RUNNER_OPTION
 @forwarded_build_options
 def build(input_location: str, output: str, config_path: str | None, runner: str | None,
           max_failure_ratio: float | None, max_actors: int | None, overwrite: bool, verbose: bool) -> None:
@@ -80,10 +84,14 @@ def build(input_location: str, output: str, config_path: str | None, runner: str
     (run.max_failure_ratio exceeded), 2 for bad arguments, configs, manifests or an output
     folder holding a build made with another config.
     """
-    overrides = {"max_failure_ratio": max_failure_ratio} if max_failure_ratio is not None else {}
-    if max_actors is not None:
-        overrides["max_actors"] = max_actors
-    _run_build(input_location, output, config_path, runner, overwrite, verbose, overrides)
+    _run_build(input_location, output, config_path, runner, overwrite, verbose,
+               _run_overrides(max_failure_ratio, max_actors))
+
+
+def _run_overrides(max_failure_ratio: float | None, max_actors: int | None) -> dict:
+    """The run.* settings given on the command line (None: the config's value stays)."""
+    given = {"max_failure_ratio": max_failure_ratio, "max_actors": max_actors}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 @cli.command()
@@ -95,21 +103,19 @@ def build(input_location: str, output: str, config_path: str | None, runner: str
               help="Splitting preset for split_shots (the bundled split config uses panda70m).")
 @click.option("--detector", type=click.Choice(["content", "adaptive", "transnetv2"]), default=None,
               help="Shot detector for split_shots.")
-@click.option("--max-failure-ratio", type=click.FloatRange(0, 1), default=None,
-              help="Stop when more than this share of inputs yields no clip.")
-@click.option("--overwrite", is_flag=True,
-              help="Replace the build in OUTPUT (needed when the config changed). Without it, re-running the "
-                   "same command resumes an interrupted build or adds new inputs.")
+@RUNNER_OPTION
+@forwarded_build_options
 def split(input_location: str, output: str, config_path: str, preset: str | None, detector: str | None,
-          max_failure_ratio: float | None, overwrite: bool) -> None:
+          runner: str | None, max_failure_ratio: float | None, max_actors: int | None, overwrite: bool,
+          verbose: bool) -> None:
     """Split videos into clips only: probe, split, filters, extract; no teachers.
 
     INPUT is a folder, a manifest or one video. Writes clips as WebDataset shards
     (mp4 + json with the split audit trail), index.parquet and rejects.parquet.
     """
-    overrides = {"max_failure_ratio": max_failure_ratio} if max_failure_ratio is not None else {}
     steps = {"split_shots": {"preset": preset, "detector": detector}}
-    _run_build(input_location, output, config_path, None, overwrite, False, overrides, steps)
+    _run_build(input_location, output, config_path, runner, overwrite, verbose,
+               _run_overrides(max_failure_ratio, max_actors), steps)
 
 
 @cli.command()

@@ -125,8 +125,10 @@ def test_av1_input_decodes_through_the_fallback_with_the_same_cuts(tmp_path, cor
 @pytest.mark.slow
 def test_split_command_writes_clips_with_their_audit_trail(tmp_path, corpus):
     out = tmp_path / "clips"
-    done = run_cli("split", str(corpus["compilation"]), "--output", str(out), "--preset", "panda70m-code")
+    done = run_cli("split", str(corpus["compilation"]), "--output", str(out), "--preset", "panda70m-code",
+                   "--verbose")
     assert done.returncode == 0, done.stderr
+    assert f"{corpus['compilation']}: 4 clips written; rejected: 3 split_shots/too_short" in done.stderr
     rows = index_table(out)
     assert len(rows) == 4 and all(r["caption"] is None for r in rows)  # the shots of >= 2.0 s
     assert all(r["shots"] == [[r["start"], r["end"]]] for r in rows)
@@ -138,6 +140,14 @@ def test_split_command_writes_clips_with_their_audit_trail(tmp_path, corpus):
     assert meta["span"]["split_reason"] == "shot" and "transition_distance" in meta["span"]["split_scores"]
     resolved = open(out / "config.resolved.yaml").read()
     assert "preset: panda70m-code" in resolved and "min_clip_seconds: 2.0" in resolved
+
+    on_ray = tmp_path / "clips-ray"  # the same command on Ray Data cuts the same clips
+    done = run_cli("split", str(corpus["compilation"]), "--output", str(on_ray), "--preset", "panda70m-code",
+                   "--runner", "ray")
+    assert done.returncode == 0, done.stderr
+    assert "runner: ray" in open(on_ray / "config.resolved.yaml").read()
+    assert sorted((r["clip_id"], r["shots"]) for r in index_table(on_ray)) == \
+           sorted((r["clip_id"], r["shots"]) for r in rows)
 
 
 @pytest.mark.slow
