@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
@@ -101,28 +101,33 @@ class BuildResult:
 
 
 class FailureBudget:
-    """Tracks which inputs yielded a sample; stops a build failing wholesale."""
+    """Tracks the samples and rejects of every input; stops a build failing wholesale."""
 
     def __init__(self, max_ratio: float, min_inputs: int):
         self.max_ratio, self.min_inputs = max_ratio, min_inputs
         self.inputs: set[str] = set()
-        self.with_samples: set[str] = set()
+        self.samples: Counter = Counter()  # uri -> samples it gave
         self.reject_reasons: dict[str, Counter] = {}
 
     def record(self, records: list[dict]) -> None:
         for r in records:
             self.inputs.add(r["uri"])
             if is_ok(r):
-                self.with_samples.add(r["uri"])
+                self.samples[r["uri"]] += 1
             else:
                 self.reject_reasons.setdefault(r["uri"], Counter())[f"{r['error_stage']}/{r['error_reason']}"] += 1
 
+    def outcome(self, uri: str) -> str:
+        """What one input gave: samples written and rejects by stage/reason."""
+        rejects = ", ".join(f"{n} {reason}" for reason, n in self.reject_reasons.get(uri, Counter()).most_common())
+        return f"{self.samples[uri]} clips written; rejected: {rejects or 'none'}"
+
     def check(self, final: bool = False) -> None:
         total = len(self.inputs)
-        failed = total - len(self.with_samples)
+        failed = total - len(self.samples)
         if total and (final or total >= self.min_inputs) and failed / total > self.max_ratio:
             reasons = Counter(self.reject_reasons[u].most_common(1)[0][0]
-                              for u in self.inputs - self.with_samples if u in self.reject_reasons)
+                              for u in self.inputs - self.samples.keys() if u in self.reject_reasons)
             common = ", ".join(f"{k} ({n})" for k, n in reasons.most_common(3))
             raise BuildError(
                 f"stopped: {failed} of {total} inputs ({failed / total:.0%}) yielded no clip, above "
@@ -154,21 +159,16 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     budget = FailureBudget(config.run.max_failure_ratio, config.run.failure_ratio_min_inputs)
 
     finished: set[str] = set()
-    counts: dict[str, Counter] = defaultdict(Counter)  # per video in flight: samples and rejects so far
+    unreadable = len({r["uri"] for r in inputs.rejects})
     log.info("%s: %d inputs, %d to do (%d done by an earlier run, %d rejected on reading); %s runner",
-             output, len(inputs.sources) + len({r["uri"] for r in inputs.rejects}), len(todo),
-             len(inputs.sources) - len(todo), len({r["uri"] for r in inputs.rejects}), config.run.runner)
+             output, len(inputs.sources) + unreadable, len(todo), len(inputs.sources) - len(todo), unreadable,
+             config.run.runner)
 
     def emit(records: list[dict], videos_finished: list[str]) -> None:
         sink.write(records, videos_finished)
         budget.record(records)
-        for r in records:
-            counts[r["uri"]]["clips" if is_ok(r) else f"{r['error_stage']}/{r['error_reason']}"] += 1
         for uri in videos_finished:
-            done_here = counts.pop(uri, Counter())
-            clips = done_here.pop("clips", 0)
-            rejects = ", ".join(f"{n} {reason}" for reason, n in done_here.most_common())
-            log.info("%s: %d clips written; rejected: %s", uri, clips, rejects or "none")
+            log.info("%s: %s", uri, budget.outcome(uri))
         if videos_finished:  # judged on whole videos only
             finished.update(videos_finished)
             budget.check()
@@ -222,7 +222,7 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
         if kv[0].rsplit(".", 1)[0] in order else len(order)) if k.endswith(".process")}
     result.inputs = len(inputs.sources) + len({r["uri"] for r in inputs.rejects})
     result.inputs_done_before = len({s["uri"] for s in inputs.sources} & done)
-    result.inputs_with_samples = len(budget.with_samples)
+    result.inputs_with_samples = len(budget.samples)
     index_rows = sink.index_rows
     result.clips = len(index_rows)
     result.rejects = Counter(f"{r['stage']}/{r['reason']}" for r in sink.reject_rows)

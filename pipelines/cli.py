@@ -15,8 +15,8 @@ from vidcurate.schemas.manifest import ManifestError
 USAGE_ERRORS = (ConfigError, ManifestError, OperatorSetupError)
 
 
-# Options of `build` that `submit` passes on to the build it submits: declared once, so a
-# new one reaches both commands (and the job's command line) without a second copy.
+# Options of `build` that `split` shares and `submit` passes on to the build it submits:
+# declared once, so a new one reaches all three (and the job's command line) without a copy.
 FORWARDED_BUILD_OPTIONS = (
     click.option("--max-failure-ratio", type=click.FloatRange(0, 1), default=None,
                  help="Stop when more than this share of inputs yields no clip (overrides run.max_failure_ratio)."),

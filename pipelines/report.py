@@ -129,7 +129,7 @@ def _scan_order(names: list[str], first: set[str]) -> list[str]:
     return [n for n in spread if n in first] + [n for n in spread if n not in first]
 
 
-def _scan_shards(data: dict, picked: list[dict], scan_clips: int = SCAN_CLIPS) -> dict:
+def _scan_shards(data: dict, picked: list[dict], scan_clips: int) -> dict:
     """Teacher statistics from the json members of shards read in ``_scan_order`` until
     ``scan_clips`` clips are counted (0: all), and the picked clips' media (their shards come first)."""
     shard_dir = os.path.join(data["out"], "shards")
