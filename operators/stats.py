@@ -34,6 +34,18 @@ class Stats:
             self.add_time(key, value)
         return self
 
+    def since(self, before: "Stats") -> "Stats":
+        """What was counted and timed after ``before`` (an earlier copy of these stats)."""
+        out = Stats()
+        out.counters.update({k: v - before.counters.get(k, 0) for k, v in self.counters.items()
+                             if v != before.counters.get(k, 0)})
+        out.seconds.update({k: v - before.seconds.get(k, 0.0) for k, v in self.seconds.items()
+                            if v != before.seconds.get(k, 0.0)})
+        return out
+
+    def copy(self) -> "Stats":
+        return Stats(Counter(self.counters), dict(self.seconds))
+
     def to_dict(self) -> dict:
         return {
             "counters": dict(sorted(self.counters.items())),

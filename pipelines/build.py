@@ -10,7 +10,7 @@ Output folder (a local folder or an fsspec URL)::
     shards/<split>/<prefix>-000000.tar   WebDataset samples: <clip_id>.mp4 / .json / .txt
     index.parquet                one row per clip (schemas.INDEX)
     rejects.parquet              one row per rejected input or clip (schemas.REJECT)
-    stats.json                   counters and timers per operator, merged (this run)
+    stats.json                   counters and timers per operator: every run's and their sum
     config.resolved.yaml         the configuration with every default filled in
     _journal/                    what is done: re-running the same command resumes
 
@@ -23,25 +23,29 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 
 import yaml
 
 from vidcurate.operators.base import is_ok
+from vidcurate.operators.stats import Stats
 from vidcurate.operators.write.destination import Destination
 from vidcurate.operators.write.journal import JOURNAL_DIR, Journal
 from vidcurate.operators.write.sink import INDEX_FILE, REJECTS_FILE, SHARDS_DIR, DatasetSink, SinkOptions
 from vidcurate.pipelines.card import dataset_card
 from vidcurate.pipelines.config import BuildConfig
 from vidcurate.pipelines.progress import Progress
+from vidcurate.pipelines.reject_hints import hint_for
 from vidcurate.pipelines.report import write_report
 from vidcurate.pipelines.runners.local import LocalRunner
 from vidcurate.pipelines.runners.ray_runner import RayRunner
 from vidcurate.pipelines.stage_cache import CachedStages, prefix_digest, split_at
-from vidcurate.operators.write.samples import reject_row
 from vidcurate.schemas.manifest import Inputs, read_inputs
 from vidcurate.schemas.records import rejected
 
@@ -54,11 +58,17 @@ OUTPUT_NAMES = (SHARDS_DIR, INDEX_FILE, REJECTS_FILE, STATS_FILE, CONFIG_FILE, J
 
 
 class BuildError(RuntimeError):
-    """The build stopped: it was failing wholesale (run.max_failure_ratio)."""
+    """The build stopped, or finished with too many inputs failed (run.max_failure_ratio).
+
+    ``result`` is the summary of what the build did (set once the outputs are written)."""
+
+    def __init__(self, message: str, result: "BuildResult | None" = None):
+        super().__init__(message)
+        self.result = result
 
 
 class OutputError(ValueError):
-    """The output folder cannot take this build (it is a file, or holds a build already)."""
+    """The output folder cannot take this build (it is a file, unwritable, or holds another build)."""
 
 
 def vidcurate_version() -> str:
@@ -84,7 +94,7 @@ class BuildResult:
     def summary(self) -> str:
         lines = [
             f"vidcurate build -> {self.output}",
-            *([f"  retried:        {self.retried} source video(s) with transient rejects"
+            *([f"  retried:        {self.retried} source video(s) with transient rejects or not reached"
                if self.retried else "  retried:        nothing to retry (no transient rejects)"]
               if self.retried is not None else []),
             f"  videos in:      {self.inputs} "
@@ -122,17 +132,27 @@ class FailureBudget:
         rejects = ", ".join(f"{n} {reason}" for reason, n in self.reject_reasons.get(uri, Counter()).most_common())
         return f"{self.samples[uri]} clips written; rejected: {rejects or 'none'}"
 
-    def check(self, final: bool = False) -> None:
+    def check(self, final: bool = False, earlier: bool = False) -> None:
+        """Raise BuildError when too many inputs yielded no clip. Mid-build (``final`` False) only
+        once ``min_inputs`` inputs are done; ``earlier``: every input was done by earlier runs."""
         total = len(self.inputs)
         failed = total - len(self.samples)
         if total and (final or total >= self.min_inputs) and failed / total > self.max_ratio:
-            reasons = Counter(self.reject_reasons[u].most_common(1)[0][0]
-                              for u in self.inputs - self.samples.keys() if u in self.reject_reasons)
+            reasons = self.failure_reasons()
             common = ", ".join(f"{k} ({n})" for k, n in reasons.most_common(3))
+            verdict = ("nothing to do (every input was processed by an earlier run), and" if earlier
+                       else "failed:" if final else "stopped:")
+            hint = hint_for(reasons.most_common(1)[0][0]) if reasons else None
             raise BuildError(
-                f"stopped: {failed} of {total} inputs ({failed / total:.0%}) yielded no clip, above "
+                f"{verdict} {failed} of {total} inputs ({failed / total:.0%}) yielded no clip, above "
                 f"run.max_failure_ratio {self.max_ratio:.0%}; most common reasons: {common}. "
-                f"See rejects.parquet for every input and reason.")
+                f"See rejects.parquet for every input and reason."
+                + (f"\nhint ({reasons.most_common(1)[0][0]}): {hint}" if hint else ""))
+
+    def failure_reasons(self) -> Counter:
+        """stage/reason -> inputs that yielded no clip with it as their most common reason."""
+        return Counter(self.reject_reasons[u].most_common(1)[0][0]
+                       for u in self.inputs - self.samples.keys() if u in self.reject_reasons)
 
 
 def build(input_location: str | None, output: str, config: BuildConfig, overwrite: bool = False,
@@ -147,16 +167,22 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     inputs = read_inputs(input_location) if sources is None else Inputs(sources=sources, rejects=[])
     resolved = config.resolved(operators)   # and so does a bad manifest: OUT is left as it was
     config_hash = config.digest(resolved)
-    dest = _prepare_output(output, overwrite, config_hash)
-    dest.write_bytes(CONFIG_FILE, yaml.safe_dump(resolved, sort_keys=False).encode("utf-8"))
+    dest, journal = _prepare_output(output, overwrite, config_hash,
+                                    yaml.safe_dump(resolved, sort_keys=False).encode("utf-8"))
     provenance = {"config_hash": config_hash, "vidcurate_version": vidcurate_version()}
+    budget = FailureBudget(config.run.max_failure_ratio, config.run.failure_ratio_min_inputs)
+
+    def committed(uris: list[str]) -> None:  # logged once a video is in the journal, not before
+        for uri in uris:
+            log.info("%s: %s", uri, budget.outcome(uri))
+
     out = config.output
     sink = DatasetSink(dest, provenance, SinkOptions(out.shard_prefix, out.shard_max_samples, out.shard_max_bytes,
                                                      out.open_shards, dict(out.splits), tuple(out.bucket_by),
-                                                     out.split_seed, tuple(out.extra_members)), config_hash)
+                                                     out.split_seed, tuple(out.extra_members)), config_hash,
+                       journal=journal, on_commit=committed)
     done = sink.done_uris
     todo = [s for s in inputs.sources if s["uri"] not in done]
-    budget = FailureBudget(config.run.max_failure_ratio, config.run.failure_ratio_min_inputs)
 
     finished: set[str] = set()
     unreadable = len({r["uri"] for r in inputs.rejects})
@@ -165,10 +191,8 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
              config.run.runner)
 
     def emit(records: list[dict], videos_finished: list[str]) -> None:
-        sink.write(records, videos_finished)
         budget.record(records)
-        for uri in videos_finished:
-            log.info("%s: %s", uri, budget.outcome(uri))
+        sink.write(records, videos_finished)
         if videos_finished:  # judged on whole videos only
             finished.update(videos_finished)
             budget.check()
@@ -189,24 +213,23 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
         display = Progress(0, [], enabled=False)  # Ray Data draws its own progress bars
     else:
         runner = LocalRunner(stages, config.run.videos_per_chunk, progress=display)
+    sink.track_stats(_run_id(), datetime.now(timezone.utc).isoformat(timespec="seconds"), runner.stats)
+    input_rejects = [r for r in inputs.rejects if r["uri"] not in done]
     error: BuildError | None = None
     try:
-        input_rejects = [r for r in inputs.rejects if r["uri"] not in done]
         emit(input_rejects, [r["uri"] for r in input_rejects])
         if todo:  # nothing left to do: no model is loaded
             with display:
                 runner.run(todo, emit)
     except BuildError as exc:
         error = exc
-        # Inputs the stop left unprocessed are rejects too (transient: re-running the same
-        # command processes them; they are not journaled as done).
-        sink.extra_rejects += [reject_row(rejected(s, "build", "build_stopped",
-                                                   f"{s['uri']}: not processed, the build stopped early",
-                                                   transient=True))
-                               for s in todo if s["uri"] not in finished]
-    stats = runner.stats()
+        # Inputs the stop left unfinished are journaled as transient rejects: re-running the
+        # same command, or retry-failed, processes them; until then the rejects table lists them.
+        sink.mark_stopped([rejected(s, "build", "build_stopped", f"{s['uri']}: not processed, the build stopped "
+                                    "early", transient=True) for s in todo if s["uri"] not in finished])
     result = BuildResult(output=output, shards=sink.close())
-    dest.write_bytes(STATS_FILE, json.dumps(stats.to_dict(), indent=2).encode("utf-8"))
+    runs = sink.journal.state.runs
+    dest.write_bytes(STATS_FILE, json.dumps(build_stats(runs), indent=2).encode("utf-8"))
     _account_for_every_input(inputs, sink)
     card = dataset_card(resolved, sink.index_rows, sink.reject_rows,
                         [v["source"] for v in sink.journal.state.videos.values()], provenance)
@@ -217,6 +240,7 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
         except Exception as exc:  # a report problem must not fail a finished build
             log.warning("could not write %s: %s", REPORT_FILE, exc)
     order = [op.name for op in operators]
+    stats = runner.stats()
     result.stage_seconds = {k.rsplit(".", 1)[0]: round(v, 3) for k, v in sorted(
         stats.seconds.items(), key=lambda kv: order.index(kv[0].rsplit(".", 1)[0])
         if kv[0].rsplit(".", 1)[0] in order else len(order)) if k.endswith(".process")}
@@ -229,6 +253,7 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     result.wall_seconds = time.perf_counter() - started
     dest.close()
     if error is not None:
+        error.result = result
         raise error
     # Judged on the whole dataset of these inputs, including videos done by earlier runs.
     final = FailureBudget(config.run.max_failure_ratio, config.run.failure_ratio_min_inputs)
@@ -236,49 +261,82 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     final.record([{"uri": row["uri"], "status": "ok"} for row in index_rows if row["uri"] in wanted])
     final.record([rejected({"uri": row["uri"]}, row["stage"], row["reason"]) for row in sink.reject_rows
                   if row["uri"] in wanted])
-    final.check(final=True)
+    try:
+        final.check(final=True, earlier=not todo and not input_rejects)
+    except BuildError as exc:
+        exc.result = result
+        raise
     return result
 
 
+def build_stats(runs: dict[str, dict]) -> dict:
+    """stats.json: every run's counters and timers (from the journal, so killed runs count too)
+    and their sum; a resume or re-run adds a run, never replaces the earlier ones."""
+    total = Stats()
+    ordered = sorted(runs.items(), key=lambda kv: (kv[1].get("started_at") or "", kv[0]))
+    for _, run in ordered:
+        total.merge(Stats.from_dict(run))
+    return {**total.to_dict(),
+            "runs": [{"run": name, "started_at": run.get("started_at"), **Stats.from_dict(run).to_dict()}
+                     for name, run in ordered]}
+
+
+def _run_id() -> str:
+    return f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
 def retry_failed(output: str) -> BuildResult:
-    """Re-run the source videos of ``output`` that have a transient reject (timeouts, network, ...)."""
+    """Re-run the source videos of ``output`` that have a transient reject (timeouts, network, ...),
+    and the inputs a stopped build did not finish."""
     from vidcurate.pipelines.config import load_config
 
     dest = Destination(output)
     if not dest.exists(CONFIG_FILE) or not dest.exists(JOURNAL_DIR):
         raise OutputError(f"{output!r} holds no resumable build (no {CONFIG_FILE} and {JOURNAL_DIR}/)")
-    journal = Journal(dest)
-    retry = sorted(uri for uri, video in journal.state.videos.items()
-                   if any(row.get("transient") for row in video["rejects"]))
-    if not retry:
-        result = build(None, output, load_config(dest.path(CONFIG_FILE)), sources=[])
-        result.retried = 0
-        return result
-    sources = [journal.state.videos[uri]["source"] for uri in retry]
-    journal.append({"kind": "retract", "uris": retry})  # their samples become orphans, removed below
+    state = Journal(dest).state
+    failed = sorted(uri for uri, video in state.videos.items()
+                    if any(row.get("transient") for row in video["rejects"]))
+    sources = [state.videos[uri]["source"] for uri in failed] + [v["source"] for _, v in sorted(state.stopped.items())]
+    if failed:  # their samples become orphans, removed by the build below; the new run's rows replace them
+        Journal(dest).append({"kind": "retract", "uris": failed})
     result = build(None, output, load_config(dest.path(CONFIG_FILE)), sources=sources)
-    result.retried = len(retry)
+    result.retried = len(sources)
     return result
 
 
-def _prepare_output(output: str, overwrite: bool, config_hash: str) -> Destination:
-    dest = Destination(output)
-    if dest.exists() and dest.isfile():
-        raise OutputError(f"output {output!r} is a file, not a folder")
-    existing = [n for n in OUTPUT_NAMES if dest.exists(n)]
-    if existing and not overwrite:
-        if not dest.exists(JOURNAL_DIR):
-            raise OutputError(f"output {output!r} holds files of another build ({', '.join(existing)}) and no "
-                              f"{JOURNAL_DIR}/ to resume from; pass --overwrite to replace it")
-        previous = Journal(dest).state.config_hash
-        if previous and previous != config_hash:
-            raise OutputError(f"output {output!r} holds a build made with another config (hash {previous}, now "
-                              f"{config_hash}); pass --overwrite to rebuild it, or choose another output")
-    if overwrite:
-        for name in existing:
-            dest.remove(name)
-    dest.makedirs()
-    return dest
+def _prepare_output(output: str, overwrite: bool, config_hash: str, resolved_config: bytes
+                    ) -> tuple[Destination, Journal]:
+    """Check OUT can take this build, then claim it: the journal's ``begin`` entry comes before any
+    other write, so the same command resumes a build interrupted at any moment. OUT's problems
+    (a file, not writable, another build's) raise OutputError before any work is done."""
+    try:
+        dest = Destination(output)
+    except ValueError as exc:
+        raise OutputError(str(exc)) from None
+    try:
+        if dest.exists() and dest.isfile():
+            raise OutputError(f"output {output!r} is a file, not a folder")
+        existing = [n for n in OUTPUT_NAMES if dest.exists(n)]
+        if existing and not overwrite:
+            if not dest.exists(JOURNAL_DIR):
+                raise OutputError(f"output {output!r} holds files of another build ({', '.join(existing)}) and no "
+                                  f"{JOURNAL_DIR}/ to resume from; pass --overwrite to replace it")
+            previous = Journal(dest).state.config_hash
+            if previous and previous != config_hash:
+                raise OutputError(f"output {output!r} holds a build made with another config (hash {previous}, "
+                                  f"now {config_hash}); pass --overwrite to rebuild it, or choose another output")
+        if overwrite:
+            for name in existing:
+                dest.remove(name)
+        dest.makedirs()
+        journal = Journal(dest)
+        if not journal.state.entries:
+            journal.append({"kind": "begin", "config_hash": config_hash})
+        dest.write_bytes(CONFIG_FILE, resolved_config)
+    except OSError as exc:  # under a file, /proc, read-only or full filesystem, no permission
+        where = exc.filename or output
+        raise OutputError(f"output {output!r} cannot be created or written: {exc.strerror or exc} ({where})") from None
+    return dest, journal
 
 
 def _account_for_every_input(inputs, sink: DatasetSink) -> None:

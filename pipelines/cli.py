@@ -328,13 +328,14 @@ def teachers_choose(labels_path: str, k: int, as_json: bool) -> None:
 @cli.command("retry-failed")
 @click.argument("output")
 def retry_failed_command(output: str) -> None:
-    """Re-run the source videos of OUTPUT whose rejects are transient (timeouts, network, overload).
+    """Re-run the source videos of OUTPUT whose rejects are transient (timeouts, network, overload),
+    and the inputs a stopped build did not reach (build/build_stopped).
 
     Their previous samples and rejects are replaced; every other video is left as it is.
     """
     from vidcurate.pipelines.build import retry_failed
 
-    _report_build(lambda: retry_failed(output))
+    _report_build(lambda: retry_failed(output), f"`vidcurate retry-failed {output}`")
 
 
 # The folders of the vidcurate namespace package (pyproject's package-dir), shipped to a Ray
@@ -530,8 +531,9 @@ def _follow_job(client, job_id: str, poll: float = 1.0) -> str:
         time.sleep(poll)
 
 
-def _report_build(run) -> None:
-    """Run a build; print its summary, or its error with exit 2 (usage, output) or 1 (stopped)."""
+def _report_build(run, resume_command: str = "the same command") -> None:
+    """Run a build; print its summary. Errors: exit 2 (usage, output), 1 (stopped or failed: the
+    summary, the reason and a hint), 130 (Ctrl-C: what is committed stays, the command resumes)."""
     from vidcurate.pipelines.build import BuildError, OutputError
 
     try:
@@ -540,8 +542,13 @@ def _report_build(run) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except BuildError as exc:
+        if exc.result is not None:
+            click.echo(exc.result.summary())
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: finished videos are kept; run {resume_command} again to resume", err=True)
+        sys.exit(130)
     click.echo(result.summary())
 
 

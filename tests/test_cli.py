@@ -47,8 +47,12 @@ def test_a_build_failing_wholesale_stops_with_a_clear_message(tmp_path, corpus):
     out = tmp_path / "out"
     done = run_cli("build", "-i", str(folder), "-o", str(out), "--verbose")
     assert done.returncode == 1
-    assert "stopped: 4 of 4 inputs (100%) yielded no clip" in done.stderr
+    # Fewer inputs than failure_ratio_min_inputs: judged once all are done, so it "failed", not "stopped".
+    assert "failed: 4 of 4 inputs (100%) yielded no clip" in done.stderr
     assert "probe/unreadable_container (2)" in done.stderr and "probe/empty_file (1)" in done.stderr
+    # The summary and what to do about the most common reason.
+    assert "videos in:      4 (0 gave clips)" in done.stdout and "rejects:        4" in done.stdout
+    assert "hint (probe/unreadable_container): the files are not videos or are damaged" in done.stderr
     # --verbose: a line per input as it is done, with its outcome.
     assert f"INFO {out}: 4 inputs, 4 to do (0 done by an earlier run" in done.stderr
     for name, (stage, reason) in corpus["bad"].items():
@@ -57,8 +61,10 @@ def test_a_build_failing_wholesale_stops_with_a_clear_message(tmp_path, corpus):
     assert {os.path.basename(r["uri"]) for r in rejects_table(out)} == set(corpus["bad"])
     # Re-running the same command resumes: nothing is redone, and the verdict is the same.
     again = run_cli("build", "-i", str(folder), "-o", str(out), "-v")
-    assert again.returncode == 1 and "stopped: 4 of 4 inputs (100%) yielded no clip" in again.stderr
+    assert again.returncode == 1 and ("nothing to do (every input was processed by an earlier run), and 4 of 4 "
+                                      "inputs (100%) yielded no clip") in again.stderr
     assert "4 inputs, 0 to do (4 done by an earlier run" in again.stderr
+    assert "(4 done by an earlier run, skipped; 0 of the others gave clips)" in again.stdout
 
 
 @pytest.mark.slow
@@ -70,6 +76,12 @@ def test_silent_video_without_metadata_is_rejected_with_a_hint(tmp_path, corpus)
     assert reasons == {"too_short", "no_caption_candidates"}
     detail = next(r["detail"] for r in rejects_table(out) if r["reason"] == "no_caption_candidates")
     assert "metadata" in detail
+    # With the default failure budget the one input fails the build: the summary, and the hint.
+    failed = run_cli("build", "-i", str(corpus["compilation"]), "-o", str(tmp_path / "out2"))
+    assert failed.returncode == 1 and "failed: 1 of 1 inputs (100%)" in failed.stderr
+    assert "clips out:      0" in failed.stdout
+    hint = "hint (consensus_selector/no_caption_candidates): no teacher wrote a caption"
+    assert hint in failed.stderr and "vidcurate split" in failed.stderr and "frame_teacher" in failed.stderr
 
 
 @pytest.mark.slow
@@ -107,6 +119,17 @@ def test_output_problems_exit_2_and_never_destroy_a_previous_build(tmp_path):
     a_file.write_text("x")
     done = run_cli("build", "-i", str(tmp_path / "in"), "-o", str(a_file))
     assert done.returncode == 2 and "is a file, not a folder" in done.stderr and "Traceback" not in done.stderr
+    # Under a file, in /proc, in a folder that cannot be written: one line, exit 2, nothing done.
+    unwritable = [a_file / "out", "/proc/vidcurate-out", "/sys/vidcurate-out"]
+    if os.geteuid() != 0:  # root writes anywhere: a read-only folder only stops other users
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        unwritable.append(locked / "out")
+    for output in unwritable:
+        done = run_cli("build", "-i", str(tmp_path / "in"), "-o", str(output))
+        assert done.returncode == 2, (output, done.stderr)
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert done.stderr.startswith(f"error: output '{output}' cannot be created or written: "), done.stderr
     previous = tmp_path / "out"
     previous.mkdir()
     (previous / "index.parquet").write_bytes(b"previous build")

@@ -117,6 +117,24 @@ def _journal_entries(out) -> int:
     return len([n for n in os.listdir(folder) if n.endswith(".json")]) if os.path.isdir(folder) else 0
 
 
+def _commits(out) -> int:
+    """Commit entries in the journal (a build's first entry is its ``begin``)."""
+    folder = os.path.join(out, "_journal")
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".json")) if os.path.isdir(folder) else []
+    count = 0
+    for name in names:
+        try:
+            with open(os.path.join(folder, name)) as handle:
+                count += json.load(handle).get("kind") == "commit"
+        except (OSError, ValueError):  # removed by a compaction meanwhile
+            pass
+    return count
+
+
+def _published_shard(out) -> bool:
+    return any(n.endswith(".tar") for _, _, files in os.walk(os.path.join(out, "shards")) for n in files)
+
+
 def _partial_shard(out) -> bool:
     return any(n.endswith(".tmp") for _, _, files in os.walk(os.path.join(out, "shards")) for n in files)
 
@@ -127,9 +145,9 @@ def test_a_build_killed_at_any_point_resumes_to_the_uninterrupted_result(inputs,
     out = tmp_path / "out"
     args = ["build", "-i", inputs["manifest"], "-o", str(out), "-c", inputs["config"]]
     ready = {
-        "first_commit": lambda: _journal_entries(out) >= 1,
-        "third_commit": lambda: _journal_entries(out) >= 3,
-        "open_shard_after_a_commit": lambda: _journal_entries(out) >= 2 and _partial_shard(out),
+        "first_commit": lambda: _commits(out) >= 1,
+        "third_commit": lambda: _commits(out) >= 3,
+        "open_shard_after_a_commit": lambda: _commits(out) >= 2 and _partial_shard(out),
     }[kill_point]
     assert _kill_when([*VIDCURATE, *args], ready), "the build finished before the kill point"
     assert not os.path.exists(out / "index.parquet")  # really killed mid-build
@@ -155,7 +173,10 @@ def test_adding_inputs_to_a_finished_build_processes_only_the_new_ones(inputs, r
     assert "3 done by an earlier run, skipped" in second.stdout
     assert _journal_entries(out) == 1
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["counters"]["probe.records_in"] == 3  # the three new inputs only (two videos, one broken file)
+    # The second run probed the three new inputs only (two videos, one broken file); the build's
+    # stats hold both runs, so the sum covers all six.
+    assert [run["counters"]["probe.records_in"] for run in stats["runs"]] == [3, 3]
+    assert stats["counters"]["probe.records_in"] == 6
     assert _tables(out) == (reference["index"], reference["rejects"])
     _check_shards_match_index(out)
 
@@ -279,3 +300,70 @@ def test_changing_only_later_steps_reuses_the_cut_clips_without_decoding_again(i
     assert third.returncode == 0, third.stderr
     counters = json.loads((out / "stats.json").read_text())["counters"]
     assert counters["stage_cache.misses"] == 3 and counters["probe.records_in"] == 3
+
+
+def _stats(out) -> dict:
+    with open(os.path.join(out, "stats.json")) as handle:
+        return json.load(handle)
+
+
+@pytest.mark.slow
+def test_stats_describe_the_whole_build_across_a_kill_a_resume_and_a_rerun(inputs, reference, tmp_path):
+    out = tmp_path / "out"
+    args = ["build", "-i", inputs["manifest"], "-o", str(out), "-c", inputs["config"]]
+    assert _kill_when([*VIDCURATE, *args], lambda: _commits(out) >= 2)
+    assert run_cli(*args).returncode == 0
+    stats = _stats(out)
+    # The killed run's work up to its last commit is counted too, so every input was probed at
+    # least once in the sum (work the resumed run redid is counted again: stats count work done).
+    runs = stats["runs"]
+    assert len(runs) == 2 and all(r["counters"].get("probe.records_in") for r in runs)
+    probed = stats["counters"]["probe.records_in"]
+    assert probed == sum(r["counters"]["probe.records_in"] for r in runs) >= 6
+    # A re-run with nothing to do adds a run with no work; it never empties the counters.
+    again = run_cli(*args)
+    assert again.returncode == 0 and "6 done by an earlier run" in again.stdout
+    after = _stats(out)
+    assert after["counters"]["probe.records_in"] == probed and len(after["runs"]) <= 3
+    assert after["counters"]["consensus_selector.records_out"] >= len(reference["index"])
+    # So does a retry with nothing to retry.
+    assert run_cli("retry-failed", str(out)).returncode == 0
+    assert _stats(out)["counters"] == after["counters"]
+
+
+@pytest.mark.slow
+def test_retry_failed_after_a_stopped_build_processes_the_inputs_it_never_reached(inputs, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rows = []
+    for name in ("a_empty0.mp4", "a_empty1.mp4"):  # first in the folder's order: the build stops on them
+        (folder / name).write_bytes(b"")
+        rows.append({"uri": name})
+    for name in inputs["names"][:3]:
+        shutil.copy(inputs["folder"] / name, folder / name)
+        rows.append({"uri": name, "title": f"Clip {name}", "description": f"Real sample footage {name}."})
+    manifest = folder / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = {**CONFIG, "run": {"videos_per_chunk": 2, "max_failure_ratio": 0.5, "failure_ratio_min_inputs": 2}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    done = run_cli("build", "-i", str(manifest), "-o", str(out), "-c", str(path))
+    assert done.returncode == 1 and "stopped: 2 of 2 inputs" in done.stderr
+    stopped = {os.path.basename(r["uri"]) for r in rejects_table(out) if r["reason"] == "build_stopped"}
+    assert stopped == set(inputs["names"][:3])
+    # The summary is printed beside the reason, with the most common reason's hint.
+    assert "videos in:" in done.stdout and "hint (probe/empty_file)" in done.stderr
+
+    retried = run_cli("retry-failed", str(out))
+    assert retried.returncode == 0, retried.stderr
+    assert "retried:        3 source video(s)" in retried.stdout
+    index, rejects = index_table(out), rejects_table(out)
+    assert {os.path.basename(r["uri"]) for r in index} == set(inputs["names"][:3])
+    assert not [r for r in rejects if r["reason"] == "build_stopped"]
+    assert sorted((os.path.basename(r["uri"]), r["reason"]) for r in rejects if r["stage"] == "probe") == [
+        ("a_empty0.mp4", "empty_file"), ("a_empty1.mp4", "empty_file")]
+    _check_shards_match_index(out)
+    nothing = run_cli("retry-failed", str(out))
+    assert nothing.returncode == 0 and "nothing to retry" in nothing.stdout
+    assert (index_table(out), rejects_table(out)) == (index, rejects)  # nothing dropped

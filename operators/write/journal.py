@@ -2,11 +2,22 @@
 
 ``OUT/_journal/entry-NNNNNNNN.json`` files, each published whole, replayed in order:
 
+  begin    the first entry of a build, written before anything else in OUT: the folder
+           is this build's from its first write, so a build interrupted at any moment
+           (even before its first commit) is resumed by the same command.
   commit   shards finalized since the last entry (name -> every sample key in it) and
-           the source videos now done: their source record, index rows and reject rows.
+           the source videos now done: their source record, index rows and reject rows;
+           and the counters and timers of the work since the run's previous entry
+           (``stats``, keyed by run), so stats.json describes every run, killed ones too.
            A video is done when all its records have arrived and every shard holding
            one of its samples is finalized.
-  retract  videos to redo (``vidcurate retry-failed``): they are no longer done.
+  stopped  inputs a stopped build did not finish: their source and a transient
+           ``build/build_stopped`` reject row. They are not done (a re-run or
+           ``retry-failed`` processes them) but stay in the rejects table until then.
+  retract  videos to redo (``vidcurate retry-failed``, a lost shard): they are no longer
+           done, and wait like stopped inputs, with their earlier reject rows (or a
+           ``build/redo_pending`` row), until a run commits them again. So no reject
+           ever leaves the table without a replacement.
   shards   shard contents rewritten by a resume (orphan samples removed; [] = deleted),
            with the new byte offsets of the samples that moved.
   snapshot the whole state (``compact``: a build's close replaces all earlier entries by
@@ -31,6 +42,8 @@ JOURNAL_DIR = "_journal"
 class JournalState:
     videos: dict[str, dict] = field(default_factory=dict)  # uri -> {source, samples, rejects}
     shards: dict[str, list[str]] = field(default_factory=dict)  # shard name -> sample keys
+    stopped: dict[str, dict] = field(default_factory=dict)  # uri -> {uri, source, rejects}: not done, to redo
+    runs: dict[str, dict] = field(default_factory=dict)  # run id -> {started_at, counters, seconds}
     config_hash: str | None = None
     entries: int = 0
 
@@ -78,25 +91,39 @@ class Journal:
         if len(names) <= 1:
             return
         self.append({"kind": "snapshot", "config_hash": self.state.config_hash, "shards": self.state.shards,
-                     "videos": list(self.state.videos.values())})
+                     "videos": list(self.state.videos.values()), "stopped": list(self.state.stopped.values()),
+                     "runs": self.state.runs})
         for name in names:
             self.dest.remove(f"{JOURNAL_DIR}/{name}")
 
 
 def apply(state: JournalState, entry: dict) -> None:
     kind = entry.get("kind")
-    if kind == "commit":
+    if kind == "begin":
+        state.config_hash = entry.get("config_hash") or state.config_hash
+    elif kind == "commit":
         state.shards.update(entry.get("shards") or {})
         for video in entry.get("videos") or []:
             state.videos[video["uri"]] = video
+            state.stopped.pop(video["uri"], None)
+        _add_run_stats(state, entry.get("stats"))
         state.config_hash = entry.get("config_hash") or state.config_hash
+    elif kind == "stopped":
+        for video in entry["videos"]:
+            if video["uri"] not in state.videos:
+                state.stopped[video["uri"]] = video
     elif kind == "snapshot":
         state.videos = {video["uri"]: video for video in entry["videos"]}
         state.shards = dict(entry["shards"])
+        state.stopped = {video["uri"]: video for video in entry.get("stopped") or []}
+        state.runs = dict(entry.get("runs") or {})
         state.config_hash = entry.get("config_hash")
     elif kind == "retract":
         for uri in entry["uris"]:
-            state.videos.pop(uri, None)
+            video = state.videos.pop(uri, None)
+            if video is not None:
+                state.stopped[uri] = {"uri": uri, "source": video["source"],
+                                      "rejects": video["rejects"] or [_redo_pending(video["source"])]}
     elif kind == "shards":
         for name, keys in entry["shards"].items():
             if keys:
@@ -111,3 +138,21 @@ def apply(state: JournalState, entry: dict) -> None:
                         row["mp4_offset"] = moved[row["shard"]][row["key"]]
     else:
         raise ValueError(f"unknown journal entry kind {kind!r}")
+
+
+def _add_run_stats(state: JournalState, stats: dict | None) -> None:
+    """Merge one entry's stats ({"run", "started_at", "counters", "seconds"}) into its run's."""
+    if not stats:
+        return
+    run = state.runs.setdefault(stats["run"], {"started_at": stats.get("started_at"), "counters": {},
+                                               "seconds": {}})
+    for key, value in (stats.get("counters") or {}).items():
+        run["counters"][key] = run["counters"].get(key, 0) + value
+    for key, value in (stats.get("seconds") or {}).items():
+        run["seconds"][key] = round(run["seconds"].get(key, 0.0) + value, 4)
+
+
+def _redo_pending(source: dict) -> dict:
+    return {"uri": source["uri"], "video_id": source.get("video_id"), "clip_id": None, "stage": "build",
+            "reason": "redo_pending", "transient": True,
+            "detail": f"{source['uri']}: to be redone (retracted); the next run of the build processes it"}

@@ -11,17 +11,23 @@ split (by source video, so no source leaks across splits) and, if asked, of thei
 bucket (resolution / aspect / duration); within that, a video's clips spread over
 ``open_shards`` shards. A video is committed to the journal once its last shard is
 published; index.parquet and rejects.parquet are written from the journal at close.
+
+Each commit also carries the counters and timers of the work done since the previous
+one (``track_stats``), so the journal knows every run's stats, also of a killed run.
+Inputs a stopped build did not finish are journaled as ``stopped`` (``mark_stopped``): they
+stay in the rejects table, marked transient, until a later run processes them.
 """
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vidcurate.operators.base import is_ok
+from vidcurate.operators.stats import Stats
 from vidcurate.operators.write.destination import Destination
 from vidcurate.operators.write.journal import Journal
 from vidcurate.operators.write.samples import index_row, reject_row, sample_members
@@ -60,18 +66,22 @@ class DatasetSink:
     requires = ("clip_id", "start", "end", "mp4")
 
     def __init__(self, dest: Destination | str, provenance: dict, options: SinkOptions | None = None,
-                 config_hash: str | None = None):
+                 config_hash: str | None = None, journal: Journal | None = None,
+                 on_commit: Callable[[list[str]], None] | None = None):
         self.dest = dest if isinstance(dest, Destination) else Destination(dest)
         self.provenance = provenance
         self.options = options or SinkOptions()
         self.config_hash = config_hash
-        self.journal = Journal(self.dest)
+        self.journal = journal or Journal(self.dest)
+        self.on_commit = on_commit  # called with the uris of each commit, once it is in the journal
         self.repaired = self._repair()
         self.writers: dict[str, ShardWriter] = {}
         self._pending: dict[str, _Pending] = {}
         self._finalized: dict[str, list[str]] = {}
         self._shard_keys: dict[str, list[str]] = {}
-        self.extra_rejects: list[dict] = []  # not journaled (e.g. build_stopped: redone by a re-run)
+        self._run: dict | None = None  # track_stats: {"run", "started_at"}
+        self._stats_source: Callable[[], Stats] | None = None
+        self._stats_committed = Stats()
 
     # ---- what is already done ----------------------------------------------------------
     @property
@@ -151,23 +161,51 @@ class DatasetSink:
         for pending in self._pending.values():
             pending.open_shards.discard(short)
 
-    def _commit(self) -> None:
+    def track_stats(self, run: str, started_at: str, source: Callable[[], Stats]) -> None:
+        """Journal, with every commit, what ``source()`` (the runner's stats) gained since the last one."""
+        self._run, self._stats_source = {"run": run, "started_at": started_at}, source
+
+    def _stats_since_last_commit(self) -> dict | None:
+        if self._stats_source is None:
+            return None
+        now = self._stats_source().copy()
+        delta, self._stats_committed = now.since(self._stats_committed), now
+        if not delta.counters and not delta.seconds:
+            return None
+        return {**self._run, **delta.to_dict()}
+
+    def _commit(self, final: bool = False) -> None:
         done = [uri for uri, p in self._pending.items() if p.complete and not p.open_shards]
-        if not done and not self._finalized:
+        if not done and not self._finalized and not final:
+            return
+        stats = self._stats_since_last_commit()
+        if not done and not self._finalized and stats is None:
             return
         videos = [{"uri": uri, "source": self._pending[uri].source, "samples": self._pending[uri].samples,
                    "rejects": self._pending[uri].rejects} for uri in done]
-        self.journal.append({"kind": "commit", "config_hash": self.config_hash, "shards": self._finalized,
-                             "videos": videos})
+        entry = {"kind": "commit", "config_hash": self.config_hash, "shards": self._finalized, "videos": videos}
+        if stats:
+            entry["stats"] = stats
+        self.journal.append(entry)
         self._finalized = {}
         for uri in done:
             del self._pending[uri]
+        if done and self.on_commit is not None:
+            self.on_commit(done)
+
+    def mark_stopped(self, rejects: list[dict]) -> None:
+        """Journal inputs a stopped build did not finish (transient ``build/build_stopped`` reject
+        records): not done, so a re-run or retry-failed processes them; rejects until then."""
+        videos = [{"uri": r["uri"], "source": _source_of(r), "rejects": [reject_row(r)]} for r in rejects
+                  if r["uri"] not in self.journal.state.videos]
+        if videos:
+            self.journal.append({"kind": "stopped", "videos": videos})
 
     def close(self) -> list[str]:
         """Publish every open shard, commit, and write index.parquet and rejects.parquet."""
         for writer in self.writers.values():
             writer.close()
-        self._commit()
+        self._commit(final=True)
         # A video left unfinished (the build stopped in the middle of it) is not journaled:
         # its samples are orphans a re-run removes, and the re-run redoes it.
         left = [uri for uri, p in self._pending.items() if p.complete]
@@ -186,7 +224,9 @@ class DatasetSink:
 
     @property
     def reject_rows(self) -> list[dict]:
-        rows = [row for v in self.journal.state.videos.values() for row in v["rejects"]] + self.extra_rejects
+        state = self.journal.state
+        rows = ([row for v in state.videos.values() for row in v["rejects"]]
+                + [row for v in state.stopped.values() for row in v["rejects"]])
         return sorted(rows, key=lambda r: (r["uri"] or "", r["clip_id"] or "", r["stage"], r["reason"]))
 
 

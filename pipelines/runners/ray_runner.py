@@ -53,15 +53,6 @@ def needs_actor(op) -> bool:
     return type(op).setup is not Operator.setup or op.declared_resources().gpus > 0
 
 
-def _delta(after: Stats, before: Stats) -> Stats:
-    out = Stats()
-    out.counters.update({k: v - before.counters.get(k, 0) for k, v in after.counters.items()
-                         if v != before.counters.get(k, 0)})
-    out.seconds.update({k: v - before.seconds.get(k, 0.0) for k, v in after.seconds.items()
-                        if v != before.seconds.get(k, 0.0)})
-    return out
-
-
 def _apply(op, table) -> Iterator:
     """A batch of rows through ``op``, streaming: output rows leave as the operator's batches
     come out, so a worker holds about one batch of clips whatever the video's length.
@@ -110,7 +101,7 @@ def _apply(op, table) -> Iterator:
         held.update(grouped)
         if ready:
             yield table_of(ready)
-    stats = pickle.dumps([*carried, _delta(op.stats, before).to_dict()])
+    stats = pickle.dumps([*carried, op.stats.since(before).to_dict()])
     yield table_of([(row.last_part(), held.get(i, [])) for i, row in enumerate(rows)], stats)
 
 
