@@ -61,7 +61,8 @@ def test_config_errors_name_the_step_the_field_and_the_allowed_values():
         build_operator({"op": "split_shots", "detector": "magic"}, 2, "my.yaml")
     with pytest.raises(ConfigError, match=r"my.yaml: pipeline step 1 \(probe\): unknown field 'min_durration'"):
         build_operator({"op": "probe", "min_durration": 3}, 1, "my.yaml")
-    with pytest.raises(ConfigError, match=r"unknown operator 'splitter'; known: .*split_shots"):
+    with pytest.raises(ConfigError, match=r"unknown operator 'splitter' \(did you mean 'split_shots'\?\); known: "
+                                          r".*split_shots"):
         build_operator({"op": "splitter"}, 1, "my.yaml")
     with pytest.raises(ConfigError, match="mapping with an 'op' key"):
         build_operator("probe", 1, "my.yaml")
