@@ -209,8 +209,8 @@ def _did_you_mean(word: str, choices) -> str:
 
 
 def _field_hint(loc: tuple, model: type[BaseModel] | None, op: str | None) -> str:
-    """" (did you mean 'x'?)" against the fields of the (sub)model ``loc`` points into, else where
-    the fields are listed."""
+    """The closest field of the (sub)model ``loc`` points into, as " (did you mean 'x'?)"; without
+    a close one, where the fields are listed."""
     for part in loc[:-1]:  # e.g. ("output", "shard_max_sampels"): the fields of OutputConfig
         info = model.model_fields.get(part) if model is not None and isinstance(part, str) else None
         model = info.annotation if info is not None else None
@@ -255,13 +255,14 @@ def load_config(path: str | None = None, runner: str | None = None) -> BuildConf
         config = BuildConfig(**data, source=source)
     except ValidationError as exc:
         # The steps are checked too, so one error lists every problem of the file.
-        problems = []
-        if isinstance(data.get("pipeline"), list):
+        problems, steps_checked = [], isinstance(data.get("pipeline"), list)
+        if steps_checked:
             try:
                 build_operators(data["pipeline"], source)
             except ConfigError as steps:
                 problems += str(steps).splitlines()
-        problems += [f"config {source}: {_explain(e, BuildConfig)}" for e in exc.errors()]
+        problems += [f"config {source}: {_explain(e, BuildConfig)}" for e in exc.errors()
+                     if not (steps_checked and e["loc"][:1] == ("pipeline",))]  # said per step above
         raise ConfigError("\n".join(problems)) from None
     config.operators()  # validate every step now, not mid-build
     return config

@@ -85,6 +85,17 @@ def test_broken_config_files_are_named(tmp_path):
         load_config(str(tmp_path / "nope.yaml"))
 
 
+def test_a_bad_step_is_reported_once_beside_the_bad_sections(tmp_path):
+    path = tmp_path / "mixed.yaml"
+    path.write_text("pipeline: [probe, {op: split_shots, threshold: x}]\noutput: {open_shards: 0}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3, lines  # not also pydantic's "pipeline.0: not a dictionary"
+    assert "step 1: each step must be a mapping" in lines[0] and "step 2 (split_shots): field 'threshold'" in lines[1]
+    assert "field 'output.open_shards'" in lines[2]
+
+
 def test_resources_are_validated():
     with pytest.raises(ValueError, match="batch_size"):
         Resources(batch_size=0)
