@@ -32,6 +32,12 @@ from vidcurate.operators.media import constant_rate_filter, present_path, run_ff
 
 
 class ExtractClips(Operator):
+    """Cuts each clip to H.264 mp4 bytes plus 16 kHz audio and JPEG keyframes; rejects clips ffmpeg cannot cut.
+
+    Frame-accurate: the clip holds exactly ``end_frame - start_frame`` frames. A clip whose
+    ffmpeg run fails or writes no frame is rejected (a timeout as a transient reject).
+    """
+
     name: ClassVar[str] = "extract_clips"
     resources: ClassVar[Resources] = Resources(cpus=1, batch_size=64)
     requires: ClassVar[tuple[str, ...]] = ("local_path", "clip_id", "start_frame", "end_frame", "fps", "height",

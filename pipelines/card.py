@@ -1,9 +1,10 @@
 """The dataset card: OUT/README.md, what a training team reads first.
 
-Counts, hours of video, splits, the teachers and the selector that made the captions
-(from the resolved config), rejects by reason, the licences of the inputs where the
-manifest gave them, and how to load the shards. Written by every build from the index,
-the rejects and the journal (so it describes the whole dataset, also after a resume).
+Counts, length of video (s, min or hours, as it reads best), splits, the teachers and the
+selector that made the captions (from the resolved config), rejects by reason, the
+licences of the inputs where the manifest gave them, and how to load the shards. Written
+by every build from the index, the rejects and the journal (so it describes the whole
+dataset, also after a resume).
 """
 from __future__ import annotations
 
@@ -12,6 +13,22 @@ from collections import Counter
 # Teachers whose config names no model.
 BUILT_IN_MODELS = {"ocr_teacher": "bundled RapidOCR PP-OCRv4",
                    "metadata_teacher": "(no model: passes the source's own text through)"}
+
+
+def readable_duration(seconds: float) -> str:
+    """A length of video as a reader says it: "27.3 s", "12.5 min", "3.20 hours" (a small build
+    is not "0.00 hours")."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} hours"
+
+
+def teacher_name(step: dict) -> str:
+    """The name a teacher step's candidates carry (``teacher`` in every candidate): its ``label``
+    when the operator has one and it is set, else the operator name (see GenerativeTeacher.teacher)."""
+    return step.get("label") or step["op"]
 
 
 def dataset_card(resolved: dict, index_rows: list[dict], reject_rows: list[dict], sources: list[dict],
@@ -29,7 +46,7 @@ def dataset_card(resolved: dict, index_rows: list[dict], reject_rows: list[dict]
         "# Video-text dataset built with vidcurate",
         "",
         f"- clips: **{len(index_rows)}** from **{len(videos)}** source videos "
-        f"({seconds / 3600:.2f} hours of video; mean clip {seconds / max(1, len(index_rows)):.1f} s)",
+        f"({readable_duration(seconds)} of video; mean clip {seconds / max(1, len(index_rows)):.1f} s)",
         f"- rejected inputs and clips: {len(reject_rows)} (see `rejects.parquet`)",
         f"- config hash `{provenance.get('config_hash')}`, vidcurate {provenance.get('vidcurate_version')}; "
         "the full configuration is in `config.resolved.yaml`",
@@ -42,9 +59,9 @@ def dataset_card(resolved: dict, index_rows: list[dict], reject_rows: list[dict]
         "",
         "## How captions were made",
         "",
-        "| step | model | label |",
+        "| step | model | teacher (as named in candidates) |",
         "|---|---|---|",
-        *[f"| {s['op']} | {s.get('model') or BUILT_IN_MODELS.get(s['op'], '')} | {s.get('label') or ''} |"
+        *[f"| {s['op']} | {s.get('model') or BUILT_IN_MODELS.get(s['op'], '')} | {teacher_name(s)} |"
           for s in teachers],
         *[f"| {s['op']} (selects one caption per clip) | {s.get('model') or ''} | |" for s in selectors],
         "",

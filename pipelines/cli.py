@@ -167,33 +167,40 @@ def report(output: str, samples: int, scan_clips: int) -> None:
 @click.argument("name", required=False)
 def ops(name: str | None) -> None:
     """List the operators, or show one operator's fields, defaults and resources."""
-    from vidcurate.pipelines.registry import OPERATORS, operator_class
+    from vidcurate.pipelines.config import unknown_operator
+    from vidcurate.pipelines.registry import (OPERATORS, default_resources, field_lines, operator_class,
+                                              operator_summary, resources_text)
 
     names = [name] if name else sorted(OPERATORS)
     for op_name in names:
         try:
             cls = operator_class(op_name)
-        except KeyError:
-            raise click.UsageError(f"unknown operator {op_name!r}; known: {', '.join(sorted(OPERATORS))}") from None
-        doc = (sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip().splitlines()[0]
-        click.echo(doc if doc.startswith(f"{op_name}:") else f"{op_name}: {doc}")
+        except KeyError as exc:
+            if ":" in op_name:
+                raise click.UsageError(f"cannot load operator {exc.args[0]}") from None
+            raise click.UsageError(unknown_operator(op_name)) from None
+        click.echo(f"{op_name}: {operator_summary(op_name, cls)}")
         if name:
-            click.echo(f"  resources: {cls.resources}")
-            for field_name, info in cls.model_fields.items():
-                default = info.get_default(call_default_factory=True)
-                click.echo(f"  {field_name} = {default!r}  {info.description or ''}")
+            click.echo(f"  resources: {resources_text(default_resources(cls))} per worker")
+            for line in field_lines(cls):
+                click.echo(f"  {line}")
 
 
 @cli.command("config")
 @click.argument("name", default="default")
 def show_config(name: str) -> None:
-    """Print a bundled config with every default filled in."""
+    """Print a config with every default filled in.
+
+    NAME is a bundled config (default, panda70m-gpu, split, ...) or a path to a YAML file.
+    Exit code 2 when it is neither, or when the config is invalid (every problem listed).
+    """
     import yaml
 
     try:
         click.echo(yaml.safe_dump(load_config(name).resolved(), sort_keys=False), nl=False)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
 
 
 @cli.group()

@@ -9,10 +9,13 @@
     run:                      # how the build runs
       max_failure_ratio: 0.5
 
-Every problem raises :class:`ConfigError` naming the file, the step and the field.
+Every problem raises :class:`ConfigError` naming the file, the step and the field. A config is
+checked whole: the error lists every bad field of every step and section, one line each, so a
+user fixes a file in one round instead of one error per run.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from importlib import resources
@@ -28,7 +31,7 @@ DEFAULT_CONFIG = "default"
 
 
 class ConfigError(ValueError):
-    pass
+    """A config that cannot be used; the message has one line per problem."""
 
 
 class OutputConfig(BaseModel):
@@ -87,7 +90,7 @@ class BuildConfig(BaseModel):
     source: Optional[str] = Field(None, exclude=True)
 
     def operators(self) -> list[Operator]:
-        ops = [build_operator(step, number, self.source) for number, step in enumerate(self.pipeline, start=1)]
+        ops = build_operators(self.pipeline, self.source)
         check_fields_flow(ops, self.source, self.output.require_caption)
         return ops
 
@@ -115,6 +118,25 @@ class BuildConfig(BaseModel):
         return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def build_operators(steps: list, source: str | None) -> list[Operator]:
+    """Every step's operator; one ConfigError listing the problems of all steps, not only the first."""
+    ops, problems = [], []
+    for number, step in enumerate(steps, start=1):
+        try:
+            ops.append(build_operator(step, number, source))
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return ops
+
+
+def unknown_operator(name: str) -> str:
+    """Why ``name`` is no operator: the closest registered name, then all of them."""
+    return (f"unknown operator {name!r}{_did_you_mean(name, OPERATORS)}; known: {', '.join(sorted(OPERATORS))} "
+            "(or your own as 'package.module:ClassName')")
+
+
 def build_operator(step: dict, number: int, source: str | None) -> Operator:
     where = f"{source or 'config'}: pipeline step {number}"
     if not isinstance(step, dict) or "op" not in step:
@@ -126,12 +148,11 @@ def build_operator(step: dict, number: int, source: str | None) -> Operator:
     except KeyError as exc:
         if ":" in name:
             raise ConfigError(f"{where}: cannot load operator {exc.args[0]}") from None
-        raise ConfigError(f"{where}: unknown operator {name!r}; known: {', '.join(sorted(OPERATORS))} "
-                          "(or your own as 'package.module:ClassName')") from None
+        raise ConfigError(f"{where}: {unknown_operator(name)}") from None
     try:
         return cls(**params)
     except ValidationError as exc:
-        raise ConfigError(f"{where} ({name}): " + "; ".join(_explain(e) for e in exc.errors())) from None
+        raise ConfigError("\n".join(f"{where} ({name}): {_explain(e, cls, name)}" for e in exc.errors())) from None
 
 
 def check_fields_flow(ops: list[Operator], source: str | None, require_caption: bool = True) -> None:
@@ -168,11 +189,40 @@ def _needs(fields: list[str], ops: list[Operator]) -> str:
     return ", ".join(f"'{f}' (add {providers[f]})" if f in providers else f"'{f}'" for f in fields)
 
 
-def _explain(error: dict) -> str:
-    field = ".".join(str(p) for p in error["loc"]) or "(step)"
+def _explain(error: dict, model: type[BaseModel] | None = None, op: str | None = None) -> str:
+    """One pydantic error as a sentence; an unknown field gets the closest field of ``model``."""
+    loc = error["loc"]
+    field = ".".join(str(p) for p in loc)
     if error["type"] == "extra_forbidden":
-        return f"unknown field {field!r}"
+        return f"unknown field {field!r}" + _field_hint(loc, model, op)
+    if not loc:  # a check across fields (a model validator): its message says which
+        message = error["msg"].removeprefix("Value error, ")
+        return message.removeprefix(f"{op}: ") if op else message
+    if error["type"] == "missing":
+        return f"field {field!r} is required"
     return f"field {field!r}: {error['msg']} (got {error.get('input')!r})"
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _field_hint(loc: tuple, model: type[BaseModel] | None, op: str | None) -> str:
+    """The closest field of the (sub)model ``loc`` points into, as " (did you mean 'x'?)"; without
+    a close one, where the fields are listed."""
+    for part in loc[:-1]:  # e.g. ("output", "shard_max_sampels"): the fields of OutputConfig
+        info = model.model_fields.get(part) if model is not None and isinstance(part, str) else None
+        model = info.annotation if info is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return ""
+    if model is None:
+        return ""
+    fields = [name for name, info in model.model_fields.items() if not info.exclude]
+    hint = _did_you_mean(str(loc[-1]), fields)
+    if hint:
+        return hint
+    return f" (`vidcurate ops {op}` lists its fields)" if op else f"; fields: {', '.join(fields)}"
 
 
 def load_config(path: str | None = None, runner: str | None = None) -> BuildConfig:
@@ -186,6 +236,10 @@ def load_config(path: str | None = None, runner: str | None = None) -> BuildConf
             with open(path, encoding="utf-8") as handle:
                 text = handle.read()
         except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and not path.endswith((".yaml", ".yml")) and "/" not in path:
+                # A name, not a path: the user meant a bundled config.
+                raise ConfigError(f"config {path!r}: no such file, and no bundled config {path!r}; bundled: "
+                                  f"{', '.join(bundled_configs())} (or a path to a YAML file)") from None
             raise ConfigError(f"config {path!r}: cannot be read: {exc.strerror or exc}") from None
         source = path
     try:
@@ -200,7 +254,16 @@ def load_config(path: str | None = None, runner: str | None = None) -> BuildConf
     try:
         config = BuildConfig(**data, source=source)
     except ValidationError as exc:
-        raise ConfigError(f"config {source}: " + "; ".join(_explain(e) for e in exc.errors())) from None
+        # The steps are checked too, so one error lists every problem of the file.
+        problems, steps_checked = [], isinstance(data.get("pipeline"), list)
+        if steps_checked:
+            try:
+                build_operators(data["pipeline"], source)
+            except ConfigError as steps:
+                problems += str(steps).splitlines()
+        problems += [f"config {source}: {_explain(e, BuildConfig)}" for e in exc.errors()
+                     if not (steps_checked and e["loc"][:1] == ("pipeline",))]  # said per step above
+        raise ConfigError("\n".join(problems)) from None
     config.operators()  # validate every step now, not mid-build
     return config
 

@@ -23,7 +23,8 @@ What a sample is (``webdataset_pipeline``)::
     {"frames": torch.uint8 [T, H, W, 3]    # output="uint8" (default)
              | torch.float32 [T, 3, H, W]  # output="float": values in [0, 1], no mean/std
      "caption": str,                       # the .txt member, else json "caption", else ""
-     "clip_id": str, "meta": dict}         # meta: the sample's json (source, span, candidates...)
+     "clip_id": str, "meta": dict}         # meta: the sample's json (source, span, candidates...;
+                                           # candidates' params a dict, also from older shards)
 
 Frames: ``num_frames`` frames uniformly spaced over the clip (the middle frame of each
 of T equal segments; a clip shorter than T frames repeats frames), resized to exactly
@@ -77,6 +78,8 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Sequenc
 
 import numpy as np
 import webdataset as wds
+
+from vidcurate.operators.write.samples import with_params_object
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +266,8 @@ def _parse(src: Iterable[dict], keep_keys=None, split=None, require_caption=Fals
             if "mp4" not in sample:
                 raise ValueError(f"sample {key} in {sample.get('__url__')} has no .mp4 member")
             meta = json.loads(sample["json"]) if "json" in sample else {}
+            if meta.get("candidates"):  # params as an object, also from shards that wrote a JSON string
+                meta["candidates"] = [with_params_object(c) for c in meta["candidates"]]
             if split is not None and sample_split(meta) != split:
                 continue
             caption = sample["txt"].decode("utf-8") if "txt" in sample else (meta.get("caption") or "")

@@ -1,6 +1,6 @@
 """Choosing a teacher set: Panda-70M's greedy set cover over human acceptability labels.
 
-Panda-70M (section 3.2 of the paper; ``../shared/METHODS.md`` 1.2) ran 31 teacher
+Panda-70M (Chen et al., CVPR 2024, arXiv 2402.19479, section 3.2) ran 31 teacher
 candidates on 1K clips and had people mark which candidates were good captions. The best
 single teacher was acceptable on 30.8% of the clips, all 31 together on 84.7%; a greedy
 set cover kept 8 teachers that together covered 76.8%. ``choose_teachers`` is that

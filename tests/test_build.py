@@ -138,6 +138,23 @@ def test_run_writes_resolved_config_and_stats_that_rebuild(default_build, corpus
     assert first == second
 
 
+def test_outputs_hold_millisecond_times_and_candidate_params_as_objects(default_build):
+    out = default_build["out"]
+    samples = shard_samples(out)
+    for row in index_table(out):
+        for key in ("start", "end", "duration"):
+            assert row[key] == round(row[key], 3), (key, row[key])
+        assert row["duration"] == round(row["end"] - row["start"], 3)
+        meta = json.loads(samples[row["key"]]["json"])
+        assert meta["clip"]["duration"] == row["duration"]
+        assert (meta["span"]["start"], meta["span"]["end"]) == (row["start"], row["end"])
+        assert meta["candidates"]
+        for candidate in meta["candidates"]:
+            assert isinstance(candidate["params"], dict), candidate
+        metadata = [c for c in meta["candidates"] if c["teacher"] == "metadata_teacher"]
+        assert all(set(c["params"]) == {"field"} for c in metadata)
+
+
 def test_consensus_tie_goes_to_the_more_descriptive_candidate(default_build):
     # Big Buck Bunny has two metadata candidates (title, description) and no speech: their
     # agreement scores are equal by symmetry, so the longer description must win.
@@ -152,6 +169,12 @@ def test_the_dataset_card_and_report_describe_the_build(default_build):
     assert f"clips: **{len(rows)}** from **2** source videos" in card
     assert "| speech_teacher | bundled:tiny.en |" in card and "| ocr_teacher | bundled RapidOCR PP-OCRv4 |" in card
     assert "| metadata_teacher | (no model: passes the source's own text through) |" in card
+    # the teacher column names what the candidates carry as their teacher
+    teachers = {c["teacher"] for s in shard_samples(out).values() for c in json.loads(s["json"])["candidates"]}
+    for teacher in teachers:
+        assert re.search(rf"^\| {teacher} \| [^|]+ \| {teacher} \|$", card, re.MULTILINE), teacher
+    seconds = sum(r["duration"] for r in rows)
+    assert seconds < 60 and f"({seconds:.1f} s of video; mean clip" in card and "0.00 hours" not in card
     assert "CC-BY 3.0" in card  # Big Buck Bunny's licence, from the manifest
     for reason in {r["reason"] for r in rejects_table(out)}:
         assert reason in card

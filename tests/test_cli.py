@@ -33,6 +33,99 @@ def test_bad_config_exits_2_naming_the_field(tmp_path):
     assert "step 2 (split_shots): field 'threshold'" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_ops_gives_every_operator_its_own_description():
+    from vidcurate.pipelines.registry import OPERATORS
+
+    done = run_cli("ops")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(":", 1)[0] for line in lines] == sorted(OPERATORS)
+    descriptions = [line.split(":", 1)[1].strip() for line in lines]
+    assert all(len(d.split()) >= 5 for d in descriptions), lines
+    shared = {d for d in descriptions if descriptions.count(d) > 1}
+    assert not shared, f"operators share a description: {shared}"
+    assert "METHODS.md" not in done.stdout
+
+
+def test_ops_shows_allowed_values_types_required_fields_and_readable_resources():
+    done = run_cli("ops", "split_shots")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "  resources: 1 CPU, 0 GPU, batch 1 per worker\n" in out
+    assert "  detector = 'content'  one of: content, adaptive, transnetv2  Shot detector.\n" in out
+    assert "  preset = None  one of: panda70m, panda70m-code (or None)  " in out
+    assert "  min_scene_len = 15  int >= 1  Minimum shot length" in out
+    assert "  trim_fraction = 0.0  float >= 0, < 0.5  " in out
+    done = run_cli("ops", "video_teacher")
+    assert done.returncode == 0, done.stderr
+    assert "  model (required)  str  Local folder or hub id" in done.stdout
+    assert "  resources: 1 CPU, 0 GPU, batch 8 per worker\n" in done.stdout  # batch_size's default
+    assert "  resources: 1 CPU, 0 GPU, batch 8, 0.5 GB memory per worker\n" in run_cli("ops", "ocr_teacher").stdout
+    for shown in (out, done.stdout):
+        assert "PydanticUndefined" not in shown and "Resources(" not in shown and "METHODS.md" not in shown
+    done = run_cli("ops", "split_shot")
+    assert done.returncode == 2 and "unknown operator 'split_shot' (did you mean 'split_shots'?)" in done.stderr
+
+
+def test_no_operator_points_users_at_a_file_they_do_not_have():
+    import sys
+
+    from vidcurate.pipelines.registry import OPERATORS, operator_class
+
+    for name in OPERATORS:
+        cls = operator_class(name)
+        texts = [sys.modules[cls.__module__].__doc__ or "", cls.__doc__ or ""]
+        texts += [info.description or "" for info in cls.model_fields.values()]
+        assert not [t for t in texts if "METHODS.md" in t], name
+
+
+def test_config_with_an_unknown_name_lists_the_bundled_configs():
+    from vidcurate.pipelines.config import bundled_configs
+
+    done = run_cli("config", "nosuch")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: ")
+    assert (f"no bundled config 'nosuch'; bundled: {', '.join(bundled_configs())} (or a path to a YAML file)"
+            in done.stderr)
+    assert {"default", "panda70m-gpu", "split"} <= set(bundled_configs())
+
+
+def test_a_config_reports_every_bad_field_of_every_step_and_section(tmp_path):
+    config = tmp_path / "two.yaml"
+    config.write_text("pipeline:\n  - op: probe\n    min_duration: -1\n  - op: split_shots\n    threshold: abc\n"
+                      "  - op: filter_motion\n    max_motion: 300\n"
+                      "output:\n  open_shards: 0\nrun:\n  max_failure_ratio: 3\n")
+    done = run_cli("config", str(config))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.removeprefix("error: ").splitlines()
+    assert len(lines) == 5, done.stderr
+    assert lines[0].startswith(f"{config}: pipeline step 1 (probe): field 'min_duration': ")
+    assert lines[1].startswith(f"{config}: pipeline step 2 (split_shots): field 'threshold': ")
+    assert lines[2].startswith(f"{config}: pipeline step 3 (filter_motion): field 'max_motion': ")
+    assert lines[3].startswith(f"config {config}: field 'output.open_shards': ")
+    assert lines[4].startswith(f"config {config}: field 'run.max_failure_ratio': ")
+    # build refuses the same file with the same list, before touching any input
+    done = run_cli("build", "-i", str(tmp_path), "-o", str(tmp_path / "out"), "-c", str(config))
+    assert done.returncode == 2 and done.stderr.removeprefix("error: ").splitlines() == lines
+    assert not (tmp_path / "out").exists()
+
+
+def test_misspelt_fields_and_operators_get_a_did_you_mean(tmp_path):
+    config = tmp_path / "typos.yaml"
+    config.write_text("pipeline:\n  - op: probe\n  - op: split_shots\n    threshhold: 30\n  - op: split_shot\n"
+                      "  - op: extract_clips\n    zzz: 1\noutput:\n  shard_max_sampels: 10\n")
+    done = run_cli("config", str(config))
+    assert done.returncode == 2
+    assert (f"{config}: pipeline step 2 (split_shots): unknown field 'threshhold' (did you mean 'threshold'?)"
+            in done.stderr)
+    assert f"{config}: pipeline step 3: unknown operator 'split_shot' (did you mean 'split_shots'?); known: " \
+        in done.stderr
+    # nothing close: where the fields are listed instead
+    assert ("step 4 (extract_clips): unknown field 'zzz' (`vidcurate ops extract_clips` lists its fields)"
+            in done.stderr)
+    assert "unknown field 'output.shard_max_sampels' (did you mean 'shard_max_samples'?)" in done.stderr
+
+
 def test_missing_input_exits_2(tmp_path):
     done = run_cli("build", "-i", str(tmp_path / "missing"), "-o", str(tmp_path / "out"))
     assert done.returncode == 2 and "no such file or folder" in done.stderr and "Traceback" not in done.stderr

@@ -61,7 +61,8 @@ def test_config_errors_name_the_step_the_field_and_the_allowed_values():
         build_operator({"op": "split_shots", "detector": "magic"}, 2, "my.yaml")
     with pytest.raises(ConfigError, match=r"my.yaml: pipeline step 1 \(probe\): unknown field 'min_durration'"):
         build_operator({"op": "probe", "min_durration": 3}, 1, "my.yaml")
-    with pytest.raises(ConfigError, match=r"unknown operator 'splitter'; known: .*split_shots"):
+    with pytest.raises(ConfigError, match=r"unknown operator 'splitter' \(did you mean 'split_shots'\?\); known: "
+                                          r".*split_shots"):
         build_operator({"op": "splitter"}, 1, "my.yaml")
     with pytest.raises(ConfigError, match="mapping with an 'op' key"):
         build_operator("probe", 1, "my.yaml")
@@ -82,6 +83,17 @@ def test_broken_config_files_are_named(tmp_path):
         load_config(str(bad_run))
     with pytest.raises(ConfigError, match="nope.yaml.*cannot be read"):
         load_config(str(tmp_path / "nope.yaml"))
+
+
+def test_a_bad_step_is_reported_once_beside_the_bad_sections(tmp_path):
+    path = tmp_path / "mixed.yaml"
+    path.write_text("pipeline: [probe, {op: split_shots, threshold: x}]\noutput: {open_shards: 0}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3, lines  # not also pydantic's "pipeline.0: not a dictionary"
+    assert "step 1: each step must be a mapping" in lines[0] and "step 2 (split_shots): field 'threshold'" in lines[1]
+    assert "field 'output.open_shards'" in lines[2]
 
 
 def test_resources_are_validated():

@@ -119,6 +119,24 @@ def test_samples_without_caption_load_with_an_empty_caption(tmp_path):
     assert sorted(_read(webdataset_pipeline(out, require_caption=True, **SMALL))) == ["a_1"]
 
 
+def test_candidate_params_load_as_objects_from_new_and_older_shards(tmp_path):
+    """Builds before params became an object wrote them as a JSON string inside the json."""
+    out = str(tmp_path / "params")
+    os.makedirs(os.path.join(out, "shards"))
+    mp4 = open(samples.sample("bikes.mp4"), "rb").read()
+    forms = {"old": json.dumps({"field": "title"}), "new": {"field": "title"}}
+    with wds.TarWriter(os.path.join(out, "shards", "shard-000000.tar")) as tar:
+        for key, params in forms.items():
+            meta = {"clip_id": key, "caption": "a bike", "candidates": [
+                {"teacher": "metadata_teacher", "text": "a bike", "params": params}]}
+            tar.write({"__key__": key, "mp4": mp4, "json": json.dumps(meta).encode(), "txt": b"a bike"})
+    pq.write_table(pa.Table.from_pylist([{"clip_id": k, "split": "train", "shard": "shard-000000.tar", "key": k}
+                                         for k in forms]), os.path.join(out, "index.parquet"))
+    got = _read(webdataset_pipeline(out, **SMALL))
+    assert {k: s["meta"]["candidates"][0]["params"] for k, s in got.items()} == {
+        "old": {"field": "title"}, "new": {"field": "title"}}
+
+
 def test_float_output_and_fsspec_locations(mixed):
     out, rows = mixed
     import fsspec

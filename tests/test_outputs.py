@@ -44,6 +44,31 @@ def _config(pipeline=PIPELINE, **output) -> BuildConfig:
     return BuildConfig(pipeline=pipeline, output=output, run={"videos_per_chunk": 2})
 
 
+def test_the_card_says_how_much_video_in_a_unit_that_reads():
+    from vidcurate.pipelines.card import readable_duration
+
+    assert [readable_duration(s) for s in (0.0, 27.3, 750, 11520)] == ["0.0 s", "27.3 s", "12.5 min", "3.20 hours"]
+
+
+def test_outputs_write_times_to_the_millisecond_and_params_as_an_object():
+    from vidcurate.operators.write.samples import index_row, sample_members
+
+    record = {"clip_id": "v_3040_5480", "video_id": "v", "uri": "v.mp4", "start": 76 / 25 + 1e-12,
+              "end": 137 / 25, "shots": [[76 / 25 + 1e-12, 137 / 25]], "mp4": b"mp4",
+              "candidates": [{"teacher": "metadata_teacher", "text": "A bike ride.", "params": '{"field": "title"}'},
+                             {"teacher": "odd", "text": "x y z", "params": "not json"}]}
+    assert record["end"] - record["start"] != 2.44  # the float noise this guards against
+    row = index_row(record, "train/shard-000000.tar")
+    assert (row["start"], row["end"], row["duration"], row["shots"]) == (3.04, 5.48, 2.44, [[3.04, 5.48]])
+    meta = sample_members(record, {})["json"]
+    assert meta["clip"]["duration"] == 2.44 and (meta["span"]["start"], meta["span"]["end"]) == (3.04, 5.48)
+    assert meta["span"]["shots"] == [[3.04, 5.48]]
+    assert meta["candidates"][0]["params"] == {"field": "title"}
+    assert meta["candidates"][1]["params"] == "not json"  # kept as given rather than lost
+    assert record["candidates"][0]["params"] == '{"field": "title"}'  # the record itself is not changed
+    json.dumps(meta)  # still plain JSON
+
+
 @pytest.mark.slow
 def test_no_source_video_leaks_across_splits_and_shards_hold_one_split(manifest, tmp_path):
     out = tmp_path / "out"

@@ -82,7 +82,7 @@ def test_build_with_an_http_video_teacher(openai_server, corpus, tmp_path):
         meta = samples[row["key"]]
         [candidate] = [c for c in meta["candidates"] if c["teacher"] == "video_teacher"]
         assert candidate["model_id"] == "test-vlm" and candidate["model_revision"] == "v1"
-        params = json.loads(candidate["params"])
+        params = candidate["params"]  # an object in the sample json
         assert params["backend"] == "openai" and params["endpoint"] == openai_server.url
         assert params["num_images"] == 4 and params["max_new_tokens"] == 64 and params["prompt"] == "Summarize: {title}"
         title = titles[os.path.basename(row["uri"])]

@@ -308,7 +308,7 @@ pipeline:
         rejected = [c for c in meta["rejected_candidates"] if c["teacher"] == "video_teacher"]
         assert len(mine) + len(rejected) == 1
         for c in mine:
-            assert c["model_id"] == folder and json.loads(c["params"])["num_images"] == 4
+            assert c["model_id"] == folder and c["params"]["num_images"] == 4  # an object in the sample json
         OUTPUTS.extend(c["text"] for c in mine)
     assert "video_teacher" in done.stdout
 

@@ -23,6 +23,12 @@ from vidcurate.operators.base import Operator, Resources
 
 
 class ConsensusSelector(Operator):
+    """Selects the candidate agreeing best with the clip's other candidates; rejects clips with no candidate.
+
+    Scores every candidate (``score``), writes the winner as ``caption`` with its
+    ``caption_teacher``; a clip without candidates is rejected as no_caption_candidates.
+    """
+
     name: ClassVar[str] = "consensus_selector"
     resources: ClassVar[Resources] = Resources(cpus=1, batch_size=64)
     requires: ClassVar[tuple[str, ...]] = ("candidates",)

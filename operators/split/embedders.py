@@ -1,6 +1,6 @@
 """Frame embedders for Panda-70M's splitting rules, with the thresholds each one is calibrated for.
 
-Panda-70M's splitter (METHODS.md 1.1) embeds frames with ImageBind and compares unit
+Panda-70M's splitter (Chen et al., CVPR 2024, arXiv 2402.19479, section 3.1) embeds frames with ImageBind and compares unit
 vectors by Euclidean distance d (for unit vectors cosine = 1 - d**2 / 2):
 
   transition  drop a clip whose frames near its start and end are farther apart than 1.0

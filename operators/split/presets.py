@@ -1,6 +1,6 @@
 """Named splitting presets: published parameter sets for ``split_shots``.
 
-  panda70m       the values used for the released Panda-70M dataset (METHODS.md 1.1):
+  panda70m       the values used for the released Panda-70M dataset (arXiv 2402.19479, 3.1):
                  ContentDetector 25 / 15 frames; 5 s artificial cuts while > 7 s remain;
                  transition check; stitching; clips >= 2.5 s; still filter; first 60 s
                  only; redundancy filter; 10% trimmed from each end.

@@ -1,4 +1,4 @@
-"""Panda-70M's splitting rules (METHODS.md 1.1) as pure functions over frame ranges.
+"""Panda-70M's splitting rules (arXiv 2402.19479, section 3.1) as pure functions over frame ranges.
 
 Order, as in Panda-70M's code: shots -> artificial cuts -> transition check ->
 stitching -> minimum length -> still filter -> maximum length -> redundancy filter ->

@@ -1,4 +1,7 @@
-"""split_shots: semantics-aware splitting (Panda-70M, METHODS.md 1.1) on one decode pass.
+"""split_shots: semantics-aware splitting (Panda-70M, section 3.1) on one decode pass.
+
+Panda-70M: Chen et al., "Panda-70M: Captioning 70M Videos with Multiple Cross-Modality
+Teachers", CVPR 2024, arXiv 2402.19479; section 3.1 describes the splitting.
 
 The video is decoded once, sequentially, at low resolution (``decode_width``). Each
 chunk of frames goes to the shot detector (PySceneDetect content/adaptive, or
@@ -33,6 +36,15 @@ DETECTOR_THRESHOLDS = {"content": 25.0, "adaptive": 3.0, "transnetv2": 0.5}
 
 
 class ShotSplit(Operator):
+    """Splits each video into clips at shot cuts, then Panda-70M's rules; rejects short, transition, still clips.
+
+    One low-resolution decode pass feeds the shot detector and the frame signals; the rules
+    (artificial cuts, transition check, stitching, length limits, still and redundancy
+    filters, trimming) then run on frame ranges. A dropped clip is a reject with its reason
+    (too_short, transition, still, redundant); a video that does not decode to its end is
+    rejected whole (truncated_video, decode_error).
+    """
+
     name: ClassVar[str] = "split_shots"
     resources: ClassVar[Resources] = Resources(cpus=1, batch_size=1)
     requires: ClassVar[tuple[str, ...]] = ("local_path", "video_id", "width", "height", "fps", "num_frames")

@@ -207,6 +207,13 @@ def _pick(clip_id: str, salt: str, n: int) -> int:
 
 
 class VideoTeacher(GenerativeTeacher):
+    """Captions each clip from num_frames keyframes with a vision-language model; bad outputs: rejected candidates.
+
+    The frames are spread uniformly over the clip's keyframes (set extract_clips
+    ``keyframes: uniform``); an empty or degenerate answer goes to ``rejected_candidates``
+    with its reason, so the clip keeps the other teachers' candidates.
+    """
+
     name: ClassVar[str] = "video_teacher"
     requires: ClassVar[tuple[str, ...]] = ("keyframes",)
     provides: ClassVar[tuple[str, ...]] = ("candidates", "rejected_candidates")
@@ -221,7 +228,11 @@ class VideoTeacher(GenerativeTeacher):
 
 
 class FrameTeacher(GenerativeTeacher):
-    """Panda-70M's image teachers: one frame drawn uniformly between 30% and 70% of the clip."""
+    """Captions one keyframe from 30-70% of the clip (an image captioner or VLM); bad outputs: rejected candidates.
+
+    Panda-70M's image teachers: the frame is drawn uniformly between 30% and 70% of the
+    clip, seeded by the clip id so runs repeat.
+    """
 
     name: ClassVar[str] = "frame_teacher"
     modality: ClassVar[str] = "I"  # one image
@@ -248,7 +259,11 @@ class FrameTeacher(GenerativeTeacher):
 
 
 class TextTeacher(GenerativeTeacher):
-    """Panda-70M's text prompt (subtitles + title + description), optionally with frames."""
+    """Captions each clip from its subtitles, title and description (Panda-70M's text prompt), frames optional.
+
+    Needs no keyframes (``num_frames: 0``); like every model teacher, an empty or degenerate
+    answer becomes a rejected candidate, never a reject of the clip.
+    """
 
     name: ClassVar[str] = "text_teacher"
     requires: ClassVar[tuple[str, ...]] = ()

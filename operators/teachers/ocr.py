@@ -34,6 +34,12 @@ def line_key(text: str) -> str:
 
 
 class OcrTeacher(Operator):
+    """Adds the on-screen text read off the clip's keyframes as a candidate; a clip without text adds none.
+
+    Never rejects: a clip with no readable text (or an undecodable keyframe) is only
+    counted, and the other teachers caption it.
+    """
+
     name: ClassVar[str] = "ocr_teacher"
     resources: ClassVar[Resources] = Resources(cpus=1, memory_gb=0.5, batch_size=8)
     requires: ClassVar[tuple[str, ...]] = ("keyframes",)

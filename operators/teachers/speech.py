@@ -21,6 +21,12 @@ from vidcurate.operators.teachers.candidates import add_candidate, clean_text
 
 
 class SpeechTeacher(Operator):
+    """Adds the clip's speech, transcribed by Whisper, as a candidate; silence and music add none, never a reject.
+
+    Also sets ``transcript`` (text teachers use it as Panda-70M's subtitles) and
+    ``speech_seconds`` (what the VAD heard).
+    """
+
     name: ClassVar[str] = "speech_teacher"
     resources: ClassVar[Resources] = Resources(cpus=1, batch_size=8)
     requires: ClassVar[tuple[str, ...]] = ("audio_pcm",)

@@ -1,5 +1,13 @@
-"""What one clip record becomes in the outputs: shard members and an index row."""
+"""What one clip record becomes in the outputs: shard members and an index row.
+
+Times are written rounded to milliseconds (the precision of clip ids): ``end - start`` of
+two float seconds is 2.4400000000000004, which nobody means. Candidate ``params`` travel
+through Ray Data and the stage cache as a JSON string (a dict whose keys differ by teacher
+has no fixed Arrow type) and are written into the sample's json as the object they are.
+"""
 from __future__ import annotations
+
+import json
 
 from vidcurate.schemas.records import PROBE, SCHEMA_VERSION
 
@@ -15,12 +23,14 @@ def sample_members(record: dict, provenance: dict, extra: tuple[str, ...] = ()) 
         "clip_id": record["clip_id"],
         "video_id": record["video_id"],
         "source": {k: record.get(k) for k in SOURCE_FIELDS},
-        "span": {k: record.get(k) for k in ("start", "end", "start_frame", "end_frame", "shots", "split_reason",
-                                            "split_events", "split_scores", "motion")},
+        "span": {"start": ms(record.get("start")), "end": ms(record.get("end")),
+                 "start_frame": record.get("start_frame"), "end_frame": record.get("end_frame"),
+                 "shots": shots_ms(record),
+                 **{k: record.get(k) for k in ("split_reason", "split_events", "split_scores", "motion")}},
         "probe": {k: record.get(k) for k in PROBE_FIELDS},
         "clip": {"width": record.get("clip_width"), "height": record.get("clip_height"),
                  "num_frames": record.get("clip_num_frames"), "fps": record.get("clip_fps"),
-                 "duration": record["end"] - record["start"]},
+                 "duration": clip_duration(record)},
         "filter_scores": record.get("filter_scores") or {},
         "embedding_model": record.get("clip_embedding_model"),
         "speech": {"transcript": record.get("transcript"), "speech_seconds": record.get("speech_seconds")},
@@ -28,7 +38,7 @@ def sample_members(record: dict, provenance: dict, extra: tuple[str, ...] = ()) 
         "caption_teacher": record.get("caption_teacher"),
         "score": record.get("score"),
         "selector": record.get("selector"),
-        "candidates": record.get("candidates") or [],
+        "candidates": [with_params_object(c) for c in record.get("candidates") or []],
         "rejected_candidates": record.get("rejected_candidates") or [],
         "ocr_text": record.get("ocr_text"),
         "provenance": {**provenance, "schema_version": SCHEMA_VERSION},
@@ -44,6 +54,35 @@ def sample_members(record: dict, provenance: dict, extra: tuple[str, ...] = ()) 
     if "embedding" in extra and record.get("clip_embedding"):
         members["npy"] = _npy(record["clip_embedding"])
     return members
+
+
+def ms(seconds: float | None) -> float | None:
+    """Seconds rounded to milliseconds, as outputs write times."""
+    return None if seconds is None else round(seconds, 3)
+
+
+def clip_duration(record: dict) -> float:
+    return round(record["end"] - record["start"], 3)
+
+
+def shots_ms(record: dict) -> list[list[float]] | None:
+    """The clip's detected shots ([start, end] seconds), rounded like the clip's own start and end."""
+    shots = record.get("shots")
+    return None if shots is None else [[ms(start), ms(end)] for start, end in shots]
+
+
+def with_params_object(candidate: dict) -> dict:
+    """The candidate with ``params`` as a JSON object, decoded from the string records carry
+    (a dict already, or a string that is not JSON, is kept as it is). Readers call it too, so
+    shards written before params became an object read the same."""
+    params = candidate.get("params")
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except ValueError:
+            return candidate
+        return {**candidate, "params": params}
+    return candidate
 
 
 def _npy(vector: list[float]) -> bytes:
@@ -76,10 +115,10 @@ def index_row(record: dict, shard: str, split: str = "train", members: dict | No
         "clip_id": record["clip_id"],
         "video_id": record["video_id"],
         "uri": record["uri"],
-        "start": record["start"],
-        "end": record["end"],
-        "duration": record["end"] - record["start"],
-        "shots": record.get("shots"),
+        "start": ms(record["start"]),
+        "end": ms(record["end"]),
+        "duration": clip_duration(record),
+        "shots": shots_ms(record),
         "caption": record.get("caption"),
         "caption_teacher": record.get("caption_teacher"),
         "score": record.get("score"),
