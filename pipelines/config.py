@@ -249,6 +249,9 @@ def load_config(path: str | None = None, runner: str | None = None) -> BuildConf
         raise ConfigError(f"config {source}: invalid YAML: {message}") from None
     if not isinstance(data, dict) or "pipeline" not in data:
         raise ConfigError(f"config {source}: expected a mapping with a 'pipeline' list of operator steps")
+    if "source" in data:  # a field of BuildConfig, but set by the loader, never by a file
+        raise ConfigError(f"config {source}: unknown field 'source'; a config has the sections pipeline, output "
+                          "and run")
     if runner:
         data.setdefault("run", {})["runner"] = runner
     try:

@@ -31,6 +31,9 @@ def test_bad_config_exits_2_naming_the_field(tmp_path):
     done = run_cli("build", "-i", str(tmp_path), "-o", str(tmp_path / "out"), "-c", str(config))
     assert done.returncode == 2
     assert "step 2 (split_shots): field 'threshold'" in done.stderr and "Traceback" not in done.stderr
+    config.write_text("source: mine\npipeline:\n  - op: probe\n")  # a key the loader sets itself
+    done = run_cli("build", "-i", str(tmp_path), "-o", str(tmp_path / "out"), "-c", str(config))
+    assert done.returncode == 2 and "unknown field 'source'" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_ops_gives_every_operator_its_own_description():
