@@ -80,6 +80,7 @@ class BuildResult:
     stage_seconds: dict = field(default_factory=dict)
     wall_seconds: float = 0.0
     retried: int | None = None  # retry-failed: source videos re-run
+    skipped_files: int = 0  # files of an input folder that are not videos (not inputs)
 
     def summary(self) -> str:
         lines = [
@@ -90,6 +91,8 @@ class BuildResult:
             f"  videos in:      {self.inputs} "
             + (f"({self.inputs_done_before} done by an earlier run, skipped; {self.inputs_with_samples} of the "
                f"others gave clips)" if self.inputs_done_before else f"({self.inputs_with_samples} gave clips)"),
+            *([f"  skipped:        {self.skipped_files} non-video file(s) in the input folder"]
+              if self.skipped_files else []),
             f"  clips out:      {self.clips} in {len(self.shards)} shard(s)",
             f"  rejects:        {sum(self.rejects.values())}"
             + "".join(f"\n    {n:5d}  {key}" for key, n in self.rejects.most_common()),
@@ -222,6 +225,7 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
         if kv[0].rsplit(".", 1)[0] in order else len(order)) if k.endswith(".process")}
     result.inputs = len(inputs.sources) + len({r["uri"] for r in inputs.rejects})
     result.inputs_done_before = len({s["uri"] for s in inputs.sources} & done)
+    result.skipped_files = len(inputs.skipped)
     result.inputs_with_samples = len(budget.samples)
     index_rows = sink.index_rows
     result.clips = len(index_rows)

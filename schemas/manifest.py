@@ -7,6 +7,10 @@ A manifest is CSV, JSON lines or parquet with a ``uri`` column and optional meta
 columns (``video_id``, ``title``, ``description``, ``subtitles``, ``tags``, ``license``).
 Relative URIs in a manifest are resolved against the manifest's folder.
 
+A folder is searched recursively for video files (by extension); other files (a
+README, a stray manifest, thumbnails) are not inputs: they are skipped and counted, not
+rejected, so they never weigh on the build's failure ratio.
+
 Problems with the manifest as a whole (unreadable, no ``uri`` column) raise
 :class:`ManifestError`. Problems with one row or one file become reject records, so
 every input is accounted for.
@@ -37,10 +41,12 @@ class ManifestError(ValueError):
 
 @dataclass
 class Inputs:
-    """What an input resolved to: source records to process, and input-level rejects."""
+    """What an input resolved to: source records to process, input-level rejects, and the
+    files of a folder that are not videos (``skipped``: their paths; not inputs)."""
 
     sources: list[dict] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
 
 def input_reject(uri: str, reason: str, detail: str) -> dict:
@@ -84,12 +90,11 @@ def _read_folder(fs, path: str, location: str) -> Inputs:
         if name.lower().endswith(VIDEO_EXTENSIONS):
             inputs.sources.append(_source({"uri": uri}, ""))
         else:
-            inputs.rejects.append(input_reject(
-                uri, "unsupported_extension",
-                f"{name}: not one of the video extensions {', '.join(VIDEO_EXTENSIONS)}",
-            ))
-    if not inputs.sources and not inputs.rejects:
-        raise ManifestError(f"input {location!r}: the folder holds no files")
+            inputs.skipped.append(uri)
+    if not inputs.sources:
+        raise ManifestError(
+            f"input {location!r}: the folder holds no video files ({', '.join(VIDEO_EXTENSIONS)}); "
+            f"{len(inputs.skipped)} other file(s) skipped")
     return inputs
 
 

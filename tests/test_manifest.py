@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
+from conftest import index_table, rejects_table, run_cli
+from vidcurate.pipelines import samples
 from vidcurate.schemas.manifest import ManifestError, read_inputs
 from vidcurate.schemas.records import SOURCE, clip_id_for, video_id_for
 
@@ -22,12 +26,11 @@ def videos(tmp_path):
     return folder
 
 
-def test_folder_lists_videos_recursively_and_rejects_other_files(videos):
+def test_folder_lists_videos_recursively_and_skips_other_files(videos):
     inputs = read_inputs(str(videos))
     assert sorted(s["uri"].rsplit("/", 1)[1] for s in inputs.sources) == ["a.mp4", "b.MKV", "c.webm"]
-    [other] = inputs.rejects
-    assert other["uri"].endswith("notes.txt") and other["error_reason"] == "unsupported_extension"
-    assert other["status"] == "rejected" and other["error_stage"] == "input"
+    assert inputs.rejects == []  # a README is not a failed input
+    assert inputs.skipped == [str(videos / "notes.txt")]  # hidden files are not even counted
     assert all(s["video_id"] == video_id_for(s["uri"]) for s in inputs.sources)
     pa.Table.from_pylist(inputs.sources, schema=SOURCE)  # records conform to the schema
 
@@ -87,12 +90,37 @@ def test_unreadable_manifests_raise_errors_naming_the_file(tmp_path, name, conte
     assert str(path) in str(info.value)
 
 
-def test_missing_input_and_empty_folder(tmp_path):
+def test_missing_input_and_a_folder_without_videos(tmp_path):
     with pytest.raises(ManifestError, match="no such file or folder"):
         read_inputs(str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ManifestError, match="holds no files"):
+    with pytest.raises(ManifestError, match="holds no video files .*; 0 other file"):
         read_inputs(str(tmp_path / "empty"))
+    (tmp_path / "empty" / "README.md").write_text("notes")
+    (tmp_path / "empty" / "list.csv").write_text("uri\na.mp4\n")
+    with pytest.raises(ManifestError, match="holds no video files .*; 2 other file") as info:
+        read_inputs(str(tmp_path / "empty"))
+    assert str(tmp_path / "empty") in str(info.value)
+
+
+@pytest.mark.slow
+def test_a_readme_beside_the_videos_is_skipped_not_a_failed_input(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(samples.sample("bikes.mp4"), folder / "bikes.mp4")
+    (folder / "README.md").write_text("what these videos are")
+    (folder / "a.txt").write_text("notes")
+    config = tmp_path / "c.yaml"  # split-only, and no input may fail
+    config.write_text(yaml.safe_dump({
+        "pipeline": [{"op": "probe"}, {"op": "split_shots", "min_clip_seconds": 1.0},
+                     {"op": "extract_clips", "keyframes": "none", "asr_audio": False, "max_height": 144}],
+        "output": {"require_caption": False}, "run": {"max_failure_ratio": 0.0}}))
+    out = tmp_path / "out"
+    done = run_cli("build", "-i", str(folder), "-o", str(out), "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "  skipped:        2 non-video file(s) in the input folder" in done.stdout
+    assert "videos in:      1 (1 gave clips)" in done.stdout
+    assert index_table(out) and not [r for r in rejects_table(out) if r["stage"] == "input"]
 
 
 def test_file_uris_are_read_through_fsspec(videos):
