@@ -103,6 +103,7 @@ def _read_manifest(fs, path: str, location: str) -> Inputs:
     base = posixpath.dirname(path)
     inputs = Inputs()
     seen: set[str] = set()
+    first_row_of: dict[str, int] = {}  # video_id -> manifest row that used it first
     for number, row in enumerate(rows, start=1):
         raw = row.get("uri")
         if raw is None or str(raw).strip() == "":
@@ -120,9 +121,21 @@ def _read_manifest(fs, path: str, location: str) -> Inputs:
             continue
         seen.add(uri)
         try:
-            inputs.sources.append(_source({**row, "uri": uri}, f"{location} row {number}: "))
+            source = _source({**row, "uri": uri}, f"{location} row {number}: ")
         except ValueError as exc:
             inputs.rejects.append(input_reject(uri, "manifest_row_invalid", str(exc)))
+            continue
+        # Clip ids derive from the video id, so two files under one id would write samples
+        # with the same keys. The second file is an input of its own: its reject carries
+        # its own uri, so it is accounted for (unlike a repeated uri, which is one input).
+        first = first_row_of.setdefault(source["video_id"], number)
+        if first != number:
+            inputs.rejects.append(input_reject(
+                uri, "duplicate_video_id",
+                f"{location} row {number}: video_id {source['video_id']!r} of {uri} is already used by row "
+                f"{first}; each file needs its own video_id"))
+            continue
+        inputs.sources.append(source)
     return inputs
 
 

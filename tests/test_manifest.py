@@ -133,3 +133,46 @@ def test_clip_ids_are_deterministic_and_valid_webdataset_keys():
     assert vid == video_id_for("s3://bucket/v.mp4") and len(vid) == 16
     assert clip_id_for(vid, 1.2, 3.04) == f"{vid}_00001200_00003040"
     assert "." not in clip_id_for(vid, 0.0004, 1 / 3)
+
+
+def test_a_video_id_used_twice_rejects_the_second_file(videos):
+    manifest = videos / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in [
+        {"uri": "a.mp4", "video_id": "same"}, {"uri": "b.MKV", "video_id": "same"}, {"uri": "b.MKV"},
+        {"uri": "nested/c.webm", "video_id": "other"}]))
+    inputs = read_inputs(str(manifest))
+    assert [(s["uri"].rsplit("/", 1)[1], s["video_id"]) for s in inputs.sources] == [("a.mp4", "same"),
+                                                                                      ("c.webm", "other")]
+    dup, again = inputs.rejects
+    # The second file is an input of its own: its reject carries its uri, so it is accounted for.
+    assert dup["uri"] == str(videos / "b.MKV") and (dup["error_stage"], dup["error_reason"]) == (
+        "input", "duplicate_video_id")
+    assert f"{manifest} row 2: video_id 'same'" in dup["error_detail"] and "row 1" in dup["error_detail"]
+    assert again["error_reason"] == "duplicate_uri" and again["uri"] == f"{videos / 'b.MKV'}#row3"
+
+
+@pytest.mark.slow
+def test_two_files_under_one_video_id_build_without_corrupting_a_shard(tmp_path):
+    import webdataset as wds
+
+    for name in ("a.mp4", "b.mp4"):  # two files, the same footage: their clips get the same spans
+        shutil.copy(samples.sample("bikes.mp4"), tmp_path / name)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"uri": name, "video_id": "same", "title": f"City bicycles {name}",
+                                            "description": "Bicycles parked on a city street."}) + "\n"
+                                for name in ("a.mp4", "b.mp4")))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "pipeline": [{"op": "probe"}, {"op": "split_shots", "min_clip_seconds": 1.0},
+                     {"op": "extract_clips", "keyframes": "none", "asr_audio": False, "max_height": 144},
+                     {"op": "metadata_teacher"}, {"op": "consensus_selector"}],
+        "run": {"max_failure_ratio": 0.9}}))
+    out = tmp_path / "out"
+    done = run_cli("build", "-i", str(manifest), "-o", str(out), "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    [dup] = [r for r in rejects_table(out) if r["stage"] == "input"]
+    assert (dup["uri"], dup["reason"]) == (str(tmp_path / "b.mp4"), "duplicate_video_id")
+    rows = index_table(out)
+    assert rows and {r["uri"] for r in rows} == {str(tmp_path / "a.mp4")}
+    urls = sorted({str(out / "shards" / r["shard"]) for r in rows})
+    assert len(list(wds.WebDataset(urls, shardshuffle=False))) == len(rows)  # every shard reads back
