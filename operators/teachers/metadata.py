@@ -1,8 +1,8 @@
 """metadata_teacher: candidates from the source's own text (title, description, subtitles).
 
 Without a language model this teacher writes no new text. It passes the user's own
-metadata through as candidates, cleaned (whitespace collapsed, URLs removed, cut to the
-first sentence where asked, capped at ``max_words``):
+metadata through as candidates, cleaned (HTML markup stripped, URLs removed, whitespace
+collapsed, cut to the first sentence where asked, capped at ``max_words``):
 
   * ``title``        the video title, when at least ``min_words`` words long;
   * ``description``  the first sentence of the description;
@@ -20,7 +20,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from vidcurate.operators.base import Operator, Resources
-from vidcurate.operators.teachers.candidates import add_candidate, clean_text, first_sentence
+from vidcurate.operators.teachers.candidates import add_candidate, clean_caption
 
 
 class MetadataTeacher(Operator):
@@ -38,7 +38,10 @@ class MetadataTeacher(Operator):
         record = {**record, "candidates": list(record.get("candidates") or [])}
         for field in self.fields:
             raw = record.get(field) or ""
-            text = clean_text(raw if field == "title" else first_sentence(raw), self.max_words)
+            # Cleaned (markup stripped) before the first sentence is taken: in raw HTML the
+            # sentence ends are hidden among tags.
+            text = clean_caption(raw, first_sentence_only=field != "title", strip_boilerplate=False,
+                                 max_words=self.max_words)
             if len(text.split()) < self.min_words:
                 continue
             add_candidate(record, teacher=self.name, modality="M", text=text, params={"field": field})
