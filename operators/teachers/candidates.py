@@ -82,10 +82,20 @@ def strip_markup(text: str) -> str:
     return "".join(parser.parts)
 
 
-def add_candidate(record: dict, *, teacher: str, modality: str, text: str, model_id: str | None = None,
-                  model_revision: str | None = None, params: dict | None = None) -> bool:
-    """Append a candidate to ``record["candidates"]`` if ``text`` is non-empty; say whether it was added."""
-    if not text:
+def add_candidate(record: dict, *, teacher: str, modality: str, text: str, min_words: int = 1,
+                  raw: str | None = None, model_id: str | None = None, model_revision: str | None = None,
+                  params: dict | None = None) -> bool:
+    """Append ``text`` to ``record["candidates"]``; say whether it was added.
+
+    Every teacher's text passes the same checks here (:func:`degenerate_reason`: empty,
+    fewer than ``min_words`` words, repetitive, not text), whether a model wrote it or it
+    is the source's own metadata, a transcript or on-screen text: one that fails is listed
+    under ``rejected_candidates`` with its reason instead (``raw``: the text before
+    cleaning, shown there), so no teacher can pass a degenerate text on as a caption."""
+    reason = degenerate_reason(text, min_words)
+    if reason:
+        shown = text if raw is None else raw
+        add_candidate_reject(record, teacher=teacher, reason=reason, detail=f"output {shown[:200]!r}", text=shown)
         return False
     record.setdefault("candidates", []).append({
         "teacher": teacher,
@@ -104,11 +114,34 @@ _BOILERPLATE = re.compile(
     r"^\s*(?:in\s+)?(?:this|the)\s+(?:video|clip|image|picture|photo|frame|footage|scene)\s+"
     r"(?:shows|depicts|features|captures|displays|presents|is showing|we see|you can see)\s*:?\s*",
     re.IGNORECASE)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\w\"'])")
+# Words a period follows without ending the sentence ("Mr. Smith", "approx. two metres").
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof sr jr st mt vs etc cf al approx ca fig vol inc ltd co corp dept gen col lt sgt capt rev".split())
 
 
 def first_sentence(text: str) -> str:
-    return _SENTENCE_END.split(text.strip(), maxsplit=1)[0] if text else ""
+    """The text up to its first sentence end: ``.``, ``!`` or ``?`` then a space and a word
+    ("He rides. then he stops." -> "He rides."). A period after an abbreviation ("e.g. a
+    dog", "Mr. Smith"), an initial ("J. Smith") or an initialism ("U.S. troops") ends no
+    sentence, nor does an ellipsis before a lowercase word; "3.5 s" has no space to split at."""
+    text = text.strip() if text else ""
+    for end in _SENTENCE_END.finditer(text):
+        before = text[:end.start()]
+        if before.endswith(".") and not _ends_sentence(before.rsplit(None, 1)[-1], text[end.end()]):
+            continue
+        return before
+    return text
+
+
+def _ends_sentence(word: str, following: str) -> bool:
+    """Whether the period ending ``word`` ends a sentence, given the character after the space."""
+    if word.endswith("..") and following.islower():  # "He waited... then left."
+        return False
+    token = word.rstrip(".").lstrip("\"'([")
+    if token.lower() in _ABBREVIATIONS or "." in token:  # "e.g.", "U.S.", "a.m."
+        return False
+    return not (len(token) == 1 and token.isalpha())
 
 
 def clean_caption(text: str | None, *, first_sentence_only: bool = True, strip_boilerplate: bool = True,
@@ -141,7 +174,8 @@ def degenerate_reason(text: str, min_words: int) -> str | None:
 
 def add_candidate_reject(record: dict, *, teacher: str, reason: str, detail: str = "", text: str = "",
                          transient: bool = False) -> None:
-    """Record that ``teacher`` produced no usable candidate for this clip, and why."""
-    record.setdefault("rejected_candidates", []).append(
-        {"teacher": teacher, "reason": reason, "detail": detail[:500], "text": (text or "")[:500],
-         "transient": transient})
+    """Record that ``teacher`` produced no usable candidate for this clip, and why. The list
+    is copied, not appended to: a teacher's output record shares it with its input."""
+    record["rejected_candidates"] = [*(record.get("rejected_candidates") or []), {
+        "teacher": teacher, "reason": reason, "detail": detail[:500], "text": (text or "")[:500],
+        "transient": transient}]
