@@ -7,6 +7,13 @@ A manifest is CSV, JSON lines or parquet with a ``uri`` column and optional meta
 columns (``video_id``, ``title``, ``description``, ``subtitles``, ``tags``, ``license``).
 Relative URIs in a manifest are resolved against the manifest's folder.
 
+Text metadata (title, description, subtitles) longer than ``max_chars`` is cut when the
+source record is made: every clip record carries its source's text into its sample json,
+and the journal keeps it per video, so a 1 MB description would be copied whole into
+each. Teachers use a title and the first sentence of a description; 10,000 characters
+leave text teachers far more than a prompt holds. The record's ``truncated_fields``
+(field -> original length in characters) says what was cut, and the sample json shows it.
+
 A folder is searched recursively for video files (by extension); other files (a
 README, a stray manifest, thumbnails) are not inputs: they are skipped and counted, not
 rejected, so they never weigh on the build's failure ratio.
@@ -32,7 +39,9 @@ VIDEO_EXTENSIONS = (
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp",
 )
 MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".ndjson", ".json", ".parquet")
-METADATA_COLUMNS = tuple(f.name for f in SOURCE if f.name not in ("uri",))
+METADATA_COLUMNS = tuple(f.name for f in SOURCE if f.name not in ("uri", "truncated_fields"))
+TEXT_COLUMNS = ("title", "description", "subtitles")
+METADATA_MAX_CHARS = 10_000  # default cap of each text field (output.metadata_max_chars)
 
 
 class ManifestError(ValueError):
@@ -53,8 +62,11 @@ def input_reject(uri: str, reason: str, detail: str) -> dict:
     return rejected({"uri": uri, "video_id": video_id_for(uri)}, "input", reason, detail)
 
 
-def read_inputs(location: str) -> Inputs:
-    """Resolve ``location`` (a folder or a manifest file) into sources and rejects."""
+def read_inputs(location: str, max_chars: int = METADATA_MAX_CHARS) -> Inputs:
+    """Resolve ``location`` (a folder or a manifest file) into sources and rejects; text
+    metadata longer than ``max_chars`` characters is cut (see the module docstring)."""
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be >= 1, got {max_chars}")
     try:
         fs, path = fsspec.core.url_to_fs(location)
     except (ImportError, ValueError) as exc:
@@ -64,7 +76,7 @@ def read_inputs(location: str) -> Inputs:
     if fs.isdir(path):
         return _read_folder(fs, path, location)
     if path.lower().endswith(MANIFEST_EXTENSIONS):
-        return _read_manifest(fs, path, location)
+        return _read_manifest(fs, path, location, max_chars)
     if path.lower().endswith(VIDEO_EXTENSIONS):
         return Inputs(sources=[_source({"uri": _uri(fs, path)}, "")])
     raise ManifestError(
@@ -98,7 +110,7 @@ def _read_folder(fs, path: str, location: str) -> Inputs:
     return inputs
 
 
-def _read_manifest(fs, path: str, location: str) -> Inputs:
+def _read_manifest(fs, path: str, location: str, max_chars: int = METADATA_MAX_CHARS) -> Inputs:
     rows = _manifest_rows(fs, path, location)
     base = posixpath.dirname(path)
     inputs = Inputs()
@@ -121,7 +133,7 @@ def _read_manifest(fs, path: str, location: str) -> Inputs:
             continue
         seen.add(uri)
         try:
-            source = _source({**row, "uri": uri}, f"{location} row {number}: ")
+            source = _source({**row, "uri": uri}, f"{location} row {number}: ", max_chars)
         except ValueError as exc:
             inputs.rejects.append(input_reject(uri, "manifest_row_invalid", str(exc)))
             continue
@@ -190,8 +202,9 @@ def _manifest_rows(fs, path: str, location: str) -> list[dict]:
     return rows
 
 
-def _source(row: dict, where: str) -> dict:
-    """A SOURCE record from a manifest row; unknown columns are ignored."""
+def _source(row: dict, where: str, max_chars: int = METADATA_MAX_CHARS) -> dict:
+    """A SOURCE record from a manifest row; unknown columns are ignored, text longer than
+    ``max_chars`` is cut and listed in ``truncated_fields`` with its original length."""
     uri = row["uri"]
     tags = row.get("tags")
     if isinstance(tags, str):
@@ -204,6 +217,9 @@ def _source(row: dict, where: str) -> dict:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{where}'{name}' must be text, got {type(value).__name__}")
         record[name] = value.strip() if isinstance(value, str) and value.strip() else None
+        if name in TEXT_COLUMNS and record[name] is not None and len(record[name]) > max_chars:
+            record.setdefault("truncated_fields", {})[name] = len(value)
+            record[name] = record[name][:max_chars].rstrip()
     if "." in record["video_id"] or "/" in record["video_id"]:
         raise ValueError(f"{where}video_id {record['video_id']!r} may not contain '.' or '/' (it names shard members)")
     return record

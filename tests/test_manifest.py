@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import index_table, rejects_table, run_cli
+from conftest import index_table, rejects_table, run_cli, shard_samples
 from vidcurate.pipelines import samples
 from vidcurate.schemas.manifest import ManifestError, read_inputs
 from vidcurate.schemas.records import SOURCE, clip_id_for, video_id_for
@@ -176,3 +176,43 @@ def test_two_files_under_one_video_id_build_without_corrupting_a_shard(tmp_path)
     assert rows and {r["uri"] for r in rows} == {str(tmp_path / "a.mp4")}
     urls = sorted({str(out / "shards" / r["shard"]) for r in rows})
     assert len(list(wds.WebDataset(urls, shardshuffle=False))) == len(rows)  # every shard reads back
+
+
+def test_long_metadata_is_cut_when_read_and_says_so(videos):
+    manifest = videos / "m.jsonl"
+    rows = [{"uri": "a.mp4", "title": "t" * 20, "description": "d" * 12_000, "subtitles": "s" * 10_000},
+            {"uri": "b.MKV", "title": "A short title"}]
+    manifest.write_text("\n".join(json.dumps(r) for r in rows))
+    long, short = read_inputs(str(manifest)).sources  # default: 10,000 characters
+    assert len(long["description"]) == 10_000 and long["truncated_fields"] == {"description": 12_000}
+    assert len(long["subtitles"]) == 10_000 and "truncated_fields" not in short
+    cut = read_inputs(str(manifest), max_chars=10).sources[0]
+    assert cut["title"] == "t" * 10 and cut["truncated_fields"] == {"title": 20, "description": 12_000,
+                                                                     "subtitles": 10_000}
+    pa.Table.from_pylist([cut, short], schema=SOURCE)  # records conform to the schema
+
+
+@pytest.mark.slow
+def test_a_megabyte_description_is_not_copied_into_every_clip_and_the_journal(tmp_path):
+    shutil.copy(samples.sample("bikes.mp4"), tmp_path / "bikes.mp4")
+    description = "Bicycles parked on a city street. " + "More words about the street. " * 36_000
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"uri": "bikes.mp4", "title": "City bicycles", "description": description}))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "pipeline": [{"op": "probe"}, {"op": "split_shots", "min_clip_seconds": 1.0},
+                     {"op": "extract_clips", "keyframes": "none", "asr_audio": False, "max_height": 144},
+                     {"op": "metadata_teacher"}, {"op": "consensus_selector"}],
+        "output": {"metadata_max_chars": 2000}, "run": {"cache_after": None}}))
+    out = tmp_path / "out"
+    done = run_cli("build", "-i", str(manifest), "-o", str(out), "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    metas = [json.loads(s["json"]) for s in shard_samples(out).values()]
+    assert len(metas) > 1
+    for meta in metas:
+        assert len(meta["source"]["description"]) <= 2000
+        assert meta["source"]["truncated"] == {"description": len(description)}
+    assert {c["text"] for m in metas for c in m["candidates"]} == {"City bicycles",
+                                                                   "Bicycles parked on a city street."}
+    journal = sum(p.stat().st_size for p in (out / "_journal").iterdir())
+    assert journal < 100_000, journal  # the journal keeps the cut text once per video

@@ -14,7 +14,8 @@ def sample_members(record: dict, provenance: dict, extra: tuple[str, ...] = ()) 
     meta = {
         "clip_id": record["clip_id"],
         "video_id": record["video_id"],
-        "source": {k: record.get(k) for k in SOURCE_FIELDS},
+        # truncated: the text fields cut when read (field -> original length in characters).
+        "source": {**{k: record.get(k) for k in SOURCE_FIELDS}, "truncated": record.get("truncated_fields") or {}},
         "span": {k: record.get(k) for k in ("start", "end", "start_frame", "end_frame", "shots", "split_reason",
                                             "split_events", "split_scores", "motion")},
         "probe": {k: record.get(k) for k in PROBE_FIELDS},
