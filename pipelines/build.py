@@ -147,7 +147,8 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     ``report=False`` skips OUT/report.html (benchmarks; ``vidcurate report OUT`` writes it later)."""
     started = time.perf_counter()
     operators = config.operators()          # a bad config fails before anything is touched,
-    inputs = read_inputs(input_location) if sources is None else Inputs(sources=sources, rejects=[])
+    inputs = (read_inputs(input_location, config.output.metadata_max_chars) if sources is None
+              else Inputs(sources=sources, rejects=[]))
     resolved = config.resolved(operators)   # and so does a bad manifest: OUT is left as it was
     config_hash = config.digest(resolved)
     dest = _prepare_output(output, overwrite, config_hash)
