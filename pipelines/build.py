@@ -90,6 +90,7 @@ class BuildResult:
     stage_seconds: dict = field(default_factory=dict)
     wall_seconds: float = 0.0
     retried: int | None = None  # retry-failed: source videos re-run
+    skipped_files: int = 0  # files of an input folder that are not videos (not inputs)
 
     def summary(self) -> str:
         lines = [
@@ -100,6 +101,8 @@ class BuildResult:
             f"  videos in:      {self.inputs} "
             + (f"({self.inputs_done_before} done by an earlier run, skipped; {self.inputs_with_samples} of the "
                f"others gave clips)" if self.inputs_done_before else f"({self.inputs_with_samples} gave clips)"),
+            *([f"  skipped:        {self.skipped_files} non-video file(s) in the input folder"]
+              if self.skipped_files else []),
             f"  clips out:      {self.clips} in {len(self.shards)} shard(s)",
             f"  rejects:        {sum(self.rejects.values())}"
             + "".join(f"\n    {n:5d}  {key}" for key, n in self.rejects.most_common()),
@@ -164,7 +167,8 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     ``report=False`` skips OUT/report.html (benchmarks; ``vidcurate report OUT`` writes it later)."""
     started = time.perf_counter()
     operators = config.operators()          # a bad config fails before anything is touched,
-    inputs = read_inputs(input_location) if sources is None else Inputs(sources=sources, rejects=[])
+    inputs = (read_inputs(input_location, config.output.metadata_max_chars) if sources is None
+              else Inputs(sources=sources, rejects=[]))
     resolved = config.resolved(operators)   # and so does a bad manifest: OUT is left as it was
     config_hash = config.digest(resolved)
     dest, journal = _prepare_output(output, overwrite, config_hash,
@@ -172,15 +176,18 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     provenance = {"config_hash": config_hash, "vidcurate_version": vidcurate_version()}
     budget = FailureBudget(config.run.max_failure_ratio, config.run.failure_ratio_min_inputs)
 
-    def committed(uris: list[str]) -> None:  # logged once a video is in the journal, not before
-        for uri in uris:
+    committed: list[str] = []  # videos journaled since the last log: logged once committed, not before
+
+    def log_committed() -> None:
+        for uri in committed:
             log.info("%s: %s", uri, budget.outcome(uri))
+        committed.clear()
 
     out = config.output
     sink = DatasetSink(dest, provenance, SinkOptions(out.shard_prefix, out.shard_max_samples, out.shard_max_bytes,
                                                      out.open_shards, dict(out.splits), tuple(out.bucket_by),
                                                      out.split_seed, tuple(out.extra_members)), config_hash,
-                       journal=journal, on_commit=committed)
+                       journal=journal, on_commit=committed.extend)
     done = sink.done_uris
     todo = [s for s in inputs.sources if s["uri"] not in done]
 
@@ -191,8 +198,9 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
              config.run.runner)
 
     def emit(records: list[dict], videos_finished: list[str]) -> None:
+        sink.write(records, videos_finished)  # may turn a record into a reject (a duplicate sample key)
         budget.record(records)
-        sink.write(records, videos_finished)
+        log_committed()
         if videos_finished:  # judged on whole videos only
             finished.update(videos_finished)
             budget.check()
@@ -228,6 +236,7 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
         sink.mark_stopped([rejected(s, "build", "build_stopped", f"{s['uri']}: not processed, the build stopped "
                                     "early", transient=True) for s in todo if s["uri"] not in finished])
     result = BuildResult(output=output, shards=sink.close())
+    log_committed()
     runs = sink.journal.state.runs
     dest.write_bytes(STATS_FILE, json.dumps(build_stats(runs), indent=2).encode("utf-8"))
     _account_for_every_input(inputs, sink)
@@ -246,6 +255,7 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
         if kv[0].rsplit(".", 1)[0] in order else len(order)) if k.endswith(".process")}
     result.inputs = len(inputs.sources) + len({r["uri"] for r in inputs.rejects})
     result.inputs_done_before = len({s["uri"] for s in inputs.sources} & done)
+    result.skipped_files = len(inputs.skipped)
     result.inputs_with_samples = len(budget.samples)
     index_rows = sink.index_rows
     result.clips = len(index_rows)

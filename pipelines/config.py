@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vidcurate.operators.base import Operator
 from vidcurate.pipelines.registry import OPERATORS, operator_class
+from vidcurate.schemas.manifest import METADATA_MAX_CHARS
 
 DEFAULT_CONFIG = "default"
 
@@ -51,6 +52,9 @@ class OutputConfig(BaseModel):
         "and the splitter's mean frame embedding (npy).")
     bucket_by: list[Literal["resolution", "aspect", "duration"]] = Field(
         default_factory=list, description="Group shards by clip shape: shards/<split>/<bucket>/...")
+    metadata_max_chars: int = Field(METADATA_MAX_CHARS, ge=1, description="A title, description or subtitles longer than "
+                                    "this is cut when read (every clip's json and the journal copy it); the "
+                                    "json's source.truncated gives the original length.")
 
     @field_validator("splits")
     @classmethod

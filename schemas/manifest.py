@@ -7,6 +7,17 @@ A manifest is CSV, JSON lines or parquet with a ``uri`` column and optional meta
 columns (``video_id``, ``title``, ``description``, ``subtitles``, ``tags``, ``license``).
 Relative URIs in a manifest are resolved against the manifest's folder.
 
+Text metadata (title, description, subtitles) longer than ``max_chars`` is cut when the
+source record is made: every clip record carries its source's text into its sample json,
+and the journal keeps it per video, so a 1 MB description would be copied whole into
+each. Teachers use a title and the first sentence of a description; 10,000 characters
+leave text teachers far more than a prompt holds. The record's ``truncated_fields``
+(field -> original length in characters) says what was cut, and the sample json shows it.
+
+A folder is searched recursively for video files (by extension); other files (a
+README, a stray manifest, thumbnails) are not inputs: they are skipped and counted, not
+rejected, so they never weigh on the build's failure ratio.
+
 Problems with the manifest as a whole (unreadable, no ``uri`` column) raise
 :class:`ManifestError`. Problems with one row or one file become reject records, so
 every input is accounted for.
@@ -28,7 +39,9 @@ VIDEO_EXTENSIONS = (
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp",
 )
 MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".ndjson", ".json", ".parquet")
-METADATA_COLUMNS = tuple(f.name for f in SOURCE if f.name not in ("uri",))
+METADATA_COLUMNS = tuple(f.name for f in SOURCE if f.name not in ("uri", "truncated_fields"))
+TEXT_COLUMNS = ("title", "description", "subtitles")
+METADATA_MAX_CHARS = 10_000  # default cap of each text field (output.metadata_max_chars)
 
 
 class ManifestError(ValueError):
@@ -37,18 +50,23 @@ class ManifestError(ValueError):
 
 @dataclass
 class Inputs:
-    """What an input resolved to: source records to process, and input-level rejects."""
+    """What an input resolved to: source records to process, input-level rejects, and the
+    files of a folder that are not videos (``skipped``: their paths; not inputs)."""
 
     sources: list[dict] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
 
 def input_reject(uri: str, reason: str, detail: str) -> dict:
     return rejected({"uri": uri, "video_id": video_id_for(uri)}, "input", reason, detail)
 
 
-def read_inputs(location: str) -> Inputs:
-    """Resolve ``location`` (a folder or a manifest file) into sources and rejects."""
+def read_inputs(location: str, max_chars: int = METADATA_MAX_CHARS) -> Inputs:
+    """Resolve ``location`` (a folder or a manifest file) into sources and rejects; text
+    metadata longer than ``max_chars`` characters is cut (see the module docstring)."""
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be >= 1, got {max_chars}")
     try:
         fs, path = fsspec.core.url_to_fs(location)
     except (ImportError, ValueError) as exc:
@@ -58,7 +76,7 @@ def read_inputs(location: str) -> Inputs:
     if fs.isdir(path):
         return _read_folder(fs, path, location)
     if path.lower().endswith(MANIFEST_EXTENSIONS):
-        return _read_manifest(fs, path, location)
+        return _read_manifest(fs, path, location, max_chars)
     if path.lower().endswith(VIDEO_EXTENSIONS):
         return Inputs(sources=[_source({"uri": _uri(fs, path)}, "")])
     raise ManifestError(
@@ -84,20 +102,20 @@ def _read_folder(fs, path: str, location: str) -> Inputs:
         if name.lower().endswith(VIDEO_EXTENSIONS):
             inputs.sources.append(_source({"uri": uri}, ""))
         else:
-            inputs.rejects.append(input_reject(
-                uri, "unsupported_extension",
-                f"{name}: not one of the video extensions {', '.join(VIDEO_EXTENSIONS)}",
-            ))
-    if not inputs.sources and not inputs.rejects:
-        raise ManifestError(f"input {location!r}: the folder holds no files")
+            inputs.skipped.append(uri)
+    if not inputs.sources:
+        raise ManifestError(
+            f"input {location!r}: the folder holds no video files ({', '.join(VIDEO_EXTENSIONS)}); "
+            f"{len(inputs.skipped)} other file(s) skipped")
     return inputs
 
 
-def _read_manifest(fs, path: str, location: str) -> Inputs:
+def _read_manifest(fs, path: str, location: str, max_chars: int = METADATA_MAX_CHARS) -> Inputs:
     rows = _manifest_rows(fs, path, location)
     base = posixpath.dirname(path)
     inputs = Inputs()
     seen: set[str] = set()
+    first_row_of: dict[str, int] = {}  # video_id -> manifest row that used it first
     for number, row in enumerate(rows, start=1):
         raw = row.get("uri")
         if raw is None or str(raw).strip() == "":
@@ -115,9 +133,21 @@ def _read_manifest(fs, path: str, location: str) -> Inputs:
             continue
         seen.add(uri)
         try:
-            inputs.sources.append(_source({**row, "uri": uri}, f"{location} row {number}: "))
+            source = _source({**row, "uri": uri}, f"{location} row {number}: ", max_chars)
         except ValueError as exc:
             inputs.rejects.append(input_reject(uri, "manifest_row_invalid", str(exc)))
+            continue
+        # Clip ids derive from the video id, so two files under one id would write samples
+        # with the same keys. The second file is an input of its own: its reject carries
+        # its own uri, so it is accounted for (unlike a repeated uri, which is one input).
+        first = first_row_of.setdefault(source["video_id"], number)
+        if first != number:
+            inputs.rejects.append(input_reject(
+                uri, "duplicate_video_id",
+                f"{location} row {number}: video_id {source['video_id']!r} of {uri} is already used by row "
+                f"{first}; each file needs its own video_id"))
+            continue
+        inputs.sources.append(source)
     return inputs
 
 
@@ -172,8 +202,9 @@ def _manifest_rows(fs, path: str, location: str) -> list[dict]:
     return rows
 
 
-def _source(row: dict, where: str) -> dict:
-    """A SOURCE record from a manifest row; unknown columns are ignored."""
+def _source(row: dict, where: str, max_chars: int = METADATA_MAX_CHARS) -> dict:
+    """A SOURCE record from a manifest row; unknown columns are ignored, text longer than
+    ``max_chars`` is cut and listed in ``truncated_fields`` with its original length."""
     uri = row["uri"]
     tags = row.get("tags")
     if isinstance(tags, str):
@@ -186,6 +217,9 @@ def _source(row: dict, where: str) -> dict:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{where}'{name}' must be text, got {type(value).__name__}")
         record[name] = value.strip() if isinstance(value, str) and value.strip() else None
+        if name in TEXT_COLUMNS and record[name] is not None and len(record[name]) > max_chars:
+            record.setdefault("truncated_fields", {})[name] = len(value)
+            record[name] = record[name][:max_chars].rstrip()
     if "." in record["video_id"] or "/" in record["video_id"]:
         raise ValueError(f"{where}video_id {record['video_id']!r} may not contain '.' or '/' (it names shard members)")
     return record

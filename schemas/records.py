@@ -31,6 +31,8 @@ SOURCE = pa.schema(
         pa.field("subtitles", pa.string()),
         pa.field("tags", pa.list_(pa.string())),
         pa.field("license", pa.string()),
+        # Text fields cut to the build's metadata_max_chars when read: field -> original length.
+        pa.field("truncated_fields", pa.map_(pa.string(), pa.int64())),
     ],
     metadata={"vidcurate.schema": "source", "vidcurate.version": SCHEMA_VERSION},
 )

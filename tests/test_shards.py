@@ -86,3 +86,37 @@ def test_members_offsets_give_random_access_also_after_orphans_are_dropped(tmp_p
         assert rewritten[moved[key]:moved[key] + size] == _sample(int(key[-1]), size=700 + int(key[-1]))["mp4"]
     with tarfile.open(fileobj=__import__("io").BytesIO(rewritten)) as tar:
         assert [n.split(".")[0] for n in tar.getnames()][::3] == ["clip1", "clip2"]
+
+
+def _clip(uri: str, clip_id: str) -> dict:
+    return {"uri": uri, "video_id": clip_id.split("_")[0], "clip_id": clip_id, "start": 0.0, "end": 2.0,
+            "mp4": uri.encode() * 50, "caption": f"a clip of {uri}", "status": "ok"}
+
+
+def test_the_sink_refuses_a_second_sample_with_a_key_it_already_wrote(tmp_path):
+    from vidcurate.operators.write.sink import DatasetSink, SinkOptions
+
+    out = str(tmp_path / "out")
+    sink = DatasetSink(out, {}, SinkOptions(open_shards=1))
+    records = [_clip("/v/first.mp4", "same_00000000_00002000"), _clip("/v/second.mp4", "same_00000000_00002000"),
+               _clip("/v/second.mp4", "same_00002000_00004000")]
+    sink.write(records)
+    assert records[1]["status"] == "rejected"  # the caller's accounting sees the reject too
+    shards = sink.close()
+    [dup] = sink.reject_rows
+    assert (dup["uri"], dup["stage"], dup["reason"]) == ("/v/second.mp4", "write", "duplicate_clip_id")
+    assert "same_00000000_00002000" in dup["detail"] and "/v/first.mp4" in dup["detail"]
+    assert [(r["uri"], r["clip_id"]) for r in sink.index_rows] == [
+        ("/v/first.mp4", "same_00000000_00002000"), ("/v/second.mp4", "same_00002000_00004000")]
+    urls = [os.path.join(out, "shards", s) for s in shards]
+    assert sorted(s["__key__"] for s in wds.WebDataset(urls, shardshuffle=False)) == [
+        "same_00000000_00002000", "same_00002000_00004000"]
+
+    # A later run of the same build knows the keys of the videos done before (from the journal).
+    again = DatasetSink(out, {}, SinkOptions(open_shards=1))
+    later = [_clip("/v/third.mp4", "same_00002000_00004000")]
+    again.write(later)
+    again.close()
+    [dup] = [r for r in again.reject_rows if r["uri"] == "/v/third.mp4"]
+    assert dup["reason"] == "duplicate_clip_id" and "/v/second.mp4" in dup["detail"]
+    assert len(again.index_rows) == 2

@@ -28,7 +28,7 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from vidcurate.operators.base import Operator, Resources
 from vidcurate.operators.models.generation import Generation, GenerationParams, GenerationRequest
-from vidcurate.operators.teachers.candidates import add_candidate, add_candidate_reject, clean_caption, degenerate_reason
+from vidcurate.operators.teachers.candidates import add_candidate, add_candidate_reject, clean_caption
 
 PANDA_TEXT_PROMPT = (
     "You are given some information about a video and will be asked to summarize the video. "
@@ -174,14 +174,13 @@ class GenerativeTeacher(Operator):
             else:
                 text = clean_caption(gen.text, first_sentence_only=self.first_sentence,
                                      strip_boilerplate=self.strip_boilerplate, max_words=self.max_words)
-                reason = degenerate_reason(text, self.min_words)
-                if reason:
-                    self._reject_candidate(record, reason, f"output {gen.text[:200]!r}", gen.text)
-                else:
-                    add_candidate(record, teacher=self.teacher, modality=self.candidate_modality(), text=text,
-                                  model_id=self._backend.model_id, model_revision=self._backend.revision,
-                                  params={**self.provenance(), "num_images": len(req.images)})
+                if add_candidate(record, teacher=self.teacher, modality=self.candidate_modality(), text=text,
+                                 min_words=self.min_words, raw=gen.text, model_id=self._backend.model_id,
+                                 model_revision=self._backend.revision,
+                                 params={**self.provenance(), "num_images": len(req.images)}):
                     self.stats.incr(f"{self.name}.captioned")
+                else:
+                    self.stats.incr(f"{self.name}.candidate_rejected.{record['rejected_candidates'][-1]['reason']}")
             out.append(record)
         return out
 

@@ -13,9 +13,11 @@ bikes.mp4 a 24 px title read "CITYTRAFFICREPORT", enlarged to 380 px "CITY TRAFF
 (no slower: the detector resizes its input anyway).
 
 The kept lines are the clip's ``ocr_text`` and, joined with "; ", one caption candidate
-(modality "T"). A clip with no readable text gets neither and is counted as
-``ocr_teacher.no_text``; an undecodable keyframe is skipped and counted, never a reject:
-a teacher that has nothing to say leaves the clip to the others.
+(modality "T"), unless it fails the checks every candidate passes (mostly digits, such as
+a burned-in timestamp, is not text): then it is a rejected candidate. A clip with no
+readable text gets neither and is counted as ``ocr_teacher.no_text``; an undecodable
+keyframe is skipped and counted, never a reject: a teacher that has nothing to say
+leaves the clip to the others.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ class OcrTeacher(Operator):
     name: ClassVar[str] = "ocr_teacher"
     resources: ClassVar[Resources] = Resources(cpus=1, memory_gb=0.5, batch_size=8)
     requires: ClassVar[tuple[str, ...]] = ("keyframes",)
-    provides: ClassVar[tuple[str, ...]] = ("candidates", "ocr_text")
+    provides: ClassVar[tuple[str, ...]] = ("candidates", "ocr_text", "rejected_candidates")
 
     min_confidence: float = Field(0.6, ge=0, le=1, description="Recognizer confidence a line needs to be kept.")
     min_chars: int = Field(3, ge=1, description="Letters or digits a line needs (drops '■', 'V' read off bokeh).")
@@ -69,9 +71,12 @@ class OcrTeacher(Operator):
         if not text:
             self.stats.incr(f"{self.name}.no_text")
             return record
-        add_candidate(record, teacher=self.name, modality="T", text=text, model_id=MODEL_ID,
-                      params=self.model_dump(mode="json"))
-        self.stats.incr(f"{self.name}.candidates")
+        # One word is enough here (a shop sign, a name): min_chars already judged each line.
+        if add_candidate(record, teacher=self.name, modality="T", text=text, min_words=1, model_id=MODEL_ID,
+                         params=self.model_dump(mode="json")):
+            self.stats.incr(f"{self.name}.candidates")
+        else:
+            self.stats.incr(f"{self.name}.candidate_rejected.{record['rejected_candidates'][-1]['reason']}")
         return record
 
     def read(self, keyframes: list[bytes]) -> list[str]:

@@ -6,7 +6,9 @@ music), segments Whisper itself marks as non-speech are dropped, and transcripts
 than ``min_words`` words are not kept. The VAD alone is not enough: on Big Buck Bunny's
 music it marks 1.4 s as speech at threshold 0.5 (0.5 s even at 0.9), and Whisper answers
 "Mm.", which ``min_words`` drops. The transcript is both a caption candidate (modality
-"S") and the clip's ``transcript``, which text teachers use as Panda-70M's subtitles.
+"S") and the clip's ``transcript``, which text teachers use as Panda-70M's subtitles. A
+transcript failing the checks every candidate passes (a hallucinated "Thank you. Thank
+you. ..." is repetitive) is a rejected candidate instead; it stays the transcript.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ class SpeechTeacher(Operator):
     name: ClassVar[str] = "speech_teacher"
     resources: ClassVar[Resources] = Resources(cpus=1, batch_size=8)
     requires: ClassVar[tuple[str, ...]] = ("audio_pcm",)
-    provides: ClassVar[tuple[str, ...]] = ("transcript", "speech_seconds", "candidates")
+    provides: ClassVar[tuple[str, ...]] = ("transcript", "speech_seconds", "candidates", "rejected_candidates")
 
     model: str = Field("bundled:tiny.en", description="CTranslate2 Whisper: bundled:tiny.en, a local folder or a hub id.")
     revision: Optional[str] = Field(None, description="Hub revision of the model.")
@@ -74,9 +76,10 @@ class SpeechTeacher(Operator):
             self.stats.incr(f"{self.name}.transcript_too_short")
             return record
         record["transcript"] = text
-        added = add_candidate(record, teacher=self.name, modality="S", text=text, model_id=self.model,
-                              model_revision=self.revision,
+        added = add_candidate(record, teacher=self.name, modality="S", text=text, min_words=self.min_words,
+                              raw=result.text, model_id=self.model, model_revision=self.revision,
                               params={"beam_size": self.beam_size, "language": self.language,
                                       "vad_threshold": self.vad_threshold, "compute_type": self.compute_type})
-        self.stats.incr(f"{self.name}.{'transcribed' if added else 'empty_output'}")
+        self.stats.incr(f"{self.name}.transcribed" if added else
+                        f"{self.name}.candidate_rejected.{record['rejected_candidates'][-1]['reason']}")
         return record

@@ -22,7 +22,8 @@ def sample_members(record: dict, provenance: dict, extra: tuple[str, ...] = ()) 
     meta = {
         "clip_id": record["clip_id"],
         "video_id": record["video_id"],
-        "source": {k: record.get(k) for k in SOURCE_FIELDS},
+        # truncated: the text fields cut when read (field -> original length in characters).
+        "source": {**{k: record.get(k) for k in SOURCE_FIELDS}, "truncated": record.get("truncated_fields") or {}},
         "span": {"start": ms(record.get("start")), "end": ms(record.get("end")),
                  "start_frame": record.get("start_frame"), "end_frame": record.get("end_frame"),
                  "shots": shots_ms(record),

@@ -32,7 +32,7 @@ from vidcurate.operators.write.destination import Destination
 from vidcurate.operators.write.journal import Journal
 from vidcurate.operators.write.samples import index_row, reject_row, sample_members
 from vidcurate.operators.write.shards import ShardWriter, drop_samples, shard_keys
-from vidcurate.schemas.records import INDEX, REJECT, SOURCE
+from vidcurate.schemas.records import INDEX, REJECT, SOURCE, rejected
 
 INDEX_FILE = "index.parquet"
 REJECTS_FILE = "rejects.parquet"
@@ -82,6 +82,10 @@ class DatasetSink:
         self._run: dict | None = None  # track_stats: {"run", "started_at"}
         self._stats_source: Callable[[], Stats] | None = None
         self._stats_committed = Stats()
+        # Every sample key in the dataset -> the uri that wrote it (done videos, then this run):
+        # a tar holding one key twice is refused whole by webdataset, so a repeat is a reject.
+        self._written: dict[str, str] = {row["key"]: uri for uri, video in self.journal.state.videos.items()
+                                         for row in video["samples"]}
 
     # ---- what is already done ----------------------------------------------------------
     @property
@@ -125,11 +129,21 @@ class DatasetSink:
     def write(self, records: list[dict], finished: Iterable[str] | None = None) -> None:
         """Write ``records``; ``finished``: the source uris whose every record has now been
         written (default: the videos in ``records``, i.e. records of whole videos). A video
-        is committed once it is finished and every shard holding its clips is published."""
-        for record in records:
+        is committed once it is finished and every shard holding its clips is published.
+
+        A sample whose key (clip id) the dataset already holds is not written: it becomes a
+        ``write/duplicate_clip_id`` reject, replaced in ``records`` too so the caller's
+        accounting sees it."""
+        for position, record in enumerate(records):
             uri = record["uri"]
             pending = self._pending.setdefault(uri, _Pending(source=_source_of(record)))
+            if is_ok(record) and record["clip_id"] in self._written:
+                record = records[position] = rejected(
+                    record, "write", "duplicate_clip_id",
+                    f"{uri}: clip {record['clip_id']} is already in the dataset, written from "
+                    f"{self._written[record['clip_id']]}; sample keys must be unique (give each file its own video_id)")
             if is_ok(record):
+                self._written[record["clip_id"]] = uri
                 split = split_of(record["video_id"], self.options.splits, self.options.seed)
                 writer = self._writer(split, bucket_of(record, self.options.bucket_by))
                 shard = writer.write(record["clip_id"], sample_members(record, {**self.provenance, "split": split},
