@@ -225,7 +225,13 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     input_rejects = [r for r in inputs.rejects if r["uri"] not in done]
     error: BuildError | None = None
     try:
-        emit(input_rejects, [r["uri"] for r in input_rejects])
+        # Refused on reading (bad manifest rows): pending, not done, so a fixed row is processed
+        # by the next run; until then they are in the rejects table like any reject.
+        budget.record(input_rejects)
+        sink.mark_pending(input_rejects)
+        committed.extend(sorted({r["uri"] for r in input_rejects}))
+        log_committed()
+        budget.check()
         if todo:  # nothing left to do: no model is loaded
             with display:
                 runner.run(todo, emit)
@@ -233,7 +239,7 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
         error = exc
         # Inputs the stop left unfinished are journaled as transient rejects: re-running the
         # same command, or retry-failed, processes them; until then the rejects table lists them.
-        sink.mark_stopped([rejected(s, "build", "build_stopped", f"{s['uri']}: not processed, the build stopped "
+        sink.mark_pending([rejected(s, "build", "build_stopped", f"{s['uri']}: not processed, the build stopped "
                                     "early", transient=True) for s in todo if s["uri"] not in finished])
     result = BuildResult(output=output, shards=sink.close())
     log_committed()
@@ -272,7 +278,7 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     final.record([rejected({"uri": row["uri"]}, row["stage"], row["reason"]) for row in sink.reject_rows
                   if row["uri"] in wanted])
     try:
-        final.check(final=True, earlier=not todo and not input_rejects)
+        final.check(final=True, earlier=not todo and any(s["uri"] in done for s in inputs.sources))
     except BuildError as exc:
         exc.result = result
         raise
@@ -306,7 +312,8 @@ def retry_failed(output: str) -> BuildResult:
     state = Journal(dest).state
     failed = sorted(uri for uri, video in state.videos.items()
                     if any(row.get("transient") for row in video["rejects"]))
-    sources = [state.videos[uri]["source"] for uri in failed] + [v["source"] for _, v in sorted(state.stopped.items())]
+    waiting = [v["source"] for _, v in sorted(state.pending.items()) if any(r["transient"] for r in v["rejects"])]
+    sources = [state.videos[uri]["source"] for uri in failed] + waiting
     if failed:  # their samples become orphans, removed by the build below; the new run's rows replace them
         Journal(dest).append({"kind": "retract", "uris": failed})
     result = build(None, output, load_config(dest.path(CONFIG_FILE)), sources=sources)

@@ -253,6 +253,13 @@ def test_bad_manifest_rows_and_stray_files_are_rejects_not_crashes(tmp_path, cor
     assert reasons == [("input", "duplicate_uri"), ("input", "manifest_row_invalid"),
                        ("input", "manifest_row_invalid")]
     assert len(index_table(out)) == 1
+    # A row refused on reading is not done: fixed, the next run of the same command processes it.
+    manifest.write_text(manifest.read_text().replace('"tags": 7', '"tags": "seven"'))
+    again = run_cli("build", "-i", str(manifest), "-o", str(out), "--max-failure-ratio", "1")
+    assert again.returncode == 0, again.stderr
+    reasons = sorted((os.path.basename(r["uri"]), r["stage"], r["reason"]) for r in rejects_table(out))
+    assert ("other.mp4", "probe", "file_not_found") in reasons, reasons  # read, then probed: it does not exist
+    assert len(reasons) == 3 and len(index_table(out)) == 1
 
 
 @pytest.mark.slow

@@ -11,11 +11,13 @@
            (``stats``, keyed by run), so stats.json describes every run, killed ones too.
            A video is done when all its records have arrived and every shard holding
            one of its samples is finalized.
-  stopped  inputs a stopped build did not finish: their source and a transient
-           ``build/build_stopped`` reject row. They are not done (a re-run or
-           ``retry-failed`` processes them) but stay in the rejects table until then.
+  pending  inputs that are not done, with the reject rows that say why: inputs a
+           stopped build did not reach (a transient ``build/build_stopped`` row) and
+           inputs refused on reading (a bad manifest row: the next run reads the manifest
+           again, so a fixed row is processed). A re-run or ``retry-failed`` processes
+           them; they stay in the rejects table until a run commits them.
   retract  videos to redo (``vidcurate retry-failed``, a lost shard): they are no longer
-           done, and wait like stopped inputs, with their earlier reject rows (or a
+           done, and wait as pending, with their earlier reject rows (or a
            ``build/redo_pending`` row), until a run commits them again. So no reject
            ever leaves the table without a replacement.
   shards   shard contents rewritten by a resume (orphan samples removed; [] = deleted),
@@ -42,7 +44,7 @@ JOURNAL_DIR = "_journal"
 class JournalState:
     videos: dict[str, dict] = field(default_factory=dict)  # uri -> {source, samples, rejects}
     shards: dict[str, list[str]] = field(default_factory=dict)  # shard name -> sample keys
-    stopped: dict[str, dict] = field(default_factory=dict)  # uri -> {uri, source, rejects}: not done, to redo
+    pending: dict[str, dict] = field(default_factory=dict)  # uri -> {uri, source, rejects}: not done, to redo
     runs: dict[str, dict] = field(default_factory=dict)  # run id -> {started_at, counters, seconds}
     config_hash: str | None = None
     entries: int = 0
@@ -91,7 +93,7 @@ class Journal:
         if len(names) <= 1:
             return
         self.append({"kind": "snapshot", "config_hash": self.state.config_hash, "shards": self.state.shards,
-                     "videos": list(self.state.videos.values()), "stopped": list(self.state.stopped.values()),
+                     "videos": list(self.state.videos.values()), "pending": list(self.state.pending.values()),
                      "runs": self.state.runs})
         for name in names:
             self.dest.remove(f"{JOURNAL_DIR}/{name}")
@@ -105,24 +107,24 @@ def apply(state: JournalState, entry: dict) -> None:
         state.shards.update(entry.get("shards") or {})
         for video in entry.get("videos") or []:
             state.videos[video["uri"]] = video
-            state.stopped.pop(video["uri"], None)
+            state.pending.pop(video["uri"], None)
         _add_run_stats(state, entry.get("stats"))
         state.config_hash = entry.get("config_hash") or state.config_hash
-    elif kind == "stopped":
+    elif kind == "pending":
         for video in entry["videos"]:
             if video["uri"] not in state.videos:
-                state.stopped[video["uri"]] = video
+                state.pending[video["uri"]] = video
     elif kind == "snapshot":
         state.videos = {video["uri"]: video for video in entry["videos"]}
         state.shards = dict(entry["shards"])
-        state.stopped = {video["uri"]: video for video in entry.get("stopped") or []}
+        state.pending = {video["uri"]: video for video in entry.get("pending") or []}
         state.runs = dict(entry.get("runs") or {})
         state.config_hash = entry.get("config_hash")
     elif kind == "retract":
         for uri in entry["uris"]:
             video = state.videos.pop(uri, None)
             if video is not None:
-                state.stopped[uri] = {"uri": uri, "source": video["source"],
+                state.pending[uri] = {"uri": uri, "source": video["source"],
                                       "rejects": video["rejects"] or [_redo_pending(video["source"])]}
     elif kind == "shards":
         for name, keys in entry["shards"].items():

@@ -14,8 +14,9 @@ published; index.parquet and rejects.parquet are written from the journal at clo
 
 Each commit also carries the counters and timers of the work done since the previous
 one (``track_stats``), so the journal knows every run's stats, also of a killed run.
-Inputs a stopped build did not finish are journaled as ``stopped`` (``mark_stopped``): they
-stay in the rejects table, marked transient, until a later run processes them.
+Inputs that are not done but rejected for now (a stopped build did not reach them, or their
+manifest row is bad) are journaled as ``pending`` (``mark_pending``): they stay in the rejects
+table until a later run processes them.
 """
 from __future__ import annotations
 
@@ -207,13 +208,16 @@ class DatasetSink:
         if done and self.on_commit is not None:
             self.on_commit(done)
 
-    def mark_stopped(self, rejects: list[dict]) -> None:
-        """Journal inputs a stopped build did not finish (transient ``build/build_stopped`` reject
-        records): not done, so a re-run or retry-failed processes them; rejects until then."""
-        videos = [{"uri": r["uri"], "source": _source_of(r), "rejects": [reject_row(r)]} for r in rejects
-                  if r["uri"] not in self.journal.state.videos]
+    def mark_pending(self, rejects: list[dict]) -> None:
+        """Journal inputs that are rejected but not done (reject records: ``build/build_stopped``,
+        ``input/...``): a re-run processes them (retry-failed too, when transient); rejects until then."""
+        videos: dict[str, dict] = {}
+        for r in rejects:
+            if r["uri"] not in self.journal.state.videos:
+                videos.setdefault(r["uri"], {"uri": r["uri"], "source": _source_of(r), "rejects": []})["rejects"].append(
+                    reject_row(r))
         if videos:
-            self.journal.append({"kind": "stopped", "videos": videos})
+            self.journal.append({"kind": "pending", "videos": list(videos.values())})
 
     def close(self) -> list[str]:
         """Publish every open shard, commit, and write index.parquet and rejects.parquet."""
@@ -240,7 +244,7 @@ class DatasetSink:
     def reject_rows(self) -> list[dict]:
         state = self.journal.state
         rows = ([row for v in state.videos.values() for row in v["rejects"]]
-                + [row for v in state.stopped.values() for row in v["rejects"]])
+                + [row for v in state.pending.values() for row in v["rejects"]])
         return sorted(rows, key=lambda r: (r["uri"] or "", r["clip_id"] or "", r["stage"], r["reason"]))
 
 
