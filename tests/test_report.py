@@ -1,4 +1,4 @@
-"""The build report (pipelines/report.py, `vidcurate report OUT`): counts, plots, samples, escaping."""
+"""The build report (pipelines/report/, `vidcurate report OUT`): counts, plots, samples, escaping."""
 from __future__ import annotations
 
 import html
@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import index_table, rejects_table, run_cli
+from conftest import index_table, rejects_table, run_cli, shard_samples
 from vidcurate.pipelines.report import write_report
 from vidcurate.schemas import INDEX, REJECT
 
@@ -130,6 +130,30 @@ def test_captions_and_candidates_are_html_escaped(split_build, tmp_path):
     assert "<script" not in page and "<img src=x" not in page and "<x>" not in page and "<b>title" not in page
     assert page.count(html.escape(EVIL)) >= 2  # the chosen caption and its candidate
     assert "&lt;/div&gt;&lt;b&gt;title&lt;/b&gt;" in page and "metadata_teacher&quot;&gt;&lt;x&gt;" in page
+
+
+def test_markup_in_titles_reject_details_and_the_output_path_is_escaped_by_the_template(corpus, tmp_path):
+    """Text from a manifest reaches the page only as text: a built dataset, not an edited one."""
+    title = '<script>alert(1)</script> <b>bold</b> 1 < 2 > 0 & "quotes" &lt;script&gt;alert(2)&lt;/script&gt;'
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"uri": str(corpus["compilation"]), "title": title}) + "\n"
+                        + json.dumps({"uri": str(tmp_path / "<b>gone</b>.mp4")}) + "\n")
+    out = tmp_path / 'a&b <i>"out"</i>'
+    done = run_cli("build", "--input", str(manifest), "--output", str(out), "--config", "split",
+                   "--max-failure-ratio", "0.9")
+    assert done.returncode == 0, done.stderr
+    stored = {json.loads(s["json"])["source"]["title"] for s in shard_samples(out).values()}
+    assert len(stored) == 1 and "<" in stored.pop()  # the title still holds markup when the report reads it
+    detail = next(r["detail"] for r in rejects_table(out) if r["reason"] == "file_not_found")
+    assert "<b>gone</b>" in detail
+    for page in (open(out / "report.html", encoding="utf-8").read(), report_of(out)):  # by the build, by the CLI
+        assert "<script" not in page and "<b>" not in page and "<i>" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;bold&lt;/b&gt; 1 &lt; 2 &gt; 0 &amp; &quot;quotes&quot;" \
+               in page
+        assert "&amp;lt;script&amp;gt;alert(2)" in page  # an entity in the title is text, shown as typed
+        assert f"<td>{html.escape(detail)}</td>" in page and "&lt;b&gt;gone&lt;/b&gt;" in page
+        assert f"<title>vidcurate report: {html.escape(out.name)}</title>" in page
+        assert "a&amp;b &lt;i&gt;&quot;out&quot;&lt;/i&gt;" in page
 
 
 def test_a_build_with_no_clips_gets_a_report_that_says_so(tmp_path):
