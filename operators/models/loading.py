@@ -4,6 +4,11 @@ A model reference is one of:
   ``bundled:<name>``   a model shipped inside a Python package (works offline),
   a local folder       loaded from disk,
   a hub id             ``org/name``, downloaded by the library on first use.
+
+Every Hugging Face-style load (transformers models, processors, tokenizers, configs;
+sentence-transformers) goes through :func:`load_pretrained`, so a folder is always read
+with ``local_files_only`` and every failure names the reference the same way:
+``cannot load the <what> from <describe(ref)>: <reason>``.
 """
 from __future__ import annotations
 
@@ -45,7 +50,7 @@ def looks_like_path(ref: str) -> bool:
     return ref.startswith(("/", "~", "./", "../", ".\\")) or ref.count("/") > 1 or os.path.exists(ref)
 
 
-def resolve(ref: str) -> tuple[str, bool]:
+def resolve(ref: str, what: str = "a model") -> tuple[str, bool]:
     """What to hand a ``from_pretrained``-style loader for ``ref``, and whether it is a local folder.
 
     A reference that can only be a path (see ``looks_like_path``) but is not a folder fails
@@ -54,6 +59,45 @@ def resolve(ref: str) -> tuple[str, bool]:
     if os.path.isdir(path):
         return path, True
     if looks_like_path(ref):
-        raise OperatorSetupError(f"cannot load a model from {describe(ref)} "
+        raise OperatorSetupError(f"cannot load {what} from {describe(ref)} "
                                  f"(a model is a local folder or a hub id such as org/name)")
     return ref, False
+
+
+def quiet_progress_bars() -> None:
+    """No "Loading weights" / download bars from transformers in build logs (no-op without it)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+
+
+def load_pretrained(loader, ref: str, revision: str | None = None, what: str = "model",
+                    to_device: str | None = None, **kwargs):
+    """``loader.from_pretrained(ref)`` (or ``loader(ref)`` for a plain callable such as
+    ``SentenceTransformer``) with vidcurate's reference rules.
+
+    The reference is resolved first (``~`` expanded; a path that is not a folder fails
+    before any hub lookup); a folder is read with ``local_files_only`` so a missing file is
+    reported as missing instead of being looked for on the hub under the folder's name;
+    ``revision`` is passed as given (the hub's default branch when None). ``to_device``
+    moves a model there and puts it in eval mode, inside the same error handling: a model
+    that loads but cannot be placed is just as unusable. Whatever the library raises
+    (OSError for missing files or an unknown hub id, ValueError for an unknown
+    architecture, ImportError for a missing optional package, RuntimeError for mismatched
+    weights, ...) becomes an :class:`OperatorSetupError` reading
+    ``cannot load the <what> from <describe(ref)>: <type>: <message>``.
+    """
+    path, local = resolve(ref, what=f"the {what}")
+    quiet_progress_bars()
+    load = getattr(loader, "from_pretrained", loader)
+    try:
+        loaded = load(path, revision=revision, local_files_only=local, **kwargs)
+        if to_device is not None:
+            loaded = loaded.to(to_device).eval()
+    except OperatorSetupError:
+        raise
+    except Exception as exc:
+        raise OperatorSetupError(f"cannot load the {what} from {describe(ref)}: {type(exc).__name__}: {exc}") from exc
+    return loaded

@@ -26,7 +26,7 @@ import io
 
 from vidcurate.operators.base import OperatorSetupError
 from vidcurate.operators.models.generation import Generation, GenerationParams, GenerationRequest
-from vidcurate.operators.models.loading import describe, require, resolve
+from vidcurate.operators.models.loading import describe, load_pretrained, require
 
 KINDS = ("vlm", "captioner", "text")
 # Image captioners, and whether they take the prompt as text input (see the module docstring).
@@ -42,36 +42,18 @@ class TransformersBackend:
         self.model_id, self.revision = model, revision
         self._torch = torch = require("torch", "torch", "the transformers caption backend")
         tf = require("transformers", "transformers", "the transformers caption backend")
-        try:
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()  # no "Loading weights" bars in build logs
-        except ImportError:
-            pass
-        path, local = resolve(model)
         where = describe(model)
-        load = {"revision": revision, "local_files_only": local}
-
+        # The config first: a wrong reference fails before the device is checked or weights load.
+        config = load_pretrained(tf.AutoConfig, model, revision, what="model config")
         self.device = _resolve_device(device, torch)
         self.dtype = _resolve_dtype(dtype, self.device, torch)
-        try:
-            config = tf.AutoConfig.from_pretrained(path, **load)
-        except Exception as exc:
-            raise OperatorSetupError(f"cannot read the model config from {where}: {type(exc).__name__}: {exc}") from exc
         self.model_type = getattr(config, "model_type", "")
         self.kind = _resolve_kind(kind, config, where)
-        try:
-            self.model = _model_class(self.kind, config, tf).from_pretrained(path, dtype=self.dtype, **load)
-            self.model.to(self.device).eval()
-        except Exception as exc:
-            raise OperatorSetupError(
-                f"cannot load the {self.kind} model from {where}: {type(exc).__name__}: {exc}") from exc
-        try:
-            loader = tf.AutoTokenizer if self.kind == "text" else tf.AutoProcessor
-            self.processor = loader.from_pretrained(path, **load)
-        except Exception as exc:
-            raise OperatorSetupError(f"cannot load the {'tokenizer' if self.kind == 'text' else 'processor'} "
-                                     f"from {where}: {type(exc).__name__}: {exc}") from exc
+        self.model = load_pretrained(_model_class(self.kind, config, tf), model, revision, what=f"{self.kind} model",
+                                     to_device=self.device, dtype=self.dtype)
+        text = self.kind == "text"
+        self.processor = load_pretrained(tf.AutoTokenizer if text else tf.AutoProcessor, model, revision,
+                                         what="tokenizer" if text else "processor")
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         if self.kind != "text" and getattr(self.processor, "image_processor", None) is None:
             raise OperatorSetupError(f"{where} has no image processor: a {self.kind} model needs one "

@@ -62,8 +62,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vidcurate.operators.base import OperatorSetupError
-from vidcurate.operators.models.loading import describe, require, resolve
+from vidcurate.operators.models.image_tower import ImageTower
+from vidcurate.operators.models.loading import require
 
 __all__ = ["EmbedderThresholds", "FrameEmbedder", "ClassicalEmbedder", "TransformersImageEmbedder",
            "make_embedder", "distance_for_cosine", "EMBEDDER_KINDS", "CLASSICAL_THRESHOLDS",
@@ -234,88 +234,27 @@ TRANSFORMERS_THRESHOLDS = EmbedderThresholds(
 
 
 class TransformersImageEmbedder(FrameEmbedder):
-    """Image embeddings of a CLIP/SigLIP-style image-text model through transformers.
+    """Image embeddings of a CLIP/SigLIP-style image-text model, with thresholds for them.
 
-    ``model`` is a local folder or a hub id holding the model and its image processor
-    (``AutoModel`` + ``AutoImageProcessor``); features come from ``get_image_features``.
-    Default thresholds: see ``TRANSFORMERS_THRESHOLDS`` (CLIP image-image cosines run
-    much higher than ImageBind's, so each of Panda's cosines is shifted up; they are
-    reasoned, not measured on a real checkpoint; pass ``thresholds=`` to override).
+    The model is an :class:`~vidcurate.operators.models.image_tower.ImageTower` (a local
+    folder or a hub id holding ``AutoModel`` + ``AutoImageProcessor``; features from
+    ``get_image_features``), shared with anything else that embeds frames with such a
+    model; this class adds only what splitting needs. Default thresholds: see
+    ``TRANSFORMERS_THRESHOLDS`` (CLIP image-image cosines run much higher than
+    ImageBind's, so each of Panda's cosines is shifted up; they are reasoned, not
+    measured on a real checkpoint; pass ``thresholds=`` to override).
     """
 
     name = "transformers"
 
     def __init__(self, model: str, revision: str | None = None, device: str = "cpu", batch_size: int = 32,
                  thresholds: EmbedderThresholds | None = None):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model_ref = model
-        self.revision = revision
-        self.device = device
-        self.batch_size = batch_size
         self.thresholds = thresholds or TRANSFORMERS_THRESHOLDS
-        self._torch = require("torch", "torch", "the transformers frame embedder")
-        transformers = require("transformers", "transformers", "the transformers frame embedder")
-        try:
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()  # no "Loading weights" bars in build logs
-        except ImportError:
-            pass
-        where, local = resolve(model)
-        try:
-            load = {"revision": revision, "local_files_only": local}
-            self.processor = transformers.AutoImageProcessor.from_pretrained(where, **load)
-            self.model = transformers.AutoModel.from_pretrained(where, **load).to(device).eval()
-        except Exception as exc:
-            raise OperatorSetupError(f"cannot load image embedder from {describe(model)}: "
-                                     f"{type(exc).__name__}: {exc}") from exc
-        if not callable(getattr(self.model, "get_image_features", None)):
-            raise OperatorSetupError(
-                f"{describe(model)} loads as {type(self.model).__name__}, which has no get_image_features: "
-                f"use a CLIP/SigLIP-style image-text model")
-        self._dtype = next(self.model.parameters()).dtype
-        try:  # one tiny frame: the embedding size, and proof the model runs
-            self.dim = int(self._embed_batch(np.zeros((1, 32, 32, 3), dtype=np.uint8)).shape[1])
-        except Exception as exc:
-            raise OperatorSetupError(f"image embedder from {describe(model)} failed on a test frame: "
-                                     f"{type(exc).__name__}: {exc}") from exc
+        self.tower = ImageTower(model, revision=revision, device=device, batch_size=batch_size)
+        self.dim = self.tower.dim
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
-        frames = _as_frames(frames)
-        if len(frames) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.concatenate([self._embed_batch(frames[i:i + self.batch_size])
-                               for i in range(0, len(frames), self.batch_size)], axis=0)
-
-    def _embed_batch(self, frames: np.ndarray) -> np.ndarray:
-        torch = self._torch
-        inputs = self.processor(images=list(frames), return_tensors="pt")
-        pixel_values = inputs["pixel_values"].to(self.device, dtype=self._dtype)
-        with torch.inference_mode():
-            output = self.model.get_image_features(pixel_values=pixel_values)
-        features = _image_features(output, torch).float()
-        features = torch.nn.functional.normalize(features, dim=-1)
-        return features.cpu().numpy().astype(np.float32, copy=False)
-
-
-def _image_features(output, torch):
-    """The pooled image embedding from whatever ``get_image_features`` returned.
-
-    transformers 4 returns a tensor; transformers 5 a ``BaseModelOutputWithPooling``
-    whose ``pooler_output`` is the (projected) embedding, or its tuple form.
-    """
-    if torch.is_tensor(output):
-        features = output
-    else:
-        features = getattr(output, "pooler_output", None)
-        if features is None and isinstance(output, (tuple, list)):
-            features = next((t for t in output if torch.is_tensor(t) and t.ndim == 2), None)
-        if features is None:
-            raise TypeError(f"get_image_features returned {type(output).__name__} without a pooled embedding")
-    if features.ndim != 2:
-        features = features.reshape(features.shape[0], -1)
-    return features
+        return self.tower.embed(_as_frames(frames))
 
 
 # ---- factory ----------------------------------------------------------------------------
