@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, replace
-from typing import ClassVar, Iterable
+from typing import ClassVar, Iterable, Iterator
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -132,6 +132,37 @@ class Operator(BaseModel):
         if self._ready:
             self.teardown()
             self._ready = False
+
+    def is_stateful(self) -> bool:
+        """Whether it holds what setup() loaded (models) or GPUs: runners then keep one instance
+        alive across batches (on Ray: an actor) instead of a fresh one per batch (a task)."""
+        return type(self).setup is not Operator.setup or self.declared_resources().gpus > 0
+
+    def stream(self, batches: Iterable[list[dict]], progress=None) -> Iterator[list[dict]]:
+        """Call the operator on full batches of its declared size as records arrive; the rest at
+        the end. ``progress`` (anything with ``advance(name, ok_in, ok_out, seconds=)``) is told
+        after every batch."""
+        size = self.declared_resources().batch_size
+        pending: list[dict] = []
+        for batch in batches:
+            pending.extend(batch)
+            first = 0
+            while len(pending) - first >= size:
+                yield self._call_reporting(pending[first:first + size], progress)
+                first += size
+            del pending[:first]
+        if pending:
+            yield self._call_reporting(pending, progress)
+
+    def _call_reporting(self, batch: list[dict], progress) -> list[dict]:
+        if progress is None:
+            return self(batch)
+        started = time.perf_counter()
+        done = self(batch)
+        # ok records only, as the operator's own records_in / records_out counters
+        progress.advance(self.name, sum(1 for r in batch if is_ok(r)), sum(1 for r in done if is_ok(r)),
+                         seconds=time.perf_counter() - started)
+        return done
 
     def __call__(self, records: Iterable[dict]) -> list[dict]:
         self.ensure_setup()

@@ -1,10 +1,9 @@
 """Counters and timers, one interface for every operator and runner, merged at the end."""
 from __future__ import annotations
 
-import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterable
 
 
 @dataclass
@@ -20,13 +19,13 @@ class Stats:
     def add_time(self, key: str, seconds: float) -> None:
         self.seconds[key] = self.seconds.get(key, 0.0) + seconds
 
-    @contextmanager
-    def timer(self, key: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add_time(key, time.perf_counter() - start)
+    @classmethod
+    def total(cls, parts: Iterable["Stats"]) -> "Stats":
+        """The sum of several stats (a runner's stages, a fused stage's operators, ...)."""
+        out = cls()
+        for part in parts:
+            out.merge(part)
+        return out
 
     def merge(self, other: "Stats") -> "Stats":
         self.counters.update(other.counters)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from vidcurate.pipelines import samples
+import samples
 
 VIDCURATE = [sys.executable, "-m", "vidcurate.pipelines.cli"]
 

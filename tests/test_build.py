@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import index_table, rejects_table, run_cli, shard_samples
+from vidcurate.operators.write.layout import read_clip_mp4
 
 pytestmark = pytest.mark.slow
 FRAME = 1 / 25  # the corpus is 25 fps
@@ -84,6 +85,7 @@ def test_shards_hold_mp4_json_txt_matching_the_index(default_build):
         with open(os.path.join(out, "shards", row["shard"]), "rb") as handle:  # random access by offset
             handle.seek(row["mp4_offset"])
             assert handle.read(row["mp4_bytes"]) == sample["mp4"]
+        assert read_clip_mp4(str(out), row) == sample["mp4"]  # the one module that knows the layout
         assert meta["provenance"]["config_hash"] and meta["provenance"]["schema_version"]
         assert any(c["text"] == row["caption"] for c in meta["candidates"])
 

@@ -37,7 +37,7 @@ def test_bad_config_exits_2_naming_the_field(tmp_path):
 
 
 def test_ops_gives_every_operator_its_own_description():
-    from vidcurate.pipelines.registry import OPERATORS
+    from vidcurate.pipelines.build.registry import OPERATORS
 
     done = run_cli("ops")
     assert done.returncode == 0, done.stderr
@@ -73,7 +73,7 @@ def test_ops_shows_allowed_values_types_required_fields_and_readable_resources()
 def test_no_operator_points_users_at_a_file_they_do_not_have():
     import sys
 
-    from vidcurate.pipelines.registry import OPERATORS, operator_class
+    from vidcurate.pipelines.build.registry import OPERATORS, operator_class
 
     for name in OPERATORS:
         cls = operator_class(name)
@@ -83,7 +83,7 @@ def test_no_operator_points_users_at_a_file_they_do_not_have():
 
 
 def test_config_with_an_unknown_name_lists_the_bundled_configs():
-    from vidcurate.pipelines.config import bundled_configs
+    from vidcurate.pipelines.build.config import bundled_configs
 
     done = run_cli("config", "nosuch")
     assert done.returncode == 2 and "Traceback" not in done.stderr
@@ -269,7 +269,7 @@ def test_inputs_a_stopped_build_never_reached_are_listed_as_transient_rejects(tm
     for i in range(5):
         (folder / f"empty{i}.mp4").write_bytes(b"")
     config = tmp_path / "c.yaml"
-    config.write_text(open(os.path.join(os.path.dirname(__file__), "..", "pipelines", "configs",
+    config.write_text(open(os.path.join(os.path.dirname(__file__), "..", "pipelines", "build", "configs",
                                         "default.yaml")).read()
                       .replace("videos_per_chunk: 4", "videos_per_chunk: 2")
                       .replace("failure_ratio_min_inputs: 8", "failure_ratio_min_inputs: 2"))
@@ -281,3 +281,14 @@ def test_inputs_a_stopped_build_never_reached_are_listed_as_transient_rejects(tm
     stopped = [r for r in rows if r["reason"] == "build_stopped"]
     assert len(stopped) == 3 and all(r["transient"] and r["stage"] == "build" for r in stopped)
     assert os.path.exists(out / "stats.json")
+
+
+def test_runner_names_come_from_the_one_registry(tmp_path):
+    from vidcurate.pipelines.runners import RUNNERS
+
+    done = run_cli("build", "-i", str(tmp_path), "-o", str(tmp_path / "out"), "--runner", "nope")
+    assert done.returncode == 2 and all(f"'{name}'" in done.stderr for name in RUNNERS), done.stderr
+    config = tmp_path / "c.yaml"
+    config.write_text("pipeline:\n  - op: probe\nrun:\n  runner: nope\n")
+    done = run_cli("build", "-i", str(tmp_path), "-o", str(tmp_path / "out"), "-c", str(config))
+    assert done.returncode == 2 and f"unknown runner 'nope'; one of: {', '.join(RUNNERS)}" in done.stderr

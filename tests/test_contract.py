@@ -7,7 +7,7 @@ import pytest
 from pydantic import Field, ValidationError
 
 from vidcurate.operators.base import Operator, RecordError, Resources, reject
-from vidcurate.pipelines.config import ConfigError, build_operator, load_config
+from vidcurate.pipelines.build.config import ConfigError, build_operator, load_config
 from vidcurate.pipelines.runners.local import LocalRunner
 
 

@@ -21,7 +21,7 @@ def test_the_readme_config_lists_the_default_pipeline_in_order():
     section = _readme().split("## Configuration", 1)[1]
     listing = section.split("```yaml", 1)[1].split("```", 1)[0]
     listed = re.findall(r"^\s*- op: (\S+)", listing, re.MULTILINE)
-    default = yaml.safe_load(resources.files("vidcurate.pipelines.configs").joinpath("default.yaml").read_text())
+    default = yaml.safe_load(resources.files("vidcurate.pipelines.build.configs").joinpath("default.yaml").read_text())
     assert listed == [step["op"] for step in default["pipeline"]]
 
 

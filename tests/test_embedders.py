@@ -24,7 +24,7 @@ from vidcurate.operators.split.embedders import (
     distance_for_cosine,
     make_embedder,
 )
-from vidcurate.pipelines import samples
+import samples
 
 BIKES_BOUNDS = (0, *samples.BIKES_CUT_FRAMES, samples.BIKES_FRAMES)
 BIKES_SHOTS = list(zip(BIKES_BOUNDS[:-1], BIKES_BOUNDS[1:]))

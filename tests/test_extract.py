@@ -12,7 +12,7 @@ from PIL import Image
 from vidcurate.operators.extract import ExtractClips
 from vidcurate.operators.probe import ProbeVideo
 from vidcurate.operators.split.shots import ShotSplit
-from vidcurate.pipelines import samples
+import samples
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from vidcurate.operators.filters import (FILTERS, AspectRatioFilter, DurationFil
                                          ResolutionFilter, TextAreaFilter)
 from vidcurate.operators.media import run_ffmpeg
 from vidcurate.operators.probe import ProbeVideo
-from vidcurate.pipelines import samples
+import samples
 from vidcurate.schemas.records import clip_id_for, rejected, video_id_for
 
 FPS = 25.0  # bikes.mp4 and bigbuckbunny.mp4

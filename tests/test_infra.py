@@ -90,7 +90,7 @@ def _gpu_stage_packing(gpus: list[float], per_node: float) -> int:
 
 
 def _bundled_config_resources(name: str):
-    from vidcurate.pipelines.config import load_config
+    from vidcurate.pipelines.build.config import load_config
 
     return [(op.name, op.declared_resources()) for op in load_config(name).operators()]
 
@@ -360,7 +360,7 @@ def test_rayjob_entrypoint_uses_real_build_options(rayjob):
 
 
 def test_rayjob_entrypoint_names_a_bundled_config(rayjob):
-    from vidcurate.pipelines.config import bundled_configs, load_config
+    from vidcurate.pipelines.build.config import bundled_configs, load_config
 
     _, values = _entrypoint_options(rayjob)
     assert values["config_path"] in bundled_configs()
@@ -402,6 +402,16 @@ def _torch_pin(dockerfile: str) -> str:
     raise AssertionError(f"{dockerfile}: torch is not pinned")
 
 
+def _package_roots() -> list[str]:
+    """setup.py's ROOTS: the top-level folders installed as vidcurate.<folder>."""
+    import ast
+
+    tree = ast.parse(_text("setup.py"))
+    [roots] = [node.value for node in tree.body if isinstance(node, ast.Assign)
+               and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["ROOTS"]]
+    return sorted(ast.literal_eval(roots))
+
+
 @pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.cuda"])
 def test_dockerfile_pins_torch_and_installs_the_package(dockerfile):
     text = _text("infra", dockerfile)
@@ -409,10 +419,9 @@ def test_dockerfile_pins_torch_and_installs_the_package(dockerfile):
     assert _torch_pin(dockerfile) == installed, f"{dockerfile}: pins torch {_torch_pin(dockerfile)}, tests run {installed}"
     for line in re.findall(r"^FROM\s+(\S+)", text, flags=re.M):
         assert ":" in line.split("/")[-1] and not line.endswith(":latest"), f"{dockerfile}: unpinned base {line}"
-    project = tomllib.loads(_text("pyproject.toml"))
-    for folder in sorted(set(project["tool"]["setuptools"]["package-dir"].values())):
+    for folder in _package_roots():
         assert re.search(rf"^COPY {folder} {folder}$", text, flags=re.M), f"{dockerfile}: does not copy {folder}/"
-    assert "COPY pyproject.toml" in text
+    assert re.search(r"^COPY pyproject.toml setup.py ", text, flags=re.M), f"{dockerfile}: packaging files"
     assert re.search(r"^RUN .*(pip|uv pip) install[^\n]*(\\\n[^\n]*)*\"\.\[ocr\]\"", text, flags=re.M), \
         f"{dockerfile}: does not install the package (with its ocr extra) from the copied source"
     users = re.findall(r"^USER\s+(\S+)", text, flags=re.M)

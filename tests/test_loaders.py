@@ -20,8 +20,9 @@ import torch
 import webdataset as wds
 
 from conftest import index_table, run_cli
-from vidcurate.pipelines import loaders, samples
-from vidcurate.pipelines.loaders import frame_indices, make_dataloader, shard_urls, webdataset_pipeline
+import samples
+from vidcurate.pipelines.train import loaders
+from vidcurate.pipelines.train.loaders import frame_indices, make_dataloader, shard_urls, webdataset_pipeline
 
 SMALL = dict(num_frames=4, size=(48, 64))
 
@@ -163,7 +164,7 @@ def test_decord_failure_falls_back_to_pyav(mixed, monkeypatch, caplog):
 
     reference = next(iter(webdataset_pipeline(out, **SMALL)))["frames"]
     monkeypatch.setattr(loaders, "_decode_decord", broken)
-    with caplog.at_level(logging.WARNING, logger="vidcurate.pipelines.loaders"):
+    with caplog.at_level(logging.WARNING, logger="vidcurate.pipelines.train.loaders"):
         frames = next(iter(webdataset_pipeline(out, **SMALL)))["frames"]
     assert "decoding it with PyAV" in caplog.text and "decord is broken today" in caplog.text
     assert frames.shape == reference.shape and frames.dtype == torch.uint8
@@ -187,7 +188,7 @@ def test_decord_failure_falls_back_to_pyav(mixed, monkeypatch, caplog):
 @pytest.fixture(scope="module")
 def small_build(corpus, tmp_path_factory) -> str:
     """The two good corpus videos, cheap teachers, at most 2 clips per shard."""
-    from vidcurate.pipelines.config import OutputConfig
+    from vidcurate.pipelines.build.config import OutputConfig
 
     folder = tmp_path_factory.mktemp("loaders")
     manifest = folder / "manifest.jsonl"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import index_table, rejects_table, run_cli, shard_samples
-from vidcurate.pipelines import samples
+import samples
 from vidcurate.schemas.manifest import ManifestError, read_inputs
 from vidcurate.schemas.records import SOURCE, clip_id_for, video_id_for
 

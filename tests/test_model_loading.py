@@ -34,7 +34,7 @@ def _save_image_text_model(folder, family: str, tokenizer: bool = True) -> str:
     from tokenizers.processors import TemplateProcessing
     from transformers.utils import is_torchvision_available
 
-    from vidcurate.pipelines.tiny_models import word_tokenizer
+    from vidcurate.pipelines.bench.tiny_models import word_tokenizer
 
     tok = word_tokenizer(["<pad>", "<unk>", "<s>", "</s>"], pad_token="<pad>", unk_token="<unk>",
                          bos_token="<s>", eos_token="</s>")

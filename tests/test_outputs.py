@@ -11,9 +11,9 @@ import pytest
 
 from conftest import index_table, shard_samples
 from vidcurate.operators.write.sink import bucket_of
-from vidcurate.pipelines import samples
+import samples
 from vidcurate.pipelines.build import build
-from vidcurate.pipelines.config import BuildConfig
+from vidcurate.pipelines.build.config import BuildConfig
 
 PIPELINE = [
     {"op": "probe"},
@@ -45,7 +45,7 @@ def _config(pipeline=PIPELINE, **output) -> BuildConfig:
 
 
 def test_the_card_says_how_much_video_in_a_unit_that_reads():
-    from vidcurate.pipelines.card import readable_duration
+    from vidcurate.pipelines.build.card import readable_duration
 
     assert [readable_duration(s) for s in (0.0, 27.3, 750, 11520)] == ["0.0 s", "27.3 s", "12.5 min", "3.20 hours"]
 

@@ -1,4 +1,4 @@
-"""Build progress (pipelines/progress.py): bars on a terminal, quiet in logs, same records either way."""
+"""Build progress (pipelines/build/progress.py): bars on a terminal, quiet in logs, same records either way."""
 from __future__ import annotations
 
 import io
@@ -8,7 +8,7 @@ from typing import ClassVar
 from rich.console import Console
 
 from vidcurate.operators.base import Operator, RecordError, Resources
-from vidcurate.pipelines.progress import Progress
+from vidcurate.pipelines.build.progress import Progress
 from vidcurate.pipelines.runners.local import LocalRunner
 
 STAGES = ["fan_out", "scorer"]

@@ -72,7 +72,7 @@ def test_a_worker_that_dies_mid_build_is_retried_and_nothing_is_lost_or_doubled(
 def test_videos_stream_through_ray_a_batch_of_clips_at_a_time_with_the_local_result(corpus, tmp_path, fuse):
     import json
 
-    from vidcurate.pipelines.bench_split import make_input
+    from vidcurate.pipelines.bench.split import make_input
 
     long_video = tmp_path / "bikes_30s.mp4"  # bikes looped: 18 shots with real cuts
     make_input(str(long_video), 30, 144)
@@ -96,22 +96,22 @@ def test_videos_stream_through_ray_a_batch_of_clips_at_a_time_with_the_local_res
 
 def test_ray_stages_fuse_cpu_operators_and_keep_each_gpu_operator_alone():
     from vidcurate.operators.teachers.generative import VideoTeacher
-    from vidcurate.pipelines.config import BuildConfig
-    from vidcurate.pipelines.runners.ray_runner import FusedStages, needs_actor, plan_stages
+    from vidcurate.pipelines.build.config import BuildConfig
+    from vidcurate.pipelines.runners.ray_runner import FusedStages, plan_stages
 
     ops = BuildConfig(pipeline=CHEAP).operators()
     gpu = VideoTeacher(model="some/vlm", gpus=0.5)
     stages = plan_stages([*ops[:3], gpu, *ops[3:]])
     assert [type(s).__name__ for s in stages] == ["FusedStages", "VideoTeacher", "FusedStages"]
     assert [o.name for o in stages[0].operators] == ["probe", "split_shots", "extract_clips"]
-    assert stages[1].declared_resources().gpus == 0.5 and needs_actor(stages[1])
-    assert needs_actor(stages[2])  # the selector loads a model: the fused stage is an actor pool
-    assert not needs_actor(FusedStages(ops[:1]))  # probe alone: plain Ray tasks
+    assert stages[1].declared_resources().gpus == 0.5 and stages[1].is_stateful()
+    assert stages[2].is_stateful()  # the selector loads a model: the fused stage is an actor pool
+    assert not FusedStages(ops[:1]).is_stateful()  # probe alone: plain Ray tasks
     assert plan_stages(ops, fuse_cpu=False) == ops  # one Ray stage per operator
 
 
 def test_ray_cpu_plan_shrinks_actor_requests_on_a_small_cluster_so_tasks_still_run(caplog):
-    from vidcurate.pipelines.config import BuildConfig
+    from vidcurate.pipelines.build.config import BuildConfig
     from vidcurate.pipelines.runners.ray_runner import plan_cpus, plan_stages
 
     # Unfused: probe, extract_clips and metadata_teacher are tasks (the largest asks 1 CPU);
@@ -130,7 +130,7 @@ def test_ray_cpu_plan_shrinks_actor_requests_on_a_small_cluster_so_tasks_still_r
 
 
 def test_bench_ray_interleaves_the_runners_in_rounds_and_keeps_the_fastest_of_each(monkeypatch, tmp_path):
-    from vidcurate.pipelines import bench_ray
+    from vidcurate.pipelines.bench import ray as bench_ray
 
     calls = []
     times = iter([9.0, 20.0, 7.0, 25.0, 8.0, 14.0])  # local, ray, local, ray, ...: drift hits both

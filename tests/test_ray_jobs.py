@@ -20,7 +20,7 @@ import urllib.request
 import pytest
 
 from conftest import index_table, shard_samples
-from vidcurate.pipelines import samples
+import samples
 
 VENV_BIN = os.path.dirname(sys.executable)
 RAY = os.path.join(VENV_BIN, "ray") if os.path.exists(os.path.join(VENV_BIN, "ray")) else shutil.which("ray")
@@ -222,15 +222,16 @@ def test_shipped_package_is_what_the_job_imports(ray_head, tmp_path, monkeypatch
     """py_modules: a node without vidcurate imports the shipped copy (here it wins over the install)."""
     from ray.job_submission import JobSubmissionClient
 
-    from vidcurate.pipelines.cli import _follow_job, _stage_package
+    from vidcurate.pipelines.runners.ray_jobs import follow_job, package_parts, stage_package
 
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     client = JobSubmissionClient(ray_head["address"])
     code = ("import vidcurate.pipelines.cli as c, vidcurate.operators.probe as p, vidcurate.schemas.records as r; "
             "print('FILES', c.__file__, p.__file__, r.__file__)")
     job_id = client.submit_job(entrypoint=f"python -c {code!r}",
-                               runtime_env={"py_modules": [_stage_package(str(tmp_path))]})
-    assert _follow_job(client, job_id) == "SUCCEEDED"
+                               runtime_env={"py_modules": [stage_package(str(tmp_path))]})
+    assert follow_job(client, job_id) == "SUCCEEDED"
+    assert package_parts() == ["operators", "pipelines", "schemas"]  # found, not listed
     files = client.get_job_logs(job_id).split("FILES ", 1)[1].split()
     assert len(files) == 3 and all("py_modules_files" in f for f in files), files
     assert not any(f.startswith(os.path.dirname(os.path.dirname(__file__))) for f in files)

@@ -19,7 +19,7 @@ import yaml
 from conftest import VIDCURATE, index_table, rejects_table, run_cli, shard_samples
 from vidcurate.operators.write.destination import Destination
 from vidcurate.operators.write.journal import Journal
-from vidcurate.pipelines import samples
+import samples
 
 CONFIG = {
     "pipeline": [

@@ -13,7 +13,7 @@ from vidcurate.operators.probe import ProbeVideo
 from vidcurate.operators.split.embedders import CLASSICAL_THRESHOLDS
 from vidcurate.operators.split.presets import PRESETS
 from vidcurate.operators.split.shots import ShotSplit
-from vidcurate.pipelines import samples
+import samples
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def test_bench_split_prints_every_figure(tmp_path):
 @pytest.mark.slow
 def test_split_with_the_text_area_filter_scores_every_clip(tmp_path, corpus):
     config = tmp_path / "split_ocr.yaml"
-    bundled = open(os.path.join(os.path.dirname(__file__), "..", "pipelines", "configs", "split.yaml")).read()
+    bundled = open(os.path.join(os.path.dirname(__file__), "..", "pipelines", "build", "configs", "split.yaml")).read()
     config.write_text(bundled.replace("    keyframes: middle\n", "    keyframes: middle\n  - op: filter_text_area\n"))
     out = tmp_path / "clips"
     done = run_cli("split", str(corpus["compilation"]), "-o", str(out), "-c", str(config), "--preset", "panda70m-code")

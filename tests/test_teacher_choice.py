@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import run_cli
-from vidcurate.pipelines.teacher_choice import Step, choose_teachers
+from vidcurate.pipelines.labels.teacher_choice import Step, choose_teachers
 
 # Ten clips. Alone: A 5, B 4, C 3, D 1, E 1, F 0. Greedy: A (c1-c5); then C, which adds
 # c6-c8 (3), not B, the second best alone (4), which adds only c6; after C, B adds nothing.

@@ -53,7 +53,7 @@ def _samples(out) -> dict[str, dict]:
 @pytest.mark.slow
 def test_build_with_an_http_video_teacher(openai_server, corpus, tmp_path):
     from vidcurate.pipelines.build import build
-    from vidcurate.pipelines.config import load_config
+    from vidcurate.pipelines.build.config import load_config
 
     config = {
         "pipeline": [
@@ -266,7 +266,7 @@ def test_requests_per_second_limits_the_rate(openai_server):
 
 # ---- (g) configuration errors ------------------------------------------------------------------------------------------
 def test_missing_endpoint_is_a_config_error_naming_the_step(tmp_path):
-    from vidcurate.pipelines.config import ConfigError, load_config
+    from vidcurate.pipelines.build.config import ConfigError, load_config
 
     config = tmp_path / "no-endpoint.yaml"
     config.write_text("pipeline:\n  - op: probe\n  - op: split_shots\n  - op: extract_clips\n"

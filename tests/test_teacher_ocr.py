@@ -16,7 +16,7 @@ from vidcurate.operators.media import run_ffmpeg
 from vidcurate.operators.models.ocr import MODEL_ID
 from vidcurate.operators.probe import ProbeVideo
 from vidcurate.operators.teachers.ocr import OcrTeacher, line_key
-from vidcurate.pipelines import samples
+import samples
 from vidcurate.schemas.records import clip_id_for, video_id_for
 
 SHOT = (3.04, 2.44)  # bikes.mp4's third shot (start, seconds): one clip, no cut inside

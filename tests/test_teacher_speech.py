@@ -14,7 +14,7 @@ import pytest
 
 from conftest import run_cli, shard_samples
 from vidcurate.operators.media import run_ffmpeg
-from vidcurate.pipelines import samples
+import samples
 
 pytestmark = [
     pytest.mark.slow,

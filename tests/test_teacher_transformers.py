@@ -22,7 +22,7 @@ from vidcurate.operators.base import OperatorSetupError
 from vidcurate.operators.models.generation import GenerationParams, GenerationRequest
 from vidcurate.operators.models.transformers_backend import TransformersBackend
 from vidcurate.operators.teachers.generative import FrameTeacher, TextTeacher, VideoTeacher
-from vidcurate.pipelines import samples
+import samples
 
 # Short outputs (< 8 words, so never "repetitive"), one word is enough, no sentence cutting:
 # random models then give a candidate per clip, which carries the provenance checked here.
@@ -353,7 +353,7 @@ def test_bench_teachers_prints_throughput_ratio_and_tokens(tmp_path):
 
 
 def test_gpu_config_names_a_real_open_model_for_every_teacher_family():
-    from vidcurate.pipelines.config import load_config
+    from vidcurate.pipelines.build.config import load_config
 
     config = load_config("panda70m-gpu")
     steps = {step["op"]: step for step in config.pipeline}

@@ -1,9 +1,9 @@
-"""The ``tiny_model`` fixture: tiny random transformers models (vidcurate.pipelines.tiny_models), built once."""
+"""The ``tiny_model`` fixture: tiny random transformers models (vidcurate.pipelines.bench.tiny_models), built once."""
 from __future__ import annotations
 
 import pytest
 
-from vidcurate.pipelines.tiny_models import build
+from vidcurate.pipelines.bench.tiny_models import build
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Clip filters: tiny operators that keep a clip or reject it with a counted reason.
 
-``FILTERS`` maps config names to "module:Class" for ``pipelines/registry.py``. Importing
+``FILTERS`` maps config names to "module:Class" for ``pipelines/build/registry.py``. Importing
 this package is cheap: the OCR library is imported in ``TextAreaFilter.setup()``.
 """
 from __future__ import annotations

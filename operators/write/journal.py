@@ -36,8 +36,7 @@ import json
 from dataclasses import dataclass, field
 
 from vidcurate.operators.write.destination import Destination
-
-JOURNAL_DIR = "_journal"
+from vidcurate.operators.write.layout import JOURNAL_DIR
 
 
 @dataclass

@@ -31,13 +31,11 @@ from vidcurate.operators.base import is_ok
 from vidcurate.operators.stats import Stats
 from vidcurate.operators.write.destination import Destination
 from vidcurate.operators.write.journal import Journal
+from vidcurate.operators.write.layout import INDEX_FILE, REJECTS_FILE, SHARDS_DIR, shard_names, shard_path
 from vidcurate.operators.write.samples import index_row, reject_row, sample_members
 from vidcurate.operators.write.shards import ShardWriter, drop_samples, shard_keys
 from vidcurate.schemas.records import INDEX, REJECT, SOURCE, rejected
 
-INDEX_FILE = "index.parquet"
-REJECTS_FILE = "rejects.parquet"
-SHARDS_DIR = "shards"
 
 
 @dataclass
@@ -97,7 +95,7 @@ class DatasetSink:
         """Make the output match the journal: drop partial files and orphan samples."""
         state = self.journal.state
         partials = self.dest.remove_partials(SHARDS_DIR)
-        on_disk = [n for n in self.dest.walk_files(SHARDS_DIR) if n.endswith(".tar")]
+        on_disk = shard_names(self.dest)
         # A done video whose shard is gone (deleted by hand) is redone.
         missing = {row["shard"] for v in state.videos.values() for row in v["samples"]} - set(on_disk)
         redo = [uri for uri, v in state.videos.items() if any(r["shard"] in missing for r in v["samples"])]
@@ -111,7 +109,7 @@ class DatasetSink:
             listed = state.shards.get(name)
             if listed is not None and set(listed) <= done.get(name, set()):
                 continue  # every sample in it belongs to a done video
-            path = f"{SHARDS_DIR}/{name}"
+            path = shard_path(name)
             data = self.dest.read_bytes(path)
             keys = shard_keys(data)
             keep = [k for k in keys if k in done.get(name, set())]

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import os
 
-from .read import SCAN_CLIPS, ReportError
-
-REPORT_FILE = "report.html"
+from vidcurate.operators.write.layout import REPORT_FILE
+from vidcurate.pipelines.report.read import SCAN_CLIPS, ReportError
 
 __all__ = ["ReportError", "write_report", "REPORT_FILE", "SCAN_CLIPS"]
 
@@ -38,7 +37,7 @@ def write_report(out: str, samples: int = 12, scan_clips: int = SCAN_CLIPS) -> s
     ``scan_clips`` clips are counted (0: every shard), in a fixed spread order that starts
     with the shards of the sample clips, so the report of a huge build costs a few shards,
     not a pass over the dataset; the page says how much was read."""
-    from . import html, read
+    from vidcurate.pipelines.report import html, read
 
     data = read.load(os.fspath(out))
     shards = read.scan_shards(data, read.pick_samples(data["index"], samples), scan_clips)

@@ -17,8 +17,8 @@ import time
 from collections import Counter, defaultdict
 from functools import lru_cache
 
-from . import plots
-from .read import CONFIG_FILE, reject_groups, runs, stages
+from vidcurate.pipelines.report import plots
+from vidcurate.pipelines.report.read import CONFIG_FILE, reject_groups, runs, stages
 
 TEMPLATE = "report.html.j2"
 

@@ -17,10 +17,9 @@ import os
 import tarfile
 from collections import Counter, defaultdict
 
-INDEX_FILE = "index.parquet"
-REJECTS_FILE = "rejects.parquet"
-STATS_FILE = "stats.json"
-CONFIG_FILE = "config.resolved.yaml"
+from vidcurate.operators.write.destination import Destination
+from vidcurate.operators.write.layout import CONFIG_FILE, INDEX_FILE, REJECTS_FILE, SHARDS_DIR, STATS_FILE, shard_names
+
 INDEX_COLUMNS = ("clip_id", "video_id", "uri", "start", "end", "duration", "caption", "caption_teacher", "score",
                  "num_candidates", "width", "height", "num_frames", "shard", "key", "mp4_bytes", "split")
 THUMB_WIDTH = 320
@@ -110,13 +109,13 @@ def scan_order(names: list[str], first: set[str]) -> list[str]:
 def scan_shards(data: dict, picked: list[dict], scan_clips: int) -> dict:
     """Teacher statistics from the json members of shards read in :func:`scan_order` until
     ``scan_clips`` clips are counted (0: all), and the picked clips' media (their shards come first)."""
-    shard_dir = os.path.join(data["out"], "shards")
+    shard_dir = os.path.join(data["out"], SHARDS_DIR)
     wanted = {row["key"]: row for row in picked}
     found: dict[str, dict] = {key: {} for key in wanted}
     teachers: dict[str, Counter] = defaultdict(Counter)
     candidate_scores: list[float] = []
     problems: list[str] = []
-    names = sorted(_shard_names(shard_dir))
+    names = shard_names(Destination(data["out"]))
     for name in {row["shard"] for row in data["index"]} - set(names):
         problems.append(f"shard {name} named in the index is missing")
     total_bytes = sum(os.path.getsize(os.path.join(shard_dir, name)) for name in names)
@@ -160,16 +159,6 @@ def scan_shards(data: dict, picked: list[dict], scan_clips: int) -> dict:
         samples.append({"row": row, "meta": media.get("json") or {}, "thumb": thumb})
     return {"names": names, "bytes": total_bytes, "teachers": teachers, "candidate_scores": candidate_scores,
             "samples": samples, "problems": problems, "read": read, "clips_read": clips_read}
-
-
-def _shard_names(shard_dir: str) -> list[str]:
-    """Shards under OUT/shards, nested by split or bucket or not, as '/'-separated relative paths."""
-    names = []
-    for root, _dirs, files in os.walk(shard_dir):
-        rel = os.path.relpath(root, shard_dir)
-        names += [f if rel == "." else f"{rel}/{f}".replace(os.sep, "/")
-                  for f in files if f.endswith(".tar") and not f.startswith(".")]
-    return names
 
 
 def _count_teachers(meta: dict, teachers: dict, scores: list) -> None:

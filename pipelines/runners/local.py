@@ -13,27 +13,28 @@ An optional ``progress`` (``pipelines.progress.Progress``, or anything with its
 records went in and out, and after every chunk how many videos it held. The caller owns
 its lifetime (``with Progress(...) as progress``); the runner only reports.
 
-A stage may provide its own ``stream(batches)`` (e.g. the stage cache); otherwise
-``stream_operator`` batches for it.
+Every stage streams itself (pipelines/runners/base.py): an operator calls itself on batches
+of its declared size, the stage cache loads or computes whole videos.
 """
 from __future__ import annotations
 
-import time
-from typing import Callable, Iterable, Iterator
+from typing import ClassVar, Iterable, Iterator
 
-from vidcurate.operators.base import Operator, is_ok
 from vidcurate.operators.stats import Stats
-
-# emit(records, finished): records = any records; finished = source uris all of whose
-# records have now been emitted.
-Emit = Callable[[list[dict], list[str]], None]
+from vidcurate.pipelines.runners.base import Emit, stream_stages
 
 
 class LocalRunner:
-    def __init__(self, operators: list[Operator], videos_per_chunk: int = 4, progress=None):
+    draws_progress: ClassVar[bool] = False
+
+    def __init__(self, operators: list, videos_per_chunk: int = 4, progress=None):
         self.operators = operators
         self.videos_per_chunk = videos_per_chunk
         self.progress = progress
+
+    @classmethod
+    def from_config(cls, stages: list, run, progress=None) -> "LocalRunner":
+        return cls(stages, run.videos_per_chunk, progress=progress)
 
     def run(self, sources: Iterable[dict], emit: Emit) -> Stats:
         try:
@@ -52,50 +53,8 @@ class LocalRunner:
         return self.stats()
 
     def stats(self) -> Stats:
-        """Every operator's counters and timers, merged (also after a stopped run)."""
-        stats = Stats()
-        for op in self.operators:
-            stats.merge(op.stats)
-        return stats
-
-
-def stream_stages(stages: list, batches: Iterable[list[dict]], progress=None) -> Iterator[list[dict]]:
-    """``batches`` of records through every stage in turn, lazily (a generator chain)."""
-    stream: Iterable[list[dict]] = batches
-    for stage in stages:
-        stream = stage.stream(stream) if hasattr(stage, "stream") else stream_operator(stage, stream, progress)
-    return iter(stream)
-
-
-def stream_operator(op: Operator, batches: Iterable[list[dict]], progress=None) -> Iterator[list[dict]]:
-    """Call ``op`` on full batches of its declared size as records arrive; the rest at the end."""
-    size = op.declared_resources().batch_size
-    pending: list[dict] = []
-    for batch in batches:
-        pending.extend(batch)
-        first = 0
-        while len(pending) - first >= size:
-            yield _call(op, pending[first:first + size], progress)
-            first += size
-        del pending[:first]
-    if pending:
-        yield _call(op, pending, progress)
-
-
-def run_operator(op: Operator, records: list[dict], progress=None) -> list[dict]:
-    """All ``records`` through ``op`` in batches of its declared size (a list in, a list out)."""
-    return [r for batch in stream_operator(op, [records], progress) for r in batch]
-
-
-def _call(op: Operator, batch: list[dict], progress) -> list[dict]:
-    if progress is None:
-        return op(batch)
-    started = time.perf_counter()
-    done = op(batch)
-    # ok records only, as the operator's own records_in / records_out counters
-    progress.advance(op.name, sum(1 for r in batch if is_ok(r)), sum(1 for r in done if is_ok(r)),
-                     seconds=time.perf_counter() - started)
-    return done
+        """Every stage's counters and timers, merged (also after a stopped run)."""
+        return Stats.total(op.stats for op in self.operators)
 
 
 def _chunks(items: Iterable[dict], size: int) -> Iterator[list[dict]]:

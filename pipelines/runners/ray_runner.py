@@ -35,22 +35,13 @@ import sys
 import time
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterable, Iterator
+from typing import ClassVar, Iterable, Iterator
 
-from vidcurate.operators.base import Operator, Resources
+from vidcurate.operators.base import Resources
 from vidcurate.operators.stats import Stats
-from vidcurate.pipelines.runners.local import Emit
+from vidcurate.pipelines.runners.base import Emit, stream_stages
 
 log = logging.getLogger(__name__)
-
-
-def needs_actor(op) -> bool:
-    """Operators holding state from setup() (models) or GPUs run as actors; the rest as tasks."""
-    if isinstance(op, FusedStages):
-        return any(needs_actor(child) for child in op.operators)
-    if not isinstance(op, Operator):  # the stage cache: tasks (decode scales with CPUs) unless it holds a GPU op
-        return any(child.declared_resources().gpus > 0 for child in getattr(op, "operators", []))
-    return type(op).setup is not Operator.setup or op.declared_resources().gpus > 0
 
 
 def _apply(op, table) -> Iterator:
@@ -65,8 +56,6 @@ def _apply(op, table) -> Iterator:
     recognised. The last row of the call carries the stats of every stage so far for these
     rows (a list of Stats dicts), which the driver merges."""
     import pyarrow as pa
-
-    from vidcurate.pipelines.runners.local import stream_stages
 
     rows = [RowPart(uri, row_id, Fraction(weight)) for uri, row_id, weight in
             zip(table.column("uri").to_pylist(), table.column("row").to_pylist(),
@@ -153,6 +142,9 @@ class FusedStages:
     def declared_resources(self) -> Resources:
         return Resources(cpus=max(op.declared_resources().cpus for op in self.operators))
 
+    def is_stateful(self) -> bool:
+        return any(op.is_stateful() for op in self.operators)
+
     def ensure_setup(self) -> None:
         for op in self.operators:
             op.ensure_setup()
@@ -163,16 +155,11 @@ class FusedStages:
 
     @property
     def stats(self) -> Stats:
-        merged = Stats()
-        for op in self.operators:
-            merged.merge(op.stats)
-        return merged
+        return Stats.total(op.stats for op in self.operators)
 
-    def stream(self, batches: Iterable[list[dict]]) -> Iterator[list[dict]]:
+    def stream(self, batches: Iterable[list[dict]], progress=None) -> Iterator[list[dict]]:
         """``batches`` through every fused operator in turn, lazily, as the local runner chains them."""
-        from vidcurate.pipelines.runners.local import stream_stages
-
-        return stream_stages(self.operators, batches)
+        return stream_stages(self.operators, batches, progress)
 
 
 def plan_stages(operators: list, fuse_cpu: bool = True) -> list:
@@ -212,8 +199,8 @@ class CpuPlan:
 
 
 def plan_cpus(stages: list, total_cpus: float) -> CpuPlan:
-    actors = [s for s in stages if needs_actor(s)]
-    task_cpus = max((s.declared_resources().cpus for s in stages if not needs_actor(s)), default=0.0)
+    actors = [s for s in stages if s.is_stateful()]
+    task_cpus = max((s.declared_resources().cpus for s in stages if not s.is_stateful()), default=0.0)
     room = total_cpus - task_cpus
     wanted = sum(s.declared_resources().cpus for s in actors)
     scale = 1.0
@@ -226,6 +213,8 @@ def plan_cpus(stages: list, total_cpus: float) -> CpuPlan:
 
 
 class RayRunner:
+    draws_progress: ClassVar[bool] = True  # Ray Data's own bars
+
     def __init__(self, operators: list, videos_per_batch: int = 1, address: str | None = None,
                  max_actors: int = 2, num_cpus: int | None = None, progress: bool | None = None,
                  fuse_cpu_stages: bool = True):
@@ -237,6 +226,13 @@ class RayRunner:
         self.num_cpus = num_cpus
         self.progress = progress
         self._stats = Stats()
+
+    @classmethod
+    def from_config(cls, stages: list, run, progress=None) -> "RayRunner":
+        """``progress``: the build's display; only whether it is on matters (Ray Data draws the bars)."""
+        enabled = None if progress is None else getattr(progress, "requested", None)
+        return cls(stages, run.videos_per_chunk, run.ray_address, run.max_actors, progress=enabled,
+                   fuse_cpu_stages=run.fuse_cpu_stages)
 
     def run(self, sources: Iterable[dict], emit: Emit) -> Stats:
         import ray
@@ -281,7 +277,7 @@ class RayRunner:
             args = {"batch_size": self.videos_per_batch if res.gpus else 1,
                     "batch_format": "pyarrow", "zero_copy_batch": True,
                     "num_gpus": res.gpus or None, **({"memory": res.memory_gb * 2**30} if res.memory_gb else {})}
-            if needs_actor(op):
+            if op.is_stateful():
                 # GPU stages: up to run.max_actors; CPU stages: their share of the CPUs that tasks
                 # leave free (actors hold their CPUs: taking all would starve the tasks).
                 most = self.max_actors if res.gpus else cpus.actors_per_pool(res.cpus)

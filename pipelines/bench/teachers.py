@@ -20,8 +20,8 @@ import tempfile
 import time
 
 from vidcurate.operators.models.generation import GenerationParams
-from vidcurate.pipelines import samples
-from vidcurate.pipelines.runners.local import run_operator
+from vidcurate.pipelines import sample_media
+from vidcurate.pipelines.runners.base import run_operator
 
 TEACHERS = ("video_teacher", "frame_teacher", "text_teacher")
 
@@ -32,7 +32,7 @@ def clip_records(count: int, num_keyframes: int = 8) -> list[dict]:
     from vidcurate.operators.probe import ProbeVideo
     from vidcurate.operators.split.shots import ShotSplit
 
-    sources = [{"uri": samples.sample(name), "video_id": name.split(".")[0], "title": f"sample video {name}"}
+    sources = [{"uri": sample_media.sample(name), "video_id": name.split(".")[0], "title": f"sample video {name}"}
                for name in ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")]
     records = ProbeVideo()(sources)
     records = ShotSplit(min_clip_seconds=0.5)(records)
@@ -45,13 +45,13 @@ def clip_records(count: int, num_keyframes: int = 8) -> list[dict]:
 
 def run(model: str | None = None, teacher: str = "video_teacher", clips: int = 48, batch_size: int = 8,
         max_new_tokens: int = 24, repeats: int = 3, device: str = "auto", workdir: str | None = None) -> dict:
-    from vidcurate.pipelines.registry import operator_class
+    from vidcurate.pipelines.build.registry import operator_class
 
     with tempfile.TemporaryDirectory(prefix="vidcurate-bench-teachers-", dir=workdir) as tmp:
         if model is None:
             from huggingface_hub.utils import disable_progress_bars
 
-            from vidcurate.pipelines.tiny_models import build_tiny_vlm
+            from vidcurate.pipelines.bench.tiny_models import build_tiny_vlm
 
             disable_progress_bars()
             model, label = build_tiny_vlm(f"{tmp}/tiny-vlm"), "tiny random VLM (built locally; output is noise)"

@@ -84,7 +84,7 @@ def dataset_card(resolved: dict, index_rows: list[dict], reject_rows: list[dict]
         "## Loading",
         "",
         "```python",
-        "from vidcurate.pipelines.loaders import make_dataloader",
+        "from vidcurate.pipelines.train.loaders import make_dataloader",
         "loader = make_dataloader(\"OUT\", split=\"train\", batch_size=8, num_workers=4)",
         "```",
         "",

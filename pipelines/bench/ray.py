@@ -15,9 +15,10 @@ import os
 import tempfile
 import time
 
-from vidcurate.pipelines import samples
+from vidcurate.operators.write.layout import STATS_FILE
+from vidcurate.pipelines import sample_media
 from vidcurate.pipelines.build import build
-from vidcurate.pipelines.config import load_config
+from vidcurate.pipelines.build.config import load_config
 
 
 def _one(runner: str, manifest: str, out: str, config_path: str | None) -> dict:
@@ -26,7 +27,7 @@ def _one(runner: str, manifest: str, out: str, config_path: str | None) -> dict:
     started = time.perf_counter()
     result = build(manifest, out, config, progress=False)
     seconds = time.perf_counter() - started
-    stats = json.load(open(os.path.join(out, "stats.json")))
+    stats = json.load(open(os.path.join(out, STATS_FILE)))
     stages = {}
     for key, value in stats["seconds"].items():
         if key.endswith(".process"):
@@ -38,7 +39,7 @@ def _one(runner: str, manifest: str, out: str, config_path: str | None) -> dict:
 
 
 def _inputs(folder: str, copies: int) -> str:
-    manifest = samples.make_demo_inputs(folder)
+    manifest = sample_media.make_demo_inputs(folder)
     rows = [json.loads(line) for line in open(manifest)]
     out = []
     for copy in range(copies):

@@ -33,7 +33,8 @@ import tempfile
 import time
 
 from vidcurate.operators.media import ffmpeg_exe, run_ffmpeg
-from vidcurate.pipelines import samples
+from vidcurate.operators.write.layout import INDEX_FILE, STATS_FILE
+from vidcurate.pipelines import sample_media
 
 ENCODER = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"]
 PRESET = "panda70m-code"
@@ -43,14 +44,14 @@ def make_input(path: str, seconds: float, height: int | None) -> None:
     """bikes.mp4 looped to ``seconds`` (every loop adds real hard cuts), optionally rescaled."""
     loops = max(0, int(seconds // 10) - 1)
     scale = ["-vf", f"scale=-2:{height}"] if height else []
-    run_ffmpeg(["-y", "-stream_loop", str(loops), "-i", samples.sample("bikes.mp4"), "-t", str(seconds), *scale,
+    run_ffmpeg(["-y", "-stream_loop", str(loops), "-i", sample_media.sample("bikes.mp4"), "-t", str(seconds), *scale,
                 *ENCODER, path], f"building benchmark input {path}")
 
 
 # ---- measurements: each runs in its own process (see worker()) ------------------------------
 def _ours(video: str, out: str) -> dict:
     from vidcurate.pipelines.build import build
-    from vidcurate.pipelines.config import BuildConfig
+    from vidcurate.pipelines.build.config import BuildConfig
 
     config = BuildConfig(pipeline=[{"op": "probe"}, {"op": "split_shots", "preset": PRESET},
                                    {"op": "extract_clips", "asr_audio": False, "keyframes": "middle"}],
@@ -63,8 +64,8 @@ def _ours(video: str, out: str) -> dict:
     seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     import pyarrow.parquet as pq
 
-    spans = [(r["start"], r["end"]) for r in pq.read_table(os.path.join(out, "index.parquet")).to_pylist()]
-    with open(os.path.join(out, "stats.json")) as handle:
+    spans = [(r["start"], r["end"]) for r in pq.read_table(os.path.join(out, INDEX_FILE)).to_pylist()]
+    with open(os.path.join(out, STATS_FILE)) as handle:
         steps = json.load(handle)["seconds"]
     return {"seconds": seconds, "cpu_seconds": cpu, "clips": result.clips, "spans": spans,
             "split": steps.get("probe.process", 0.0) + steps.get("split_shots.process", 0.0),
@@ -169,7 +170,7 @@ def worker(argv: list[str]) -> None:
 
 def measure(kind: str, video: str, out: str, *extra: str) -> dict:
     """Run one measurement in a fresh process; adds its peak RSS (MiB, children included)."""
-    process = subprocess.Popen([sys.executable, "-m", "vidcurate.pipelines.bench_split", kind, video, out, *extra],
+    process = subprocess.Popen([sys.executable, "-m", "vidcurate.pipelines.bench.split", kind, video, out, *extra],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(process.pid, 0)
     stdout, stderr = process.stdout.read(), process.stderr.read()

@@ -8,7 +8,7 @@ its ``shard`` and, in newer builds, its ``split``; without that column every cli
 
 Training loop (PyTorch; the same under ``torchrun``, see "Several nodes" below)::
 
-    from vidcurate.pipelines.loaders import make_dataloader
+    from vidcurate.pipelines.train.loaders import make_dataloader
 
     loader = make_dataloader("out/demo", batch_size=8, num_workers=4, split="train",
                              num_frames=8, size=(224, 224), shuffle=1000)
@@ -79,72 +79,10 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Sequenc
 import numpy as np
 import webdataset as wds
 
+from vidcurate.operators.write.layout import read_shard_plan, shard_urls  # noqa: F401  (shard_urls: public here too)
 from vidcurate.operators.write.samples import with_params_object
 
 log = logging.getLogger(__name__)
-
-INDEX_FILE = "index.parquet"
-SHARDS_DIR = "shards"
-DEFAULT_SPLIT = "train"
-
-
-# ---- shard lists -----------------------------------------------------------------------
-
-def shard_urls(out: str | os.PathLike, split: Optional[str] = None) -> list[str]:
-    """The shard paths of a build folder ``out`` (a local path or any fsspec URL), sorted.
-
-    From index.parquet's ``shard`` column (paths under ``OUT/shards``); ``split`` keeps
-    the shards holding at least one sample of that split (no ``split`` column: every
-    sample is "train"). Without an index (a build still running) the shards folder is
-    listed instead, which needs ``split=None``.
-    """
-    out = os.fspath(out)
-    plan = _read_plan(out)
-    if plan is None:
-        if split is not None:
-            raise FileNotFoundError(f"{_join(out, INDEX_FILE)} not found: cannot tell which shards hold "
-                                    f"split {split!r}")
-        return _list_shards(out)
-    shards = sorted({s for s, sp in zip(plan["shard"], plan["split"]) if split is None or sp == split})
-    return [_join(out, SHARDS_DIR, s) for s in shards]
-
-
-def _read_plan(out: str) -> Optional[dict[str, list]]:
-    """shard, key and split of every index row, or None without an index."""
-    import fsspec
-    import pyarrow.parquet as pq
-
-    path = _join(out, INDEX_FILE)
-    fs, fs_path = fsspec.core.url_to_fs(path)
-    if not fs.exists(fs_path):
-        return None
-    with fs.open(fs_path, "rb") as handle:
-        names = pq.ParquetFile(handle).schema_arrow.names
-        handle.seek(0)
-        columns = ["shard", "key"] + (["split"] if "split" in names else [])
-        table = pq.read_table(handle, columns=columns)
-    plan = {name: table.column(name).to_pylist() for name in columns}
-    if "split" not in plan:
-        plan["split"] = [DEFAULT_SPLIT] * table.num_rows
-    return plan
-
-
-def _list_shards(out: str) -> list[str]:
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(_join(out, SHARDS_DIR))
-    if not fs.exists(root):
-        raise FileNotFoundError(f"{_join(out, SHARDS_DIR)}: no shards folder (is {out!r} a vidcurate build?)")
-    found = sorted(p for p in fs.find(root) if p.endswith(".tar") and not posixpath.basename(p).startswith("."))
-    rel = [posixpath.relpath(p, root.rstrip("/")) for p in found]
-    return [_join(out, SHARDS_DIR, r) for r in rel]
-
-
-def _join(out: str, *parts: str) -> str:
-    if "://" in out:
-        return posixpath.join(out.rstrip("/"), *parts)
-    return os.path.join(out, *parts)
-
 
 def _is_build_folder(location: str) -> bool:
     return not (location.endswith(".tar") or "{" in location or "::" in location)
@@ -225,7 +163,7 @@ def _split_by_rank(src: Iterable, rank: int, world_size: int) -> Iterator:
 
 def _keys_of_split_in_mixed_shards(out: str, split: str) -> Optional[frozenset[str]]:
     """Keys of ``split``, needed only if a shard holding it holds other splits too (else None)."""
-    plan = _read_plan(out)
+    plan = read_shard_plan(out)
     if plan is None:
         return None
     splits_of: dict[str, set] = {}

@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vidcurate.operators.base import Operator
-from vidcurate.pipelines.registry import OPERATORS, operator_class
+from vidcurate.pipelines.build.registry import OPERATORS, operator_class
 from vidcurate.schemas.manifest import METADATA_MAX_CHARS
 
 DEFAULT_CONFIG = "default"
@@ -69,7 +69,8 @@ class OutputConfig(BaseModel):
 
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    runner: Literal["local", "ray"] = "local"
+    runner: str = Field("local", description="Execution engine: one of the registered runners "
+                        "(pipelines/runners/__init__.py): local, ray.")
     ray_address: Optional[str] = Field(None, description="Ray cluster to join (default: RAY_ADDRESS, else a local "
                                        "Ray instance started for the build).")
     max_actors: int = Field(2, ge=1, description="Ray: most actors per GPU stage (the pool autoscales from 1); "
@@ -84,6 +85,15 @@ class RunConfig(BaseModel):
     cache_after: Optional[str] = Field(
         "extract_clips", description="Keep each video's records after this step in OUT/_cache so a build that "
         "changes only later steps (teachers, selector) does not decode videos again; null disables.")
+
+    @field_validator("runner")
+    @classmethod
+    def _registered_runner(cls, value: str) -> str:
+        from vidcurate.pipelines.runners import runner_names
+
+        if value not in runner_names():
+            raise ValueError(f"unknown runner {value!r}; one of: {', '.join(runner_names())}")
+        return value
 
 
 class BuildConfig(BaseModel):
@@ -233,7 +243,7 @@ def load_config(path: str | None = None, runner: str | None = None) -> BuildConf
     """Load a config file, or the embedded default when ``path`` is None or a bundled name."""
     if path is None or path in bundled_configs():
         name = path or DEFAULT_CONFIG
-        text = resources.files("vidcurate.pipelines.configs").joinpath(f"{name}.yaml").read_text()
+        text = resources.files("vidcurate.pipelines.build.configs").joinpath(f"{name}.yaml").read_text()
         source = f"<bundled config {name}>"
     else:
         try:
@@ -276,5 +286,5 @@ def load_config(path: str | None = None, runner: str | None = None) -> BuildConf
 
 
 def bundled_configs() -> list[str]:
-    folder = resources.files("vidcurate.pipelines.configs")
+    folder = resources.files("vidcurate.pipelines.build.configs")
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))

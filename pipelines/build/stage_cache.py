@@ -23,8 +23,8 @@ from typing import Iterable, Iterator
 from vidcurate.operators.base import Operator, Resources, is_ok
 from vidcurate.operators.stats import Stats
 from vidcurate.operators.write.destination import Destination
+from vidcurate.operators.write.layout import CACHE_DIR
 
-CACHE_DIR = "_cache"
 NAME = "stage_cache"
 DONE = "done.json"
 
@@ -38,11 +38,10 @@ class CachedStages:
 
     name = NAME
 
-    def __init__(self, operators: list[Operator], dest: Destination, prefix_digest: str, progress=None):
+    def __init__(self, operators: list[Operator], dest: Destination, prefix_digest: str):
         self.operators = operators
         self.dest = dest
         self.folder = f"{CACHE_DIR}/{prefix_digest}"
-        self.progress = progress
         self._own = Stats()
         self._ready = False
 
@@ -59,18 +58,17 @@ class CachedStages:
                 op.close()
             self._ready = False
 
+    def is_stateful(self) -> bool:  # Ray tasks (decoding scales with CPUs), unless it holds a GPU operator
+        return any(op.declared_resources().gpus > 0 for op in self.operators)
+
     @property
     def stats(self) -> Stats:
-        merged = Stats()
-        merged.merge(self._own)
-        for op in self.operators:
-            merged.merge(op.stats)
-        return merged
+        return Stats.total([self._own, *(op.stats for op in self.operators)])
 
     def __call__(self, sources: list[dict]) -> list[dict]:
         return [record for batch in self.stream([sources]) for record in batch]
 
-    def stream(self, batches: Iterable[list[dict]]) -> Iterator[list[dict]]:
+    def stream(self, batches: Iterable[list[dict]], progress=None) -> Iterator[list[dict]]:
         """Every source video's records after the cached steps: loaded, or computed and stored."""
         for batch in batches:
             for source in batch:
@@ -80,7 +78,7 @@ class CachedStages:
                 parts = self._parts(source)
                 if parts is None:
                     self._own.incr(f"{NAME}.misses")
-                    yield from self._compute(source)
+                    yield from self._compute(source, progress)
                     continue
                 given: set = set()  # clip ids already handed on, should a later part be damaged
                 try:
@@ -93,12 +91,12 @@ class CachedStages:
                     # A damaged entry is recomputed, never trusted; clip ids are deterministic,
                     # so what earlier parts gave is not given twice.
                     self._own.incr(f"{NAME}.unreadable")
-                    for records in self._compute(source):
+                    for records in self._compute(source, progress):
                         yield [r for r in records if r.get("clip_id") not in given or r.get("clip_id") is None]
 
     # ---- computing and storing -----------------------------------------------------------
-    def _compute(self, source: dict) -> Iterator[list[dict]]:
-        from vidcurate.pipelines.runners.local import stream_stages
+    def _compute(self, source: dict, progress=None) -> Iterator[list[dict]]:
+        from vidcurate.pipelines.runners.base import stream_stages
 
         if not self._ready:
             for op in self.operators:
@@ -106,7 +104,7 @@ class CachedStages:
             self._ready = True
         folder = self._video_folder(source)
         parts, cacheable = 0, True
-        for records in stream_stages(self.operators, [[source]], self.progress):
+        for records in stream_stages(self.operators, [[source]], progress):
             if not records:
                 continue
             cacheable = cacheable and not any(not is_ok(r) and r.get("error_transient") for r in records)

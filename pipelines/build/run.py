@@ -1,7 +1,7 @@
 """The build pipeline: inputs -> operators (via a runner) -> shards, index, rejects, stats.
 
     from vidcurate.pipelines.build import build
-    from vidcurate.pipelines.config import load_config
+    from vidcurate.pipelines.build.config import load_config
     result = build("videos/", "out/", load_config())   # the embedded default config
     print(result.summary())
 
@@ -27,48 +27,27 @@ import os
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 
 import yaml
 
-from vidcurate.operators.base import is_ok
 from vidcurate.operators.stats import Stats
 from vidcurate.operators.write.destination import Destination
-from vidcurate.operators.write.journal import JOURNAL_DIR, Journal
-from vidcurate.operators.write.sink import INDEX_FILE, REJECTS_FILE, SHARDS_DIR, DatasetSink, SinkOptions
-from vidcurate.pipelines.card import dataset_card
-from vidcurate.pipelines.config import BuildConfig
-from vidcurate.pipelines.progress import Progress
-from vidcurate.pipelines.reject_hints import hint_for
+from vidcurate.operators.write.journal import Journal
+from vidcurate.operators.write.layout import BUILD_FILES, CARD_FILE, CONFIG_FILE, JOURNAL_DIR, REPORT_FILE, STATS_FILE
+from vidcurate.operators.write.sink import DatasetSink, SinkOptions
+from vidcurate.pipelines.build.card import dataset_card
+from vidcurate.pipelines.build.config import BuildConfig
+from vidcurate.pipelines.build.progress import Progress
+from vidcurate.pipelines.build.outcome import BuildError, BuildResult, FailureBudget, OutputError
 from vidcurate.pipelines.report import write_report
-from vidcurate.pipelines.runners.local import LocalRunner
-from vidcurate.pipelines.runners.ray_runner import RayRunner
-from vidcurate.pipelines.stage_cache import CachedStages, prefix_digest, split_at
+from vidcurate.pipelines.runners import runner_class
+from vidcurate.pipelines.build.stage_cache import CachedStages, prefix_digest, split_at
 from vidcurate.schemas.manifest import Inputs, read_inputs
 from vidcurate.schemas.records import rejected
 
-STATS_FILE = "stats.json"
-CONFIG_FILE = "config.resolved.yaml"
-CARD_FILE = "README.md"
-REPORT_FILE = "report.html"
 log = logging.getLogger(__name__)
-OUTPUT_NAMES = (SHARDS_DIR, INDEX_FILE, REJECTS_FILE, STATS_FILE, CONFIG_FILE, JOURNAL_DIR, CARD_FILE, REPORT_FILE)
-
-
-class BuildError(RuntimeError):
-    """The build stopped, or finished with too many inputs failed (run.max_failure_ratio).
-
-    ``result`` is the summary of what the build did (set once the outputs are written)."""
-
-    def __init__(self, message: str, result: "BuildResult | None" = None):
-        super().__init__(message)
-        self.result = result
-
-
-class OutputError(ValueError):
-    """The output folder cannot take this build (it is a file, unwritable, or holds another build)."""
 
 
 def vidcurate_version() -> str:
@@ -78,92 +57,12 @@ def vidcurate_version() -> str:
         return "unknown"
 
 
-@dataclass
-class BuildResult:
-    output: str
-    inputs: int = 0
-    inputs_done_before: int = 0  # skipped: a previous run of this build finished them
-    inputs_with_samples: int = 0
-    clips: int = 0
-    rejects: Counter = field(default_factory=Counter)
-    shards: list = field(default_factory=list)
-    stage_seconds: dict = field(default_factory=dict)
-    wall_seconds: float = 0.0
-    retried: int | None = None  # retry-failed: source videos re-run
-    skipped_files: int = 0  # files of an input folder that are not videos (not inputs)
-
-    def summary(self) -> str:
-        lines = [
-            f"vidcurate build -> {self.output}",
-            *([f"  retried:        {self.retried} source video(s) with transient rejects or not reached"
-               if self.retried else "  retried:        nothing to retry (no transient rejects)"]
-              if self.retried is not None else []),
-            f"  videos in:      {self.inputs} "
-            + (f"({self.inputs_done_before} done by an earlier run, skipped; {self.inputs_with_samples} of the "
-               f"others gave clips)" if self.inputs_done_before else f"({self.inputs_with_samples} gave clips)"),
-            *([f"  skipped:        {self.skipped_files} non-video file(s) in the input folder"]
-              if self.skipped_files else []),
-            f"  clips out:      {self.clips} in {len(self.shards)} shard(s)",
-            f"  rejects:        {sum(self.rejects.values())}"
-            + "".join(f"\n    {n:5d}  {key}" for key, n in self.rejects.most_common()),
-            "  time per stage (s):"
-            + "".join(f"\n    {secs:8.2f}  {stage}" for stage, secs in self.stage_seconds.items()),
-            f"  wall time:      {self.wall_seconds:.1f} s",
-        ]
-        return "\n".join(lines)
-
-
-class FailureBudget:
-    """Tracks the samples and rejects of every input; stops a build failing wholesale."""
-
-    def __init__(self, max_ratio: float, min_inputs: int):
-        self.max_ratio, self.min_inputs = max_ratio, min_inputs
-        self.inputs: set[str] = set()
-        self.samples: Counter = Counter()  # uri -> samples it gave
-        self.reject_reasons: dict[str, Counter] = {}
-
-    def record(self, records: list[dict]) -> None:
-        for r in records:
-            self.inputs.add(r["uri"])
-            if is_ok(r):
-                self.samples[r["uri"]] += 1
-            else:
-                self.reject_reasons.setdefault(r["uri"], Counter())[f"{r['error_stage']}/{r['error_reason']}"] += 1
-
-    def outcome(self, uri: str) -> str:
-        """What one input gave: samples written and rejects by stage/reason."""
-        rejects = ", ".join(f"{n} {reason}" for reason, n in self.reject_reasons.get(uri, Counter()).most_common())
-        return f"{self.samples[uri]} clips written; rejected: {rejects or 'none'}"
-
-    def check(self, final: bool = False, earlier: bool = False) -> None:
-        """Raise BuildError when too many inputs yielded no clip. Mid-build (``final`` False) only
-        once ``min_inputs`` inputs are done; ``earlier``: every input was done by earlier runs."""
-        total = len(self.inputs)
-        failed = total - len(self.samples)
-        if total and (final or total >= self.min_inputs) and failed / total > self.max_ratio:
-            reasons = self.failure_reasons()
-            common = ", ".join(f"{k} ({n})" for k, n in reasons.most_common(3))
-            verdict = ("nothing to do (every input was processed by an earlier run), and" if earlier
-                       else "failed:" if final else "stopped:")
-            hint = hint_for(reasons.most_common(1)[0][0]) if reasons else None
-            raise BuildError(
-                f"{verdict} {failed} of {total} inputs ({failed / total:.0%}) yielded no clip, above "
-                f"run.max_failure_ratio {self.max_ratio:.0%}; most common reasons: {common}. "
-                f"See rejects.parquet for every input and reason."
-                + (f"\nhint ({reasons.most_common(1)[0][0]}): {hint}" if hint else ""))
-
-    def failure_reasons(self) -> Counter:
-        """stage/reason -> inputs that yielded no clip with it as their most common reason."""
-        return Counter(self.reject_reasons[u].most_common(1)[0][0]
-                       for u in self.inputs - self.samples.keys() if u in self.reject_reasons)
-
-
 def build(input_location: str | None, output: str, config: BuildConfig, overwrite: bool = False,
           sources: list[dict] | None = None, progress: bool | None = None, report: bool = True) -> BuildResult:
     """Build (or resume, or extend) the dataset in ``output`` from ``input_location``.
 
     ``sources`` replaces reading ``input_location`` (used by ``retry_failed``). ``progress``:
-    None = bars on a terminal and a rare line in logs, False = silent (pipelines/progress.py).
+    None = bars on a terminal and a rare line in logs, False = silent (pipelines/build/progress.py).
     ``report=False`` skips OUT/report.html (benchmarks; ``vidcurate report OUT`` writes it later)."""
     started = time.perf_counter()
     operators = config.operators()          # a bad config fails before anything is touched,
@@ -189,6 +88,10 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
                                                      out.split_seed, tuple(out.extra_members)), config_hash,
                        journal=journal, on_commit=committed.extend)
     done = sink.done_uris
+    if any(sink.repaired.values()):  # what a resume cleaned up after an interrupted run
+        log.info("%s: resumed: %d partial file(s) and %d sample(s) of unfinished videos removed, %d video(s) "
+                 "to redo (their shard was gone)", output, sink.repaired["partial_files"],
+                 sink.repaired["orphan_samples"], sink.repaired["videos_redone"])
     todo = [s for s in inputs.sources if s["uri"] not in done]
 
     finished: set[str] = set()
@@ -213,14 +116,9 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
                   *operators[cached:]]
     display = Progress(len(todo), ([stages[0].name] if cached else []) + [op.name for op in operators],
                        enabled=progress)
-    if cached:
-        stages[0].progress = display
-    if config.run.runner == "ray":
-        runner = RayRunner(stages, config.run.videos_per_chunk, config.run.ray_address, config.run.max_actors,
-                           progress=progress, fuse_cpu_stages=config.run.fuse_cpu_stages)
-        display = Progress(0, [], enabled=False)  # Ray Data draws its own progress bars
-    else:
-        runner = LocalRunner(stages, config.run.videos_per_chunk, progress=display)
+    runner = runner_class(config.run.runner).from_config(stages, config.run, display)
+    if runner.draws_progress:  # e.g. Ray Data's own bars
+        display = Progress(0, [], enabled=False)
     sink.track_stats(_run_id(), datetime.now(timezone.utc).isoformat(timespec="seconds"), runner.stats)
     input_rejects = [r for r in inputs.rejects if r["uri"] not in done]
     error: BuildError | None = None
@@ -304,7 +202,7 @@ def _run_id() -> str:
 def retry_failed(output: str) -> BuildResult:
     """Re-run the source videos of ``output`` that have a transient reject (timeouts, network, ...),
     and the inputs a stopped build did not finish."""
-    from vidcurate.pipelines.config import load_config
+    from vidcurate.pipelines.build.config import load_config
 
     dest = Destination(output)
     if not dest.exists(CONFIG_FILE) or not dest.exists(JOURNAL_DIR):
@@ -333,7 +231,7 @@ def _prepare_output(output: str, overwrite: bool, config_hash: str, resolved_con
     try:
         if dest.exists() and dest.isfile():
             raise OutputError(f"output {output!r} is a file, not a folder")
-        existing = [n for n in OUTPUT_NAMES if dest.exists(n)]
+        existing = [n for n in BUILD_FILES if dest.exists(n)]
         if existing and not overwrite:
             if not dest.exists(JOURNAL_DIR):
                 raise OutputError(f"output {output!r} holds files of another build ({', '.join(existing)}) and no "

@@ -18,11 +18,11 @@ import tempfile
 import time
 
 from vidcurate.operators.write.shards import ShardWriter
-from vidcurate.pipelines import samples
+from vidcurate.pipelines import sample_media
 
 
 def _samples(total_mb: float) -> list[tuple[str, dict]]:
-    videos = [open(samples.sample(n), "rb").read() for n in ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")]
+    videos = [open(sample_media.sample(n), "rb").read() for n in ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")]
     out, size, i = [], 0, 0
     while size < total_mb * 1e6:
         mp4 = videos[i % len(videos)]

@@ -39,6 +39,7 @@ class _Stage:
 class Progress:
     def __init__(self, total_videos: int, stages: list[str], enabled: bool | None = None, *,
                  summary_every: float | None = 30.0, stream: IO[str] | None = None, console=None):
+        self.requested = enabled  # None: decide by the stream (bars on a terminal)
         self.total_videos = max(int(total_videos or 0), 0)
         self.stages = {name: _Stage(name) for name in stages}
         self.order = list(self.stages)

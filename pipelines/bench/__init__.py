@@ -1,0 +1,9 @@
+"""`vidcurate bench ...`: each benchmark in its own module, printing ratios against a baseline
+measured in the same run (absolute times drift on shared machines).
+
+    split.py     the splitting stage vs Panda-70M-style tools, the one-pass limit and decode-only
+    shards.py    shard writing vs a plain tar write of the same bytes
+    teachers.py  a teacher operator in the pipeline vs its model called directly, tokens/s
+    ray.py       the Ray runner's wall time over the local runner's, stage throughputs
+    tiny_models.py  tiny randomly initialised transformers models built locally (benchmarks and tests)
+"""

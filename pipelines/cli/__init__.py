@@ -1,0 +1,34 @@
+"""The ``vidcurate`` command line: one module per command group, gathered here.
+
+    build.py     build, split, demo, retry-failed
+    submit.py    submit (a build as a Ray job)
+    info.py      report, ops, config
+    bench.py     bench split|shards|ray|teachers
+    teachers.py  teachers choose
+    options.py   the options several commands share, and how a build's outcome becomes an exit code
+"""
+from __future__ import annotations
+
+import click
+
+from vidcurate.pipelines.cli import bench, build, info, submit, teachers
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vidcurate")
+def cli() -> None:
+    """vidcurate: curate and caption video-text training corpora.
+
+    Splits videos into clips at shot cuts, captions every clip with several teachers
+    (speech, metadata, ...), selects one caption per clip and writes WebDataset shards
+    with a parquet index and a rejects table. Start with `vidcurate demo`.
+    """
+
+
+for command in (build.build, build.split, build.demo, info.report, info.ops, info.show_config, bench.bench,
+                teachers.teachers, build.retry_failed_command, submit.submit):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="vidcurate")

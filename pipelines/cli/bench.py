@@ -1,0 +1,73 @@
+"""`vidcurate bench ...`: benchmarks that print ratios against baselines measured in the same run."""
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks that print speed and memory ratios against baselines measured in the same run."""
+
+
+@bench.command("split")
+@click.option("--seconds", default=80.0, show_default=True, help="Length of the looped real-footage input.")
+@click.option("--height", type=int, default=None, help="Rescale the input to this height (e.g. 1080).")
+@click.option("--repeats", default=3, show_default=True,
+              help="Rounds; each runs every measurement once (short ones twice); the best is kept.")
+@click.option("--long-factor", default=20, show_default=True, help="Memory check: how much longer the long input is.")
+@click.option("--workdir", default=None, help="Where inputs, outputs and bench_split.json go (default: a temp dir).")
+def bench_split(seconds: float, height: int | None, repeats: int, long_factor: int, workdir: str | None) -> None:
+    """The splitting stage vs Panda-70M-style tools, the one-pass limit and decode-only."""
+    from vidcurate.pipelines.bench.split import run
+
+    run(seconds, height, repeats, long_factor, workdir, echo=click.echo)
+
+
+@bench.command("shards")
+@click.option("--total-mb", default=400.0, show_default=True, help="Bytes of real mp4 samples to write.")
+@click.option("--shard-mb", default=64.0, show_default=True, help="Shard size limit.")
+@click.option("--open-shards", default=4, show_default=True)
+@click.option("--repeats", default=3, show_default=True, help="Runs per measurement; the best is kept.")
+@click.option("--workdir", default=None, help="Where to write (default: the system temp dir).")
+def bench_shards(total_mb: float, shard_mb: float, open_shards: int, repeats: int, workdir: str | None) -> None:
+    """Shard writing throughput vs a plain tar write of the same bytes."""
+    from vidcurate.pipelines.bench.shards import report, run
+
+    click.echo(report(run(total_mb, shard_mb, open_shards, repeats, workdir)))
+
+
+@bench.command("ray")
+@click.option("-c", "--config", "config_path", default=None, help="Config to build with (default: the embedded one).")
+@click.option("--workdir", default=None, help="Where inputs and outputs go (default: a temp dir).")
+@click.option("--copies", default=3, show_default=True, help="How many times the demo inputs are built.")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Rounds; each builds with the local runner, then with Ray; the fastest of each is kept.")
+def bench_ray(config_path: str | None, workdir: str | None, copies: int, repeats: int) -> None:
+    """Ray-runner wall time over local-runner wall time for the same build, and stage throughputs."""
+    from vidcurate.pipelines.bench.ray import report, run
+
+    click.echo(report(run(config_path, workdir, copies, repeats)))
+
+
+@bench.command("teachers")
+@click.option("--model", default=None, help="Model folder or hub id (default: a tiny random VLM built locally).")
+@click.option("--teacher", type=click.Choice(["video_teacher", "frame_teacher", "text_teacher"]),
+              default="video_teacher", show_default=True)
+@click.option("--clips", default=48, show_default=True, help="Real clips to caption (cut from the sample videos).")
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--max-new-tokens", default=24, show_default=True)
+@click.option("--repeats", default=3, show_default=True, help="Runs per measurement; the best is kept.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--json-out", default=None, help="Also write the figures to this JSON file.")
+def bench_teachers(model, teacher, clips, batch_size, max_new_tokens, repeats, device, json_out) -> None:
+    """A teacher operator inside the pipeline vs its model called directly, and tokens/s."""
+    import json
+
+    from vidcurate.pipelines.bench.teachers import report, run
+
+    result = run(model=model, teacher=teacher, clips=clips, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                 repeats=repeats, device=device)
+    click.echo(report(result))
+    if json_out:
+        with open(json_out, "w") as handle:
+            json.dump(result, handle, indent=2)
