@@ -28,6 +28,11 @@ HINTS = {
     "build/build_stopped": "the build stopped before these inputs: run the same command again",
     "input/unsupported_extension": "the manifest lists files that are not videos by extension",
     "input/duplicate_uri": "the manifest lists the same file more than once",
+    "input/duplicate_video_id": "manifest rows give different files the same video_id: give each file its own, or "
+                                "leave video_id out (it is then derived from the uri)",
+    "input/manifest_row_invalid": "fix the manifest rows named in rejects.parquet (detail column); the next run "
+                                  "of the same command reads the manifest again",
+    "write/duplicate_clip_id": "two inputs produced the same clip ids: give each file its own video_id",
 }
 
 

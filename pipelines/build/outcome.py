@@ -95,12 +95,14 @@ class FailureBudget:
             common = ", ".join(f"{k} ({n})" for k, n in reasons.most_common(3))
             verdict = ("nothing to do (every input was processed by an earlier run), and" if earlier
                        else "failed:" if final else "stopped:")
-            hint = hint_for(reasons.most_common(1)[0][0]) if reasons else None
+            # The hint of the most common reason that has one.
+            hinted = next(((reason, hint_for(reason)) for reason, _ in reasons.most_common() if hint_for(reason)),
+                          None)
             raise BuildError(
                 f"{verdict} {failed} of {total} inputs ({failed / total:.0%}) yielded no clip, above "
                 f"run.max_failure_ratio {self.max_ratio:.0%}; most common reasons: {common}. "
                 f"See rejects.parquet for every input and reason."
-                + (f"\nhint ({reasons.most_common(1)[0][0]}): {hint}" if hint else ""))
+                + (f"\nhint ({hinted[0]}): {hinted[1]}" if hinted else ""))
 
     def failure_reasons(self) -> Counter:
         """stage/reason -> inputs that yielded no clip with it as their most common reason."""
