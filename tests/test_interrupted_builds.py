@@ -60,7 +60,11 @@ MOMENTS = {
 
 
 def _interrupt_when(command: list[str], ready, sig: int, timeout: float = 300) -> subprocess.CompletedProcess:
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell starts background jobs with SIGINT ignored, and an ignored signal stays ignored
+    # across exec (Python then installs no KeyboardInterrupt handler): give the build the default,
+    # as a terminal would.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + timeout
     sent = False
     while process.poll() is None and time.monotonic() < deadline:

@@ -37,8 +37,9 @@ CONFIG = {
 
 
 def _write_manifest(folder, names) -> str:
-    lines = [json.dumps({"uri": name, "title": f"Clip {name}", "description": f"Real sample footage {name}."})
-             for name in names]
+    # Fixed video ids: the split of a video hashes its id, which would otherwise hash the temp path.
+    lines = [json.dumps({"uri": name, "video_id": name.rsplit(".", 1)[0], "title": f"Clip {name}",
+                         "description": f"Real sample footage {name}."}) for name in names]
     path = folder / f"manifest-{len(names)}.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
