@@ -5,13 +5,14 @@
     info.py      report, ops, config
     bench.py     bench split|shards|ray|teachers
     teachers.py  teachers choose
+    synth.py     synth, synth score (a synthetic dataset with known truth)
     options.py   the options several commands share, and how a build's outcome becomes an exit code
 """
 from __future__ import annotations
 
 import click
 
-from vidcurate.pipelines.cli import bench, build, info, submit, teachers
+from vidcurate.pipelines.cli import bench, build, info, submit, synth, teachers
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,7 +27,7 @@ def cli() -> None:
 
 
 for command in (build.build, build.split, build.demo, info.report, info.ops, info.show_config, bench.bench,
-                teachers.teachers, build.retry_failed_command, submit.submit):
+                teachers.teachers, build.retry_failed_command, submit.submit, synth.synth):
     cli.add_command(command)
 
 
