@@ -98,6 +98,8 @@ def read_labels(path: str) -> tuple[dict[str, set[str]], set[str]]:
     if ext not in readers:
         raise LabelsError(f"labels file {path!r}: unknown format {ext or '(no extension)'!r}; "
                           "use .csv, .jsonl or .parquet")
+    if _is_judgments_file(path, ext):
+        return _from_judgments(path)
     labels: dict[str, set[str]] = {}
     teachers: set[str] = set()
     judged: dict[tuple[str, str], tuple[bool, str]] = {}
@@ -108,6 +110,55 @@ def read_labels(path: str) -> tuple[dict[str, set[str]], set[str]]:
         raise LabelsError(f"labels file {path!r}: cannot be read ({exc})") from None
     if not labels:
         raise LabelsError(f"labels file {path!r}: holds no labels")
+    return labels, teachers
+
+
+def _is_judgments_file(path: str, ext: str) -> bool:
+    """A file of the labels schema (schemas/labels.py: one judgment per row, as the annotation page
+    and `vidcurate synth` write it), told apart by its columns."""
+    try:
+        if ext == ".parquet":
+            import pyarrow.parquet as pq
+
+            names = set(pq.read_schema(path).names)
+        elif ext in (".jsonl", ".ndjson"):
+            with open(path, encoding="utf-8") as handle:
+                first = next((line for line in handle if line.strip()), "{}")
+            names = set(json.loads(first)) if first.lstrip().startswith("{") else set()
+        else:
+            return False
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return {"annotator", "candidates", "choice"} <= names
+
+
+def _from_judgments(path: str) -> tuple[dict[str, set[str]], set[str]]:
+    """Acceptability from judgments: a teacher is acceptable on a clip when at least half of the
+    annotators who marked that clip's acceptable candidates marked it (several annotators may
+    disagree; a tie counts as acceptable). Judgments without ``acceptable`` are left out."""
+    from collections import Counter
+
+    from vidcurate.schemas.labels import LabelsFileError, read_labels as read_judgments
+
+    try:
+        rows = read_judgments(path)
+    except LabelsFileError as exc:
+        raise LabelsError(str(exc)) from None
+    votes: dict[str, Counter] = {}
+    raters: Counter = Counter()
+    teachers: set[str] = set()
+    for row in rows:
+        if row.get("acceptable") is None:
+            continue
+        shown = [c["teacher"] for c in row["candidates"]]
+        teachers.update(shown)
+        raters[row["clip_id"]] += 1
+        votes.setdefault(row["clip_id"], Counter()).update({shown[i] for i in row["acceptable"]})
+    if not raters:
+        raise LabelsError(f"labels file {path!r}: no judgment marks acceptable candidates (the 'acceptable' "
+                          "column is empty), so there is nothing to cover")
+    labels = {clip: {t for t, n in votes.get(clip, Counter()).items() if 2 * n >= count}
+              for clip, count in raters.items()}
     return labels, teachers
 
 
