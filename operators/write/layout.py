@@ -7,6 +7,7 @@
     OUT/config.resolved.yaml the configuration with every default filled in
     OUT/README.md            the dataset card
     OUT/report.html          the build report
+    OUT/versions/<name>.parquet  caption versions: re-selected or refined captions (operators/write/versions.py)
     OUT/_journal/            what is done (operators/write/journal.py): re-running resumes
     OUT/_cache/              per-video records after run.cache_after (pipelines/build/stage_cache.py)
 
@@ -29,9 +30,12 @@ CONFIG_FILE = "config.resolved.yaml"
 CARD_FILE = "README.md"
 REPORT_FILE = "report.html"
 JOURNAL_DIR = "_journal"
+VERSIONS_DIR = "versions"
+BUILD_VERSION = "build"  # the captions the build itself selected (index.parquet and the shards)
 CACHE_DIR = "_cache"
 # What a build writes and --overwrite replaces (the stage cache survives an overwrite on purpose).
-BUILD_FILES = (SHARDS_DIR, INDEX_FILE, REJECTS_FILE, STATS_FILE, CONFIG_FILE, JOURNAL_DIR, CARD_FILE, REPORT_FILE)
+BUILD_FILES = (SHARDS_DIR, INDEX_FILE, REJECTS_FILE, STATS_FILE, CONFIG_FILE, JOURNAL_DIR, CARD_FILE, REPORT_FILE,
+               VERSIONS_DIR)
 DEFAULT_SPLIT = "train"
 
 

@@ -32,7 +32,9 @@ def teacher_name(step: dict) -> str:
 
 
 def dataset_card(resolved: dict, index_rows: list[dict], reject_rows: list[dict], sources: list[dict],
-                 provenance: dict) -> str:
+                 provenance: dict, version: dict | None = None) -> str:
+    """The card's text. ``version``: a caption version's record (operators/write/versions.py) whose
+    captions ``index_rows`` carry; the card then says which version it describes."""
     seconds = sum(r["duration"] for r in index_rows)
     videos = {r["uri"] for r in index_rows}
     splits = Counter(r["split"] for r in index_rows)
@@ -66,6 +68,10 @@ def dataset_card(resolved: dict, index_rows: list[dict], reject_rows: list[dict]
         *[f"| {s['op']} (selects one caption per clip) | {s.get('model') or ''} | |" for s in selectors],
         "",
     ]
+    if version is not None:
+        lines += [f"Captions: caption version `{version['name']}` ({version.get('command')} by "
+                  f"{version.get('selector')}, candidates from {version.get('from_version')}; "
+                  f"`OUT/versions/{version['name']}.parquet`); the shards hold the build's own.", ""]
     if winners:
         lines += ["Selected captions by teacher: "
                   + ", ".join(f"{name} {count}" for name, count in winners.most_common()), ""]
@@ -90,3 +96,37 @@ def dataset_card(resolved: dict, index_rows: list[dict], reject_rows: list[dict]
         "",
     ]
     return "\n".join(lines)
+
+
+def write_card(out: str, version: str | None = None) -> str:
+    """(Re)write OUT/README.md of a finished build for a caption version (default: the latest);
+    returns the version name it describes."""
+    import pyarrow.parquet as pq
+    import yaml
+
+    from vidcurate.operators.write.destination import Destination
+    from vidcurate.operators.write.journal import Journal
+    from vidcurate.operators.write.layout import BUILD_VERSION, CARD_FILE, CONFIG_FILE, INDEX_FILE, REJECTS_FILE
+    from vidcurate.operators.write.versions import list_versions, read_version, resolve_version
+
+    dest = Destination(out)
+    resolved = yaml.safe_load(dest.read_bytes(CONFIG_FILE)) or {}
+    index = pq.read_table(dest.path(INDEX_FILE)).to_pylist()
+    rejects = pq.read_table(dest.path(REJECTS_FILE)).to_pylist()
+    name = resolve_version(out, version)
+    record = None
+    if name != BUILD_VERSION:
+        chosen = read_version(out, name)
+        index = [{**row, **{k: chosen[row["clip_id"]][k] for k in ("caption", "caption_teacher", "score")}}
+                 if row["clip_id"] in chosen else row for row in index]
+        record = next(v for v in list_versions(out) if v["name"] == name)
+    sources = [v["source"] for v in Journal(dest).state.videos.values()]
+    provenance = {"config_hash": Journal(dest).state.config_hash, "vidcurate_version": _installed_version()}
+    dest.write_bytes(CARD_FILE, dataset_card(resolved, index, rejects, sources, provenance, record).encode("utf-8"))
+    return name
+
+
+def _installed_version() -> str:
+    from vidcurate.pipelines.build.run import vidcurate_version
+
+    return vidcurate_version()

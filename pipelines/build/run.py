@@ -37,7 +37,8 @@ from vidcurate.operators.write.destination import Destination
 from vidcurate.operators.write.journal import Journal
 from vidcurate.operators.write.layout import BUILD_FILES, CARD_FILE, CONFIG_FILE, JOURNAL_DIR, REPORT_FILE, STATS_FILE
 from vidcurate.operators.write.sink import DatasetSink, SinkOptions
-from vidcurate.pipelines.build.card import dataset_card
+from vidcurate.operators.write.versions import list_versions
+from vidcurate.pipelines.build.card import dataset_card, write_card
 from vidcurate.pipelines.build.config import BuildConfig
 from vidcurate.pipelines.build.progress import Progress
 from vidcurate.pipelines.build.outcome import BuildError, BuildResult, FailureBudget, OutputError
@@ -144,9 +145,12 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     runs = sink.journal.state.runs
     dest.write_bytes(STATS_FILE, json.dumps(build_stats(runs), indent=2).encode("utf-8"))
     _account_for_every_input(inputs, sink)
-    card = dataset_card(resolved, sink.index_rows, sink.reject_rows,
-                        [v["source"] for v in sink.journal.state.videos.values()], provenance)
-    dest.write_bytes(CARD_FILE, card.encode("utf-8"))
+    if dest.local and list_versions(dest.root):  # a resumed build with caption versions: the latest's card
+        write_card(dest.root)
+    else:
+        card = dataset_card(resolved, sink.index_rows, sink.reject_rows,
+                            [v["source"] for v in sink.journal.state.videos.values()], provenance)
+        dest.write_bytes(CARD_FILE, card.encode("utf-8"))
     if report and dest.local:  # the report reads the output folder back
         try:
             write_report(dest.root)

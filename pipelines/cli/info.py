@@ -13,10 +13,12 @@ from vidcurate.pipelines.report import SCAN_CLIPS
 @click.argument("output", metavar="OUT")
 @click.option("--samples", type=click.IntRange(min=0), default=12, show_default=True,
               help="Sample clips shown with a thumbnail and every caption candidate.")
+@click.option("--version", default=None,
+              help="Caption version whose captions the page shows (default: the latest; 'build': the index's).")
 @click.option("--scan-clips", type=click.IntRange(min=0), default=SCAN_CLIPS, show_default=True,
               help="Teacher statistics read the json of whole shards until this many clips are counted "
                    "(0: every shard), so a huge build's report reads a few shards, not the dataset.")
-def report(output: str, samples: int, scan_clips: int) -> None:
+def report(output: str, samples: int, scan_clips: int, version: str | None) -> None:
     """(Re)write OUT/report.html: counts, rejects, plots and sample clips of a build.
 
     OUT is a build's output folder. The page is one self-contained HTML file (plots and
@@ -25,7 +27,7 @@ def report(output: str, samples: int, scan_clips: int) -> None:
     from vidcurate.pipelines.report import ReportError, write_report
 
     try:
-        path = write_report(output, samples=samples, scan_clips=scan_clips)
+        path = write_report(output, samples=samples, scan_clips=scan_clips, version=version)
     except ReportError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

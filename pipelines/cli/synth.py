@@ -65,7 +65,8 @@ def synth(ctx, clips, seed, noise, label_share, annotator_accuracy, workers, sou
 @synth.command("score")
 @click.argument("output", metavar="OUT")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
-def synth_score(output: str, as_json: bool) -> None:
+@click.option("--version", default=None, help="Caption version to score (default: the latest; 'build': the index).")
+def synth_score(output: str, as_json: bool, version: str | None) -> None:
     """Attribute accuracy and faithful share of OUT's captions (index.parquet) against the truth.
 
     Judged on the held-out clips (not in labels.parquet), and on all clips. The random
@@ -74,12 +75,13 @@ def synth_score(output: str, as_json: bool) -> None:
     """
     import json
 
+    from vidcurate.operators.write.versions import VersionError
     from vidcurate.pipelines.synth.score import dataset_scores
     from vidcurate.pipelines.synth.write import SynthError
 
     try:
-        scores = dataset_scores(output)
-    except SynthError as exc:
+        scores = dataset_scores(output, version)
+    except (SynthError, VersionError) as exc:
         _fail(str(exc))
     if as_json:
         click.echo(json.dumps(scores, indent=2))
@@ -92,7 +94,7 @@ def synth_score(output: str, as_json: bool) -> None:
         click.echo(f"{name.replace('_', '-')} clips: {part['clips']} ({part['captioned']} captioned)")
         click.echo("  attribute accuracy: " + ", ".join(f"{a} {part['attributes'][a]:.1%}" for a in ATTRIBUTES)
                    + f"; overall {part['overall']:.1%}")
-        click.echo(f"  faithful captions: {part['faithful']:.1%} (consensus selection in the index); "
+        click.echo(f"  faithful captions: {part['faithful']:.1%} (version {scores['version']}); "
                    f"random pick {part['random']:.1%}; best candidate {part['oracle']:.1%}")
     labels = scores["labels"]
     agreement, picked = labels["agreement"], labels["chosen_faithful"]

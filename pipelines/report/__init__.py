@@ -30,7 +30,7 @@ from vidcurate.pipelines.report.read import SCAN_CLIPS, ReportError
 __all__ = ["ReportError", "write_report", "REPORT_FILE", "SCAN_CLIPS"]
 
 
-def write_report(out: str, samples: int = 12, scan_clips: int = SCAN_CLIPS) -> str:
+def write_report(out: str, samples: int = 12, scan_clips: int = SCAN_CLIPS, version: str | None = None) -> str:
     """Write ``OUT/report.html`` for the build in ``out`` and return its path.
 
     Teacher statistics come from the json members of whole shards read until about
@@ -39,7 +39,7 @@ def write_report(out: str, samples: int = 12, scan_clips: int = SCAN_CLIPS) -> s
     not a pass over the dataset; the page says how much was read."""
     from vidcurate.pipelines.report import html, read
 
-    data = read.load(os.fspath(out))
+    data = read.load(os.fspath(out), version)
     shards = read.scan_shards(data, read.pick_samples(data["index"], samples), scan_clips)
     page = html.render(data, shards)
     path = os.path.join(data["out"], REPORT_FILE)

@@ -30,11 +30,12 @@ class ReportError(ValueError):
     """The folder is not a readable build output (missing, not a folder, no or broken index)."""
 
 
-def load(out: str) -> dict:
+def load(out: str, version: str | None = None) -> dict:
     """The build folder's small files as plain data: index rows, reject rows, stats (summed
     counters and seconds, and the runs), the config text and its pipeline order, and notes on
     what is missing. A missing folder or index, or an unreadable index, rejects or stats file
-    is a :class:`ReportError`; a missing rejects or stats file is only a note."""
+    is a :class:`ReportError`; a missing rejects or stats file is only a note. ``version``: whose
+    captions the page shows (a caption version's name, "build", or None = the latest)."""
     import pyarrow.parquet as pq
 
     if not os.path.exists(out):
@@ -86,7 +87,17 @@ def load(out: str) -> dict:
             pipeline = [s["op"] for s in steps if isinstance(s, dict) and "op" in s]
         except (yaml.YAMLError, AttributeError):
             notes.append(f"{CONFIG_FILE} is not valid YAML.")
-    return {"out": out, "index": index, "rejects": rejects, "stats": stats, "config_text": config_text,
+    overlay, version_name = _caption_version(out, version)
+    if overlay is not None:
+        for row in index:
+            chosen = overlay.get(row["clip_id"])
+            if chosen is not None:
+                row.update(caption=chosen["caption"], caption_teacher=chosen["caption_teacher"], score=chosen["score"],
+                           num_candidates=len(chosen["candidates"] or []))
+        notes.append(f"Captions of caption version {version_name} (OUT/versions/{version_name}.parquet); the "
+                     "teacher statistics count the shards' candidates.")
+    return {"out": out, "overlay": overlay, "version": version_name,
+            "index": index, "rejects": rejects, "stats": stats, "config_text": config_text,
             "pipeline": pipeline, "notes": notes}
 
 
@@ -156,7 +167,10 @@ def scan_shards(data: dict, picked: list[dict], scan_clips: int) -> dict:
                 thumb = _thumbnail_from_mp4(media["mp4"])
         except Exception as exc:  # a thumbnail is decoration: note it, keep going
             problems.append(f"thumbnail of {key}: {type(exc).__name__}: {exc}")
-        samples.append({"row": row, "meta": media.get("json") or {}, "thumb": thumb})
+        meta = media.get("json") or {}
+        if data.get("overlay") and row["clip_id"] in data["overlay"]:  # the version's caption and candidates
+            meta = {**meta, **data["overlay"][row["clip_id"]]}
+        samples.append({"row": row, "meta": meta, "thumb": thumb})
     return {"names": names, "bytes": total_bytes, "teachers": teachers, "candidate_scores": candidate_scores,
             "samples": samples, "problems": problems, "read": read, "clips_read": clips_read}
 
@@ -262,3 +276,14 @@ def reject_groups(rejects: list[dict]) -> list[dict]:
         g["clips" if r.get("clip_id") else "inputs"] += 1
         g["transient"] += bool(r.get("transient"))
     return sorted(groups.values(), key=lambda g: (-g["count"], str(g["stage"]), str(g["reason"])))
+
+
+def _caption_version(out: str, version: str | None) -> tuple[dict | None, str]:
+    from vidcurate.operators.write.layout import BUILD_VERSION
+    from vidcurate.operators.write.versions import VersionError, read_version, resolve_version
+
+    try:
+        name = resolve_version(out, version)
+        return (None if name == BUILD_VERSION else read_version(out, name)), name
+    except VersionError as exc:
+        raise ReportError(str(exc)) from None

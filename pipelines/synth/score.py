@@ -77,17 +77,24 @@ def load(out: str) -> tuple[list[dict], dict[str, str | None], list[dict]]:
     return truth, {r["clip_id"]: r["caption"] for r in index}, labels
 
 
-def dataset_scores(out: str) -> dict:
-    """Everything ``vidcurate synth score`` prints: the index's captions on held-out and on all clips,
-    the random and oracle pick rates, and what the (simulated) annotators did."""
+def dataset_scores(out: str, version: str | None = None) -> dict:
+    """Everything ``vidcurate synth score`` prints: a caption version's captions (default the latest;
+    "build" = the index's) on held-out and on all clips, the random and oracle pick rates, and what
+    the (simulated) annotators did."""
+    from vidcurate.operators.write.layout import BUILD_VERSION
+    from vidcurate.operators.write.versions import read_version, resolve_version
+
     truth, captions, labels = load(out)
+    name = resolve_version(out, version)
+    if name != BUILD_VERSION:
+        captions = {clip_id: row["caption"] for clip_id, row in read_version(out, name).items()}
     held_out = [r for r in truth if not r["labelled"]]
     by_clip = {r["clip_id"]: r for r in truth}
     picks = [r for r in labels if r["choice"] >= 0 and r["clip_id"] in by_clip]
     faithful_picks = sum(not by_clip[r["clip_id"]]["candidates"][_truth_position(by_clip[r["clip_id"]], r)]["errors"]
                          for r in picks)
     share, pairs = agreement(labels)
-    return {"held_out": {**score(held_out, captions), **pick_rates(held_out)},
+    return {"version": name, "held_out": {**score(held_out, captions), **pick_rates(held_out)},
             "all": {**score(truth, captions), **pick_rates(truth)},
             "labels": {"judgments": len(labels), "clips": len({r["clip_id"] for r in labels}),
                        "all_bad": sum(r["choice"] < 0 for r in labels),

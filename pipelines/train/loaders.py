@@ -97,8 +97,13 @@ def webdataset_pipeline(out_or_urls: str | os.PathLike | Sequence[str], num_fram
                         output: Literal["uint8", "float"] = "uint8", require_caption: bool = False,
                         rank: Optional[int] = None, world_size: Optional[int] = None,
                         handler: Callable[[Exception], bool] = wds.reraise_exception,
-                        decode_threads: int = 1) -> wds.DataPipeline:
+                        decode_threads: int = 1, version: Optional[str] = None) -> wds.DataPipeline:
     """A ``webdataset.DataPipeline`` of decoded clips (see the module docstring).
+
+    ``version``: for a build folder, the caption version whose captions (and candidates with
+    their scores) replace the shards' (operators/write/versions.py): a name, "build" (the
+    shards' own), or None = the latest. A clip that version left without a caption loads with
+    ``caption=""`` (``require_caption=True`` drops it).
 
     ``out_or_urls``: a build folder (local or fsspec URL), a list of shard URLs, or one
     URL / brace pattern (``.../shard-{000000..000009}.tar``). ``rank``/``world_size``
@@ -120,8 +125,10 @@ def webdataset_pipeline(out_or_urls: str | os.PathLike | Sequence[str], num_fram
         size = (size, size)
 
     keep_keys = None
+    overlay = None
     if isinstance(out_or_urls, (str, os.PathLike)) and _is_build_folder(os.fspath(out_or_urls)):
         out = os.fspath(out_or_urls)
+        overlay = caption_overlay(out, version)
         urls = shard_urls(out, split)
         if split is not None:
             keep_keys = _keys_of_split_in_mixed_shards(out, split)
@@ -149,7 +156,7 @@ def webdataset_pipeline(out_or_urls: str | os.PathLike | Sequence[str], num_fram
     stages.append(functools.partial(wds.tariterators.tar_file_expander, handler=handler))
     stages.append(functools.partial(wds.tariterators.group_by_keys, handler=handler))
     stages.append(functools.partial(_parse, keep_keys=keep_keys, split=split_from_json,
-                                    require_caption=require_caption, handler=handler))
+                                    require_caption=require_caption, handler=handler, overlay=overlay))
     if shuffle > 0:
         stages.append(wds.shuffle(shuffle, initial=min(shuffle, 100)))
     stages.append(wds.map(_Decoder(num_frames, size, decoder, output, decode_threads), handler=handler))
@@ -193,8 +200,21 @@ def _open_shards(src: Iterable[dict], handler=wds.reraise_exception) -> Iterator
             stream.close()
 
 
+def caption_overlay(out: str, version: Optional[str]) -> Optional[dict[str, dict]]:
+    """clip_id -> {caption, caption_teacher, score, selector, candidates} of a caption version of the
+    build in ``out``; None for the shards' own captions (version "build", or no version yet)."""
+    from vidcurate.operators.write.layout import BUILD_VERSION
+    from vidcurate.operators.write.versions import read_version, resolve_version
+
+    name = resolve_version(out, version)
+    if name == BUILD_VERSION:
+        return None
+    return {clip_id: {k: row[k] for k in ("caption", "caption_teacher", "score", "selector", "candidates")}
+            for clip_id, row in read_version(out, name).items()}
+
+
 def _parse(src: Iterable[dict], keep_keys=None, split=None, require_caption=False,
-           handler=wds.reraise_exception) -> Iterator[dict]:
+           handler=wds.reraise_exception, overlay: Optional[dict[str, dict]] = None) -> Iterator[dict]:
     """Raw tar members -> {mp4, caption, clip_id, meta}; drops samples of other splits."""
     for sample in src:
         try:
@@ -209,6 +229,10 @@ def _parse(src: Iterable[dict], keep_keys=None, split=None, require_caption=Fals
             if split is not None and sample_split(meta) != split:
                 continue
             caption = sample["txt"].decode("utf-8") if "txt" in sample else (meta.get("caption") or "")
+            if overlay is not None and (meta.get("clip_id") or key) in overlay:
+                meta.update(overlay[meta.get("clip_id") or key])
+                meta["candidates"] = [with_params_object(c) for c in meta["candidates"] or []]
+                caption = meta["caption"] or ""
             if require_caption and not caption:
                 continue
             yield {"mp4": sample["mp4"], "caption": caption, "clip_id": meta.get("clip_id") or key,

@@ -1,0 +1,90 @@
+"""`vidcurate select` and `vidcurate versions`: caption versions of a finished build."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from vidcurate.operators.base import OperatorSetupError
+
+
+@click.command()
+@click.argument("output", metavar="OUT")
+@click.option("--selector", default="consensus", show_default=True,
+              help="A registered selector (consensus; or its operator name, consensus_selector).")
+@click.option("--version", "name", default=None,
+              help="Name of the new version (default: select-<selector>-N). Never overwrites one.")
+@click.option("--from-version", default=None,
+              help="Whose candidates to select from: a version name, 'build' (the shards'), default the latest.")
+def select(output: str, selector: str, name: str | None, from_version: str | None) -> None:
+    """Re-select every clip's caption of the build in OUT into a new caption version.
+
+    Teachers are not run again and shards, index and earlier versions stay as they are
+    (OUT/versions/NAME.parquet holds the new captions and every candidate's score); the
+    card (README.md) and report.html are rewritten for the new version.
+    Exit code 2 for a missing build, an unknown selector or version, or a name in use.
+    """
+    from vidcurate.operators.write.versions import VersionError
+    from vidcurate.pipelines.versions.select import reselect
+
+    try:
+        record = reselect(output, selector, name, from_version)
+    except (VersionError, OperatorSetupError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"{output}: version {record['name']}: {record['captioned']} of {record['clips']} clips captioned "
+               f"by {record['selector']} (candidates from {record['from_version']})")
+    # The card and the report describe the latest version, which this now is.
+    from vidcurate.pipelines.build.card import write_card
+    from vidcurate.pipelines.report import write_report
+
+    write_card(output, record["name"])
+    try:
+        write_report(output, version=record["name"])
+    except Exception as exc:  # the version is written; a report problem must not hide that
+        click.echo(f"warning: could not rewrite report.html: {exc}", err=True)
+
+
+@click.command()
+@click.argument("output", metavar="OUT")
+def versions(output: str) -> None:
+    """List the caption versions of the build in OUT, oldest first, with their provenance."""
+    from vidcurate.operators.write.layout import INDEX_FILE
+    from vidcurate.operators.write.versions import VersionError, list_versions
+    import os
+
+    if not os.path.isfile(os.path.join(output, INDEX_FILE)):
+        click.echo(f"error: {output!r} holds no finished build ({INDEX_FILE} is missing)", err=True)
+        sys.exit(2)
+    try:
+        found = list_versions(output)
+    except VersionError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo("build  (the build's own captions: index.parquet and the shards)")
+    for v in found:
+        latest = "  [latest]" if v is found[-1] else ""
+        click.echo(f"{v['name']}  {v['created_at']}  {v.get('command')} by {v.get('selector')} from "
+                   f"{v.get('from_version')}: {v['captioned']}/{v['clips']} clips captioned{latest}")
+
+
+@click.command()
+@click.argument("output", metavar="OUT")
+@click.option("--version", default=None, help="The caption version to export (default: the latest).")
+@click.option("-o", "--output", "new", required=True, help="A new, empty folder for the exported build.")
+def export(output: str, version: str | None, new: str) -> None:
+    """Write a self-contained build (shards, index, rejects, card) whose captions are a version's.
+
+    The clips' mp4 bytes are copied unchanged; clips the version left without a caption
+    become rejects. OUT is only read. Exit code 2 for an unknown version or a non-empty NEW.
+    """
+    from vidcurate.operators.write.versions import VersionError
+    from vidcurate.pipelines.versions.export import export as run_export
+
+    try:
+        done = run_export(output, version, new)
+    except VersionError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"{new}: {done['clips']} clips in {done['shards']} shard(s) with the captions of version "
+               f"{done['version']}; {done['rejects']} rejects")

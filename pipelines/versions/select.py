@@ -1,0 +1,96 @@
+"""`vidcurate select OUT --selector NAME`: re-select every clip's caption into a new caption version.
+
+The candidates come from a version (default: the latest; ``build`` = the clip jsons in the
+shards), so teachers never run again and no mp4 byte is rewritten. Any registered selector
+runs through its operator (``consensus`` or ``consensus_selector``), in batches of its declared
+size; a selector that needs the clip itself (``mp4`` in its ``requires``) gets each clip's
+bytes by one ranged read of its shard. Clips the selector rejects keep a row with the reason.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from typing import Iterator
+
+from vidcurate.operators.base import is_ok
+from vidcurate.operators.write.layout import BUILD_VERSION, INDEX_FILE, SHARDS_DIR, read_clip_mp4
+from vidcurate.operators.write.versions import VersionError, next_name, read_version, resolve_version, write_version
+from vidcurate.pipelines.build.registry import OPERATORS, operator_class
+
+
+def selector_operator(name: str, fields: dict | None = None):
+    """The selector operator called ``name`` or ``name_selector``, configured with ``fields``."""
+    op_name = name if name in OPERATORS else f"{name}_selector"
+    if op_name not in OPERATORS or not op_name.endswith("_selector"):
+        known = sorted(n[:-len("_selector")] for n in OPERATORS if n.endswith("_selector"))
+        raise VersionError(f"unknown selector {name!r}; known: {', '.join(known)}")
+    return operator_class(op_name)(**(fields or {}))
+
+
+def build_candidates(out: str) -> Iterator[dict]:
+    """Every clip of the build as {clip_id, video_id, uri, candidates} from the shards' json members."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(os.path.join(out, INDEX_FILE), columns=["clip_id", "video_id", "uri", "shard"]).to_pylist()
+    by_shard: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        by_shard.setdefault(row["shard"], {})[row["clip_id"]] = row
+    for shard, wanted in sorted(by_shard.items()):
+        with tarfile.open(os.path.join(out, SHARDS_DIR, shard), "r:") as tar:
+            for member in tar:
+                key, _, ext = member.name.partition(".")
+                if ext == "json" and key in wanted:
+                    meta = json.load(tar.extractfile(member))
+                    yield {**wanted[key], "candidates": [_as_record_candidate(c) for c in meta.get("candidates") or []]}
+
+
+def reselect(out: str, selector: str, name: str | None = None, from_version: str | None = None,
+             fields: dict | None = None) -> dict:
+    """Write a version whose captions ``selector`` chose among the candidates of ``from_version``."""
+    out = os.fspath(out)
+    if not os.path.isfile(os.path.join(out, INDEX_FILE)):
+        raise VersionError(f"{out!r} holds no finished build ({INDEX_FILE} is missing)")
+    source = resolve_version(out, from_version)
+    op = selector_operator(selector, fields)
+    name = name or next_name(out, f"select-{op.name.removesuffix('_selector')}")
+    if source == BUILD_VERSION:
+        clips = list(build_candidates(out))
+    else:
+        clips = [{"clip_id": cid, "candidates": [_as_record_candidate(c) for c in row["candidates"] or []]}
+                 for cid, row in read_version(out, source).items()]
+    if "mp4" in op.requires:
+        index = {r["clip_id"]: r for r in _index_rows(out)}
+        for clip in clips:
+            clip["mp4"] = read_clip_mp4(out, index[clip["clip_id"]])
+    rows = []
+    try:
+        for batch in op.stream([clips]):
+            rows += [_version_row(record) for record in batch]
+    finally:
+        op.close()
+    provenance = {"selector": op.name, "selector_settings": op.model_dump(mode="json"), "from_version": source,
+                  "command": "select"}
+    return write_version(out, name, sorted(rows, key=lambda r: r["clip_id"]), provenance)
+
+
+def _index_rows(out: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(os.path.join(out, INDEX_FILE)).to_pylist()
+
+
+def _as_record_candidate(candidate: dict) -> dict:
+    """A candidate as records carry it (params a JSON string, as schemas.records.CANDIDATE)."""
+    params = candidate.get("params")
+    return {**candidate, "params": params if isinstance(params, str) or params is None
+            else json.dumps(params, sort_keys=True)}
+
+
+def _version_row(record: dict) -> dict:
+    ok = is_ok(record)
+    return {"clip_id": record["clip_id"], "caption": record.get("caption") if ok else None,
+            "caption_teacher": record.get("caption_teacher") if ok else None,
+            "score": record.get("score") if ok else None, "selector": record.get("selector"),
+            "candidates": [_as_record_candidate(c) for c in record.get("candidates") or []],
+            "error_reason": None if ok else f"{record.get('error_stage')}/{record.get('error_reason')}"}
