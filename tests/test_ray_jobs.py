@@ -131,10 +131,15 @@ def ray_head():
     if RAY is None:
         pytest.skip("no ray executable")
     temp_dir = tempfile.mkdtemp(prefix="vcray", dir="/tmp")  # short: Ray's socket paths have a length limit
-    ports = {name: _free_port() for name in (
-        "port", "dashboard-port", "node-manager-port", "object-manager-port", "ray-client-server-port",
-        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")}
     low = _free_port()
+    ports: dict[str, int] = {}
+    for name in ("port", "dashboard-port", "node-manager-port", "object-manager-port", "ray-client-server-port",
+                 "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+                 "metrics-export-port"):
+        port = _free_port()
+        while low <= port <= low + 200 or port in ports.values():  # Ray refuses a port inside the worker range
+            port = _free_port()
+        ports[name] = port
     env = dict(_client_env(), RAY_USAGE_STATS_ENABLED="0")
     command = [RAY, "start", "--head", "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
                f"--temp-dir={temp_dir}", "--disable-usage-stats", "--block",
