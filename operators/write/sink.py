@@ -227,8 +227,8 @@ class DatasetSink:
         left = [uri for uri, p in self._pending.items() if p.complete]
         if left:  # cannot happen: every shard is published by now
             raise AssertionError(f"internal error: videos left uncommitted: {sorted(left)[:5]}")
-        _write_table(self.dest, self.index_rows, INDEX, INDEX_FILE)
-        _write_table(self.dest, self.reject_rows, REJECT, REJECTS_FILE)
+        write_table(self.dest, self.index_rows, INDEX, INDEX_FILE)
+        write_table(self.dest, self.reject_rows, REJECT, REJECTS_FILE)
         self.journal.compact()
         return sorted({row["shard"] for row in self.index_rows})
 
@@ -291,7 +291,8 @@ def _next_shard_number(dest: Destination, folder: str, prefix: str) -> int:
     return max(numbers, default=-1) + 1
 
 
-def _write_table(dest: Destination, rows: list[dict], schema: pa.Schema, name: str) -> None:
+def write_table(dest: Destination, rows: list[dict], schema: pa.Schema, name: str) -> None:
+    """A table checked against ``schema``, published whole as ``name`` (index, rejects, ...)."""
     table = pa.Table.from_pylist(rows, schema=schema)
     staged = dest.staging_path(name)
     pq.write_table(table, staged)

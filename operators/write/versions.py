@@ -66,6 +66,13 @@ def read_version(out: str, version: str) -> dict[str, dict]:
     return {row["clip_id"]: row for row in rows}
 
 
+def version_captions(out: str, version: str | None) -> tuple[str, dict[str, dict] | None]:
+    """(the name ``version`` stands for, its rows by clip id), or (``build``, None) for the build's
+    own captions: what every reader of captions (loaders, report, card, synth score) overlays."""
+    name = resolve_version(out, version)
+    return name, (None if name == BUILD_VERSION else read_version(out, name))
+
+
 def next_name(out: str, prefix: str) -> str:
     """``prefix-1``, ``prefix-2``, ...: the first name no version has."""
     taken = {v["name"] for v in list_versions(out)}

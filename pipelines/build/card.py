@@ -106,17 +106,16 @@ def write_card(out: str, version: str | None = None) -> str:
 
     from vidcurate.operators.write.destination import Destination
     from vidcurate.operators.write.journal import Journal
-    from vidcurate.operators.write.layout import BUILD_VERSION, CARD_FILE, CONFIG_FILE, INDEX_FILE, REJECTS_FILE
-    from vidcurate.operators.write.versions import list_versions, read_version, resolve_version
+    from vidcurate.operators.write.layout import CARD_FILE, CONFIG_FILE, INDEX_FILE, REJECTS_FILE
+    from vidcurate.operators.write.versions import list_versions, version_captions
 
     dest = Destination(out)
     resolved = yaml.safe_load(dest.read_bytes(CONFIG_FILE)) or {}
     index = pq.read_table(dest.path(INDEX_FILE)).to_pylist()
     rejects = pq.read_table(dest.path(REJECTS_FILE)).to_pylist()
-    name = resolve_version(out, version)
+    name, chosen = version_captions(out, version)
     record = None
-    if name != BUILD_VERSION:
-        chosen = read_version(out, name)
+    if chosen is not None:
         index = [{**row, **{k: chosen[row["clip_id"]][k] for k in ("caption", "caption_teacher", "score")}}
                  if row["clip_id"] in chosen else row for row in index]
         record = next(v for v in list_versions(out) if v["name"] == name)

@@ -279,11 +279,10 @@ def reject_groups(rejects: list[dict]) -> list[dict]:
 
 
 def _caption_version(out: str, version: str | None) -> tuple[dict | None, str]:
-    from vidcurate.operators.write.layout import BUILD_VERSION
-    from vidcurate.operators.write.versions import VersionError, read_version, resolve_version
+    from vidcurate.operators.write.versions import VersionError, version_captions
 
     try:
-        name = resolve_version(out, version)
-        return (None if name == BUILD_VERSION else read_version(out, name)), name
+        name, rows = version_captions(out, version)
+        return rows, name
     except VersionError as exc:
         raise ReportError(str(exc)) from None

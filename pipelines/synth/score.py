@@ -81,13 +81,12 @@ def dataset_scores(out: str, version: str | None = None) -> dict:
     """Everything ``vidcurate synth score`` prints: a caption version's captions (default the latest;
     "build" = the index's) on held-out and on all clips, the random and oracle pick rates, and what
     the (simulated) annotators did."""
-    from vidcurate.operators.write.layout import BUILD_VERSION
-    from vidcurate.operators.write.versions import read_version, resolve_version
+    from vidcurate.operators.write.versions import version_captions
 
     truth, captions, labels = load(out)
-    name = resolve_version(out, version)
-    if name != BUILD_VERSION:
-        captions = {clip_id: row["caption"] for clip_id, row in read_version(out, name).items()}
+    name, rows = version_captions(out, version)
+    if rows is not None:
+        captions = {clip_id: row["caption"] for clip_id, row in rows.items()}
     held_out = [r for r in truth if not r["labelled"]]
     by_clip = {r["clip_id"]: r for r in truth}
     picks = [r for r in labels if r["choice"] >= 0 and r["clip_id"] in by_clip]

@@ -203,14 +203,13 @@ def _open_shards(src: Iterable[dict], handler=wds.reraise_exception) -> Iterator
 def caption_overlay(out: str, version: Optional[str]) -> Optional[dict[str, dict]]:
     """clip_id -> {caption, caption_teacher, score, selector, candidates} of a caption version of the
     build in ``out``; None for the shards' own captions (version "build", or no version yet)."""
-    from vidcurate.operators.write.layout import BUILD_VERSION
-    from vidcurate.operators.write.versions import read_version, resolve_version
+    from vidcurate.operators.write.versions import version_captions
 
-    name = resolve_version(out, version)
-    if name == BUILD_VERSION:
+    _, rows = version_captions(out, version)
+    if rows is None:
         return None
     return {clip_id: {k: row[k] for k in ("caption", "caption_teacher", "score", "selector", "candidates")}
-            for clip_id, row in read_version(out, name).items()}
+            for clip_id, row in rows.items()}
 
 
 def _parse(src: Iterable[dict], keep_keys=None, split=None, require_caption=False,

@@ -14,16 +14,15 @@ import re
 import shutil
 import tarfile
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
 from vidcurate.operators.write.destination import Destination
-from vidcurate.operators.write.layout import (BUILD_VERSION, CARD_FILE, CONFIG_FILE, INDEX_FILE, REJECTS_FILE,
-                                              SHARDS_DIR)
+from vidcurate.operators.write.layout import CARD_FILE, CONFIG_FILE, INDEX_FILE, REJECTS_FILE, SHARDS_DIR
 from vidcurate.operators.write.samples import with_params_object
 from vidcurate.operators.write.shards import ShardWriter
-from vidcurate.operators.write.versions import VersionError, read_version, resolve_version
+from vidcurate.operators.write.sink import write_table
+from vidcurate.operators.write.versions import VersionError, version_captions
 from vidcurate.schemas.records import INDEX, REJECT
 
 SHARD_NAME = re.compile(r"^(?:(?P<folder>.+)/)?(?P<prefix>[A-Za-z0-9_-]+)-(?P<number>\d+)\.tar$")
@@ -36,8 +35,7 @@ def export(out: str, version: str | None, new: str) -> dict:
         raise VersionError(f"{out!r} holds no finished build ({INDEX_FILE} is missing)")
     if os.path.exists(new) and os.listdir(new):
         raise VersionError(f"--output {new!r} is not empty: export writes a new build folder")
-    name = resolve_version(out, version)
-    overlay = None if name == BUILD_VERSION else read_version(out, name)
+    name, overlay = version_captions(out, version)
     index = pq.read_table(os.path.join(out, INDEX_FILE)).to_pylist()
     rejects = pq.read_table(os.path.join(out, REJECTS_FILE)).to_pylist()
     dest = Destination(new)
@@ -67,8 +65,8 @@ def export(out: str, version: str | None, new: str) -> dict:
             rows_out.append({**row, **_index_captions(chosen), "shard": written[len(SHARDS_DIR) + 1:],
                              "mp4_offset": writer.last_members["mp4"][0], "members": sorted(writer.last_members)})
         writer.close()
-    _write_table(dest, rows_out, INDEX, INDEX_FILE)
-    _write_table(dest, rejects, REJECT, REJECTS_FILE)
+    write_table(dest, rows_out, INDEX, INDEX_FILE)
+    write_table(dest, rejects, REJECT, REJECTS_FILE)
     if os.path.isfile(os.path.join(out, CONFIG_FILE)):
         shutil.copyfile(os.path.join(out, CONFIG_FILE), dest.path(CONFIG_FILE))
         _write_card(dest, out, rows_out, rejects, name)
@@ -113,8 +111,3 @@ def _write_card(dest: Destination, out: str, index_rows: list[dict], rejects: li
     card += f"\nExported from `{out}` with the captions of version `{version}` (`vidcurate export`).\n"
     dest.write_bytes(CARD_FILE, card.encode("utf-8"))
 
-
-def _write_table(dest: Destination, rows: list[dict], schema: pa.Schema, name: str) -> None:
-    staged = dest.staging_path(name)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), staged)
-    dest.publish(staged, name)
