@@ -119,8 +119,9 @@ def write_card(out: str, version: str | None = None) -> str:
         index = [{**row, **{k: chosen[row["clip_id"]][k] for k in ("caption", "caption_teacher", "score")}}
                  if row["clip_id"] in chosen else row for row in index]
         record = next(v for v in list_versions(out) if v["name"] == name)
-    sources = [v["source"] for v in Journal(dest).state.videos.values()]
-    provenance = {"config_hash": Journal(dest).state.config_hash, "vidcurate_version": _installed_version()}
+    state = Journal(dest).state  # replayed once: sources and the config hash
+    sources = [v["source"] for v in state.videos.values()]
+    provenance = {"config_hash": state.config_hash, "vidcurate_version": _installed_version()}
     dest.write_bytes(CARD_FILE, dataset_card(resolved, index, rejects, sources, provenance, record).encode("utf-8"))
     return name
 

@@ -211,13 +211,14 @@ def retry_failed(output: str) -> BuildResult:
     dest = Destination(output)
     if not dest.exists(CONFIG_FILE) or not dest.exists(JOURNAL_DIR):
         raise OutputError(f"{output!r} holds no resumable build (no {CONFIG_FILE} and {JOURNAL_DIR}/)")
-    state = Journal(dest).state
+    journal = Journal(dest)
+    state = journal.state
     failed = sorted(uri for uri, video in state.videos.items()
                     if any(row.get("transient") for row in video["rejects"]))
     waiting = [v["source"] for _, v in sorted(state.pending.items()) if any(r["transient"] for r in v["rejects"])]
     sources = [state.videos[uri]["source"] for uri in failed] + waiting
     if failed:  # their samples become orphans, removed by the build below; the new run's rows replace them
-        Journal(dest).append({"kind": "retract", "uris": failed})
+        journal.append({"kind": "retract", "uris": failed})
     result = build(None, output, load_config(dest.path(CONFIG_FILE)), sources=sources)
     result.retried = len(sources)
     return result
