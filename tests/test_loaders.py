@@ -21,7 +21,7 @@ import webdataset as wds
 
 from conftest import index_table, run_cli
 import samples
-from vidcurate.pipelines.train import loaders
+from vidcurate.operators import frames as frames_module
 from vidcurate.pipelines.train.loaders import frame_indices, make_dataloader, shard_urls, webdataset_pipeline
 
 SMALL = dict(num_frames=4, size=(48, 64))
@@ -163,8 +163,8 @@ def test_decord_failure_falls_back_to_pyav(mixed, monkeypatch, caplog):
         raise RuntimeError("decord is broken today")
 
     reference = next(iter(webdataset_pipeline(out, **SMALL)))["frames"]
-    monkeypatch.setattr(loaders, "_decode_decord", broken)
-    with caplog.at_level(logging.WARNING, logger="vidcurate.pipelines.train.loaders"):
+    monkeypatch.setattr(frames_module, "_decode_decord", broken)
+    with caplog.at_level(logging.WARNING, logger="vidcurate.operators.frames"):
         frames = next(iter(webdataset_pipeline(out, **SMALL)))["frames"]
     assert "decoding it with PyAV" in caplog.text and "decord is broken today" in caplog.text
     assert frames.shape == reference.shape and frames.dtype == torch.uint8
