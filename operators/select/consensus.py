@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import Field, PrivateAttr
 
 from vidcurate.operators.base import Operator, Resources
+from vidcurate.operators.select.common import count_win, reject_without_candidates
 
 
 class ConsensusSelector(Operator):
@@ -56,7 +57,7 @@ class ConsensusSelector(Operator):
         for record in records:
             candidates = [dict(c) for c in (record.get("candidates") or [])]
             if not candidates:
-                out.append(self._no_candidates(record))
+                out.append(reject_without_candidates(self, record))
                 continue
             emb = vectors[offset:offset + len(candidates)]
             offset += len(candidates)
@@ -67,23 +68,11 @@ class ConsensusSelector(Operator):
             best = max(range(len(candidates)),
                        key=lambda i: (candidates[i]["score"] if scores[i] is not None else -1.0,
                                       len(candidates[i]["text"])))
+            count_win(self, candidates[best]["teacher"])
             out.append({**record, "candidates": candidates, "caption": candidates[best]["text"],
                         "caption_teacher": candidates[best]["teacher"], "score": candidates[best]["score"],
                         "selector": f"{self.name}:{self.model}"})
         return out
-
-
-    def _no_candidates(self, record: dict) -> dict:
-        """Reject a clip no teacher captioned; transient if a teacher failed transiently (retry may help)."""
-        failed = record.get("rejected_candidates") or []
-        if failed:
-            why = "; ".join(f"{f['teacher']}: {f['reason']}" for f in failed)
-            return self.fail(record, "no_caption_candidates", f"clip {record.get('clip_id')}: every teacher "
-                             f"output was rejected ({why})", transient=any(f.get("transient") for f in failed))
-        return self.fail(record, "no_caption_candidates",
-                         f"clip {record.get('clip_id')}: no teacher produced a caption (the offline teachers need "
-                         "speech or title/description metadata; add a vision teacher to caption silent videos "
-                         "without metadata)")
 
 
 def consensus_scores(embeddings: np.ndarray) -> list[Optional[float]]:

@@ -15,6 +15,8 @@ plumbing (batching, images, provenance, failures), never for text.
   blip      BlipForConditionalGeneration (image captioner)
   git       GitForCausalLM (image captioner)
   llama     LlamaForCausalLM (text only), tokenizer with a chat template
+  clip      CLIPModel (image and text towers), CLIPImageProcessor at 32 px: the retriever's
+            pretrained video tower (and, as ``text.model: same``, its text tower)
 """
 from __future__ import annotations
 
@@ -148,8 +150,25 @@ def build_llama(folder: str) -> None:
     tok.save_pretrained(folder)
 
 
+def build_clip(folder: str) -> None:
+    import transformers as T
+    from tokenizers.processors import TemplateProcessing
+
+    tok = word_tokenizer(["<pad>", "<unk>", "<s>", "</s>"], pad_token="<pad>", unk_token="<unk>",
+                         bos_token="<s>", eos_token="</s>")
+    # CLIP pools its text tower at the end token: every text must end with one
+    tok.backend_tokenizer.post_processor = TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", tok.bos_token_id), ("</s>", tok.eos_token_id)])
+    text = dict(TINY, vocab_size=len(tok), max_position_embeddings=40, pad_token_id=tok.pad_token_id,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    T.CLIPModel(T.CLIPConfig(text_config=text, vision_config=dict(TINY, image_size=32, patch_size=8),
+                             projection_dim=16)).save_pretrained(folder)
+    _pil("CLIPImageProcessor")(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
 BUILDERS = {"llava": build_llava, "idefics3": build_idefics3, "blip": build_blip, "git": build_git,
-            "llama": build_llama}
+            "llama": build_llama, "clip": build_clip}
 
 
 def build(name: str, folder: str, seed: int = 0) -> str:

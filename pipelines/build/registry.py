@@ -19,6 +19,8 @@ OPERATORS: dict[str, str] = {
     "frame_teacher": "vidcurate.operators.teachers.generative:FrameTeacher",
     "text_teacher": "vidcurate.operators.teachers.generative:TextTeacher",
     "consensus_selector": "vidcurate.operators.select.consensus:ConsensusSelector",
+    "retriever_selector": "vidcurate.operators.select.retriever:RetrieverSelector",
+    "weighted_selector": "vidcurate.operators.select.retriever:WeightedSelector",
     **FILTERS,
 }
 

@@ -11,12 +11,23 @@ from vidcurate.operators.base import OperatorSetupError
 @click.command()
 @click.argument("output", metavar="OUT")
 @click.option("--selector", default="consensus", show_default=True,
-              help="A registered selector (consensus; or its operator name, consensus_selector).")
+              help="A registered selector: consensus, retriever (needs --model) or weighted (the retriever "
+                   "with per-teacher priors); or its operator name, e.g. consensus_selector.")
+@click.option("--model", default=None, help="The selector's model: for retriever and weighted, a checkpoint "
+              "folder from `vidcurate retriever finetune` or a hub id.")
+@click.option("--threshold", type=float, default=None,
+              help="retriever/weighted: reject clips whose chosen caption's matching probability is below this "
+                   "(Panda-70M kept > 0.43).")
+@click.option("--priors-from", default=None,
+              help="weighted: a labels file; each teacher's prior is how often people chose its caption.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="Where the selector's model runs (default: the selector's own default).")
 @click.option("--version", "name", default=None,
               help="Name of the new version (default: select-<selector>-N). Never overwrites one.")
 @click.option("--from-version", default=None,
               help="Whose candidates to select from: a version name, 'build' (the shards'), default the latest.")
-def select(output: str, selector: str, name: str | None, from_version: str | None) -> None:
+def select(output: str, selector: str, model: str | None, threshold: float | None, priors_from: str | None,
+           device: str | None, name: str | None, from_version: str | None) -> None:
     """Re-select every clip's caption of the build in OUT into a new caption version.
 
     Teachers are not run again and shards, index and earlier versions stay as they are
@@ -27,8 +38,16 @@ def select(output: str, selector: str, name: str | None, from_version: str | Non
     from vidcurate.operators.write.versions import VersionError
     from vidcurate.pipelines.versions.select import reselect
 
+    from pydantic import ValidationError
+
+    fields = {k: v for k, v in {"model": model, "threshold": threshold, "priors_from": priors_from,
+                                "device": device}.items() if v is not None}
     try:
-        record = reselect(output, selector, name, from_version)
+        record = reselect(output, selector, name, from_version, fields)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'selector'}: {e['msg']}" for e in exc.errors())
+        click.echo(f"error: selector {selector!r}: {problems}", err=True)
+        sys.exit(2)
     except (VersionError, OperatorSetupError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

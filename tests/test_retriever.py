@@ -1,0 +1,231 @@
+"""The caption-selection retriever: losses, checkpoints, fine-tuning, evaluation and the selectors.
+
+A small synthetic world (vidcurate synth) gives clips and judgments; the retriever is a
+tiny one (few channels, 4 frames of 30x40) so a fine-tune takes seconds. What a fine-tune
+reaches at full size is `vidcurate bench selection`'s to measure, not these tests'.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from conftest import run_cli
+from tiny_models import tiny_model  # noqa: F401  (tiny_model is a fixture)
+from vidcurate.operators.base import OperatorSetupError
+from vidcurate.operators.models.retriever import (RetrieverConfig, TextTowerConfig, VideoTowerConfig,
+                                                  create_retriever, load_retriever, save_retriever)
+from vidcurate.pipelines.train.retriever.data import Example, clip_frames, read_judgments
+from vidcurate.pipelines.train.retriever.losses import LossConfig, contrastive_loss, text_weights
+from vidcurate.pipelines.train.retriever.metrics import score_examples, selection_metrics
+
+TINY = RetrieverConfig(video=VideoTowerConfig(channels=[8, 16]), text=TextTowerConfig(width=16, layers=1),
+                       num_frames=4, frame_size=(30, 40), dim=16)
+TINY_ARGS = ["--frames", "4"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("retriever") / "world"
+    done = run_cli("synth", "--clips", "90", "--seed", "4", "--label-share", "0.9", "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def tiny_finetune(world, output, *extra):
+    """The CLI's finetune with the tiny config: written as a checkpoint to init from (its config)."""
+    init = os.path.join(os.path.dirname(output), "tiny-init")
+    if not os.path.isdir(init):
+        torch.manual_seed(0)
+        save_retriever(create_retriever(TINY), init)
+    return run_cli("retriever", "finetune", str(world), "--labels", str(world / "labels.parquet"), "-o", str(output),
+                   "--init", init, *extra)
+
+
+# ---- losses -------------------------------------------------------------------------------
+
+def test_panda_weights_and_contrastive_loss_match_hand_computed_values():
+    # two clips: texts 0-2 are clip 0's candidates (positive 1), texts 3-4 clip 1's (positive 3)
+    owner, positive = torch.tensor([0, 0, 0, 1, 1]), torch.tensor([1, 3])
+    duplicate = torch.zeros(2, 5, dtype=torch.bool)
+    duplicate[0, 2] = True  # text 2 says what text 1 says
+    weights = text_weights(owner, positive, duplicate, LossConfig())
+    assert np.allclose(weights, [[1.0, 1.0, 0.0, 0.01, 0.01], [0.01, 0.01, 0.01, 1.0, 1.0]])
+    plain = text_weights(owner, positive, duplicate, LossConfig.preset("plain"))
+    assert np.allclose(plain, [[0.0, 1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0, 0.0]])
+    sim = torch.tensor([[0.5, 2.0, 1.0, -1.0, 0.3], [0.1, 0.2, -0.4, 1.5, 0.7]])
+    expected_v2t = []
+    for b, row in enumerate(weights.tolist()):
+        denominator = sum(w * math.exp(s) for w, s in zip(row, sim[b].tolist()))
+        expected_v2t.append(-(sim[b, positive[b]].item() - math.log(denominator)))
+    by_text = sim[:, positive].T.tolist()  # rows: positive texts, columns: clips
+    expected_t2v = [-(by_text[t][t] - math.log(sum(math.exp(v) for v in by_text[t]))) for t in range(2)]
+    expected = (np.mean(expected_v2t) + np.mean(expected_t2v)) / 2
+    got = contrastive_loss(sim, owner, positive, duplicate, LossConfig())
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_judgments_leave_out_all_bad_keep_repeats_and_split_by_clip(world):
+    judgments = read_judgments(str(world / "labels.parquet"), validation_share=0.3)
+    rows = pq.read_table(world / "labels.parquet").to_pylist()
+    counts = judgments.counts
+    assert counts["judgments"] == len(rows)
+    assert counts["all_bad"] == sum(r["choice"] < 0 for r in rows)
+    assert counts["train"] + counts["validation"] == len(rows) - counts["all_bad"]
+    assert counts["repeated_judgments"] > 0
+    assert not {e.clip_id for e in judgments.train} & {e.clip_id for e in judgments.validation}
+
+
+# ---- model and checkpoints -----------------------------------------------------------------
+
+def test_checkpoint_round_trip_scores_the_same_and_is_no_pickle(tmp_path, world):
+    torch.manual_seed(1)
+    model = create_retriever(TINY).eval()
+    folder = save_retriever(model, str(tmp_path / "ckpt"))
+    assert sorted(os.listdir(folder)) == ["config.json", "model.safetensors", "text_tower"]
+    assert json.load(open(os.path.join(folder, "config.json")))["format"] == "vidcurate.retriever"
+    loaded = load_retriever(folder)
+    examples = read_judgments(str(world / "labels.parquet"), validation_share=0.0).train[:5]
+    frames = clip_frames(str(world), [e.clip_id for e in examples], 4, (30, 40))
+    for a, b in zip(score_examples(model, examples, frames), score_examples(loaded, examples, frames)):
+        assert np.allclose(a["scores"], b["scores"], atol=1e-6) and np.allclose(a["match"], b["match"], atol=1e-6)
+        assert all(0 <= s <= 1 for s in a["scores"])
+
+
+def test_a_wrong_checkpoint_is_a_setup_error_naming_it(tmp_path):
+    with pytest.raises(OperatorSetupError, match="does not exist"):
+        load_retriever(str(tmp_path / "missing"))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(OperatorSetupError, match="is not a retriever checkpoint"):
+        load_retriever(str(tmp_path / "other"))
+
+
+def test_a_tiny_locally_built_clip_serves_as_both_towers_through_the_loader(tmp_path, tiny_model, world):
+    config = RetrieverConfig(video=VideoTowerConfig(kind="pretrained", model=tiny_model("clip"), pooling="mean"),
+                             text=TextTowerConfig(kind="pretrained", model="same"), num_frames=3, frame_size=(30, 40),
+                             dim=16)
+    model = create_retriever(config).eval()
+    folder = save_retriever(model, str(tmp_path / "clip-retriever"))
+    assert os.path.isfile(os.path.join(folder, "video_tower", "config.json"))
+    loaded = load_retriever(folder)
+    assert loaded.video.image_model.__class__.__name__ == "CLIPModel"
+    examples = read_judgments(str(world / "labels.parquet"), validation_share=0.0).train[:3]
+    frames = clip_frames(str(world), [e.clip_id for e in examples], 3, (30, 40))
+    for a, b in zip(score_examples(model, examples, frames), score_examples(loaded, examples, frames)):
+        assert np.allclose(a["scores"], b["scores"], atol=1e-5)
+
+
+# ---- fine-tuning ---------------------------------------------------------------------------
+
+def test_a_tiny_fine_tune_measurably_improves_r_at_1_and_eval_reports_it(world, tmp_path):
+    labels = str(world / "labels.parquet")
+    examples = read_judgments(labels, validation_share=0.0).train
+    frames = clip_frames(str(world), [e.clip_id for e in examples], 4, (30, 40))
+    torch.manual_seed(0)
+    before = selection_metrics(examples, score_examples(create_retriever(TINY).eval(), examples, frames))
+    done = tiny_finetune(world, tmp_path / "ckpt", "--epochs", "12", "--lr", "3e-3", "--batch-size", "16")
+    assert done.returncode == 0, done.stderr
+    assert "best epoch" in done.stdout and "validation R@1" in done.stdout
+    metrics = json.load(open(tmp_path / "ckpt" / "metrics.json"))
+    assert len(metrics["history"]) == 12 and metrics["training"]["all_bad"] >= 0
+    done = run_cli("retriever", "eval", str(world), "--labels", labels, "--model", str(tmp_path / "ckpt"), "--json")
+    assert done.returncode == 0, done.stderr
+    after = json.loads(done.stdout)
+    print(f"\nR@1 on the judgments: untrained {before['r_at_1']:.1%}, fine-tuned {after['r_at_1']:.1%}; "
+          f"mean rank {before['mean_rank']:.2f} -> {after['mean_rank']:.2f}")
+    assert after["r_at_1"] >= before["r_at_1"] + 0.1
+    assert after["mean_rank"] < before["mean_rank"]
+    assert os.path.isfile(world / "evals" / "retriever-ckpt.json")
+
+
+def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(world, tmp_path):
+    from safetensors.torch import load_file
+
+    args = ["--lr", "3e-3", "--batch-size", "16"]
+    assert tiny_finetune(world, tmp_path / "whole", "--epochs", "2", *args).returncode == 0
+    assert tiny_finetune(world, tmp_path / "parts", "--epochs", "1", *args).returncode == 0
+    state = json.load(open(tmp_path / "parts" / "training" / "trainer_state.json"))
+    assert state["epoch"] == 1
+    resumed = tiny_finetune(world, tmp_path / "parts", "--epochs", "2", "--resume", *args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    whole = load_file(tmp_path / "whole" / "training" / "model.safetensors")
+    parts = load_file(tmp_path / "parts" / "training" / "model.safetensors")
+    assert whole.keys() == parts.keys()
+    assert all(torch.allclose(whole[k], parts[k], atol=1e-5) for k in whole)
+
+
+def test_finetune_errors_name_the_input(world, tmp_path):
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"clip_id": "nowhere_0", "annotator": "a", "candidates": [{"teacher": "t", "text": "x"}],
+                                 "choice": 0, "created_at": "2024-01-01T00:00:00Z"}) + "\n")
+    done = run_cli("retriever", "finetune", str(world), "--labels", str(other), "-o", str(tmp_path / "c"))
+    assert done.returncode == 2 and "none of its 1 judgments is of a clip in the build" in done.stderr
+    done = run_cli("retriever", "finetune", str(tmp_path), "--labels", str(other), "-o", str(tmp_path / "c"))
+    assert done.returncode == 2 and "holds no finished build" in done.stderr
+    done = run_cli("retriever", "eval", str(world), "--labels", str(world / "labels.parquet"), "--model",
+                   str(tmp_path / "nothing"))
+    assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+# ---- selection -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(world, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("trained") / "ckpt"
+    done = tiny_finetune(world, folder, "--epochs", "3", "--lr", "3e-3", "--batch-size", "16")
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def test_select_with_the_retriever_writes_a_version_with_every_candidates_score(world, trained):
+    done = run_cli("select", str(world), "--selector", "retriever", "--model", str(trained), "--version", "ret")
+    assert done.returncode == 0, done.stderr
+    rows = pq.read_table(world / "versions" / "ret.parquet").to_pylist()
+    index = pq.read_table(world / "index.parquet").to_pylist()
+    assert len(rows) == len(index)
+    for row in rows:
+        scores = [c["score"] for c in row["candidates"]]
+        assert row["caption"] == row["candidates"][int(np.argmax(scores))]["text"]
+        assert 0 <= row["score"] <= 1 and row["selector"].startswith("retriever_selector:")
+        assert row["caption_teacher"] == row["candidates"][int(np.argmax(scores))]["teacher"]
+    assert "ret" in run_cli("versions", str(world)).stdout
+
+
+def test_a_threshold_rejects_weak_matches_with_the_reason(world, trained):
+    done = run_cli("select", str(world), "--selector", "retriever", "--model", str(trained), "--threshold", "1.0",
+                   "--version", "strict")
+    assert done.returncode == 0, done.stderr
+    rows = pq.read_table(world / "versions" / "strict.parquet").to_pylist()
+    assert rows and all(r["caption"] is None and r["error_reason"] == "retriever_selector/below_match_threshold"
+                        for r in rows)
+
+
+def test_weighted_selector_mixes_in_teacher_priors_from_labels(world, trained):
+    labels = str(world / "labels.parquet")
+    done = run_cli("select", str(world), "--selector", "weighted", "--model", str(trained), "--priors-from", labels,
+                   "--version", "weighted")
+    assert done.returncode == 0, done.stderr
+    plain = {r["clip_id"]: r for r in pq.read_table(world / "versions" / "ret.parquet").to_pylist()} \
+        if os.path.exists(world / "versions" / "ret.parquet") else None
+    rows = pq.read_table(world / "versions" / "weighted.parquet").to_pylist()
+    assert all(r["selector"].startswith("weighted_selector:") for r in rows)
+    if plain:  # the priors change scores: 0.7 x retriever + 0.3 x prior
+        assert any(r["candidates"][0]["score"] != plain[r["clip_id"]]["candidates"][0]["score"] for r in rows)
+    done = run_cli("select", str(world), "--selector", "retriever")
+    assert done.returncode == 2 and "model" in done.stderr
+
+
+@pytest.mark.slow
+def test_two_worker_ray_train_run_on_cpu(world, tmp_path):
+    done = tiny_finetune(world, tmp_path / "ray", "--epochs", "2", "--workers", "2", "--batch-size", "16")
+    assert done.returncode == 0, done.stderr + done.stdout
+    metrics = json.load(open(tmp_path / "ray" / "metrics.json"))
+    assert metrics["training"]["workers"] == 2 and len(metrics["history"]) == 2
+    load_retriever(str(tmp_path / "ray"))
