@@ -229,3 +229,23 @@ def test_two_worker_ray_train_run_on_cpu(world, tmp_path):
     metrics = json.load(open(tmp_path / "ray" / "metrics.json"))
     assert metrics["training"]["workers"] == 2 and len(metrics["history"]) == 2
     load_retriever(str(tmp_path / "ray"))
+
+
+@pytest.mark.slow
+def test_a_build_selects_with_the_retriever_and_counts_teacher_wins(corpus, trained, tmp_path):
+    """retriever_selector in place of consensus_selector in a real build of the sample videos."""
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({
+        "pipeline": [{"op": "probe"}, {"op": "split_shots"},
+                     {"op": "extract_clips", "max_height": 144, "preset": "ultrafast", "asr_audio": False},
+                     {"op": "metadata_teacher"}, {"op": "retriever_selector", "model": str(trained), "device": "cpu"}]}))
+    out = tmp_path / "out"
+    done = run_cli("build", "--input", str(corpus["manifest"]), "--output", str(out), "--config", str(config),
+                   "--max-failure-ratio", "0.8")
+    assert done.returncode == 0, done.stderr
+    rows = pq.read_table(out / "index.parquet").to_pylist()
+    assert rows and all(r["caption"] and r["selector"].startswith("retriever_selector:") for r in rows)
+    assert all(0 <= r["score"] <= 1 for r in rows)
+    stats = json.load(open(out / "stats.json"))
+    wins = {k: v for k, v in stats["counters"].items() if k.startswith("retriever_selector.wins.")}
+    assert sum(wins.values()) == len(rows)

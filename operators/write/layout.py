@@ -31,11 +31,12 @@ CARD_FILE = "README.md"
 REPORT_FILE = "report.html"
 JOURNAL_DIR = "_journal"
 VERSIONS_DIR = "versions"
+EVALS_DIR = "evals"  # selector evaluations against judgments (vidcurate retriever eval), shown by the report
 BUILD_VERSION = "build"  # the captions the build itself selected (index.parquet and the shards)
 CACHE_DIR = "_cache"
 # What a build writes and --overwrite replaces (the stage cache survives an overwrite on purpose).
 BUILD_FILES = (SHARDS_DIR, INDEX_FILE, REJECTS_FILE, STATS_FILE, CONFIG_FILE, JOURNAL_DIR, CARD_FILE, REPORT_FILE,
-               VERSIONS_DIR)
+               VERSIONS_DIR, EVALS_DIR)
 DEFAULT_SPLIT = "train"
 
 

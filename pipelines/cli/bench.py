@@ -36,6 +36,23 @@ def bench_shards(total_mb: float, shard_mb: float, open_shards: int, repeats: in
     click.echo(report(run(total_mb, shard_mb, open_shards, repeats, workdir)))
 
 
+@bench.command("selection")
+@click.option("--quick", is_flag=True, help="A smaller world and shorter fine-tunes (a few minutes).")
+@click.option("--clips", type=int, default=None, help="Clips in the synthetic world (default 3000; quick 800).")
+@click.option("--epochs", type=int, default=None, help="Epochs of each fine-tune (default 10; quick 5).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--noise", type=float, default=0.2, show_default=True, help="The world's share of wrong candidates.")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Throughput rounds; the best is kept.")
+@click.option("--workdir", default=None, help="Where the world, checkpoints and bench_selection.json go "
+              "(default: a temp dir; a world already there is reused).")
+def bench_selection(quick: bool, clips: int | None, epochs: int | None, seed: int, noise: float, repeats: int,
+                    workdir: str | None) -> None:
+    """Selectors on held-out synthetic clips: random, consensus, retrievers, text-only, vs human-human."""
+    from vidcurate.pipelines.bench.selection import report, run
+
+    click.echo(report(run(clips, epochs, seed, noise, quick, workdir, repeats, echo=click.echo)))
+
+
 @bench.command("ray")
 @click.option("-c", "--config", "config_path", default=None, help="Config to build with (default: the embedded one).")
 @click.option("--workdir", default=None, help="Where inputs and outputs go (default: a temp dir).")

@@ -24,7 +24,7 @@ def retriever() -> None:
 @click.argument("output_dir", metavar="OUT")
 @click.option("--labels", required=True, help="Judgments of OUT's clips (schemas/labels.py: parquet or jsonl).")
 @click.option("-o", "--output", "checkpoint", required=True, help="Checkpoint folder to write (the best epoch).")
-@click.option("--epochs", type=int, default=None, help="Default: 10 for pretrained towers, 20 from scratch.")
+@click.option("--epochs", type=int, default=None, help="Default: 10 (Panda-70M).")
 @click.option("--lr", type=float, default=None, help="AdamW learning rate (default: 2e-5 pretrained, 1e-3 scratch).")
 @click.option("--weight-decay", type=float, default=0.02, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Judgments per step (all workers).")

@@ -140,7 +140,14 @@ def context(data: dict, shards: dict) -> dict:
                          for r in timed]
         page["timed_plot"] = plots.stage_seconds(timed)
     page["runs"] = [[r["run"], r["started_at"], r["probed"], f"{r['seconds']:.2f}"] for r in runs(data)]
+    page["evaluations"] = [[e.get("model"), e.get("judgments"), _pct(e.get("r_at_1")), _pct(e.get("r_at_1_acceptable")),
+                            _num(e.get("mean_rank")), f"{_pct(e.get('above_threshold'))} (> {e.get('threshold')})",
+                            e.get("evaluated_at")] for e in data.get("evaluations") or []]
     return page
+
+
+def _pct(value) -> str:
+    return "" if value is None else f"{value:.1%}"
 
 
 def _card(sample: dict) -> dict:

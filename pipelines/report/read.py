@@ -18,7 +18,8 @@ import tarfile
 from collections import Counter, defaultdict
 
 from vidcurate.operators.write.destination import Destination
-from vidcurate.operators.write.layout import CONFIG_FILE, INDEX_FILE, REJECTS_FILE, SHARDS_DIR, STATS_FILE, shard_names
+from vidcurate.operators.write.layout import (CONFIG_FILE, EVALS_DIR, INDEX_FILE, REJECTS_FILE, SHARDS_DIR, STATS_FILE,
+                                             shard_names)
 
 INDEX_COLUMNS = ("clip_id", "video_id", "uri", "start", "end", "duration", "caption", "caption_teacher", "score",
                  "num_candidates", "width", "height", "num_frames", "shard", "key", "mp4_bytes", "split")
@@ -98,7 +99,23 @@ def load(out: str, version: str | None = None) -> dict:
                      "teacher statistics count the shards' candidates.")
     return {"out": out, "overlay": overlay, "version": version_name,
             "index": index, "rejects": rejects, "stats": stats, "config_text": config_text,
-            "pipeline": pipeline, "notes": notes}
+            "pipeline": pipeline, "notes": notes, "evaluations": evaluations(out, notes)}
+
+
+def evaluations(out: str, notes: list[str]) -> list[dict]:
+    """The selector evaluations in OUT/evals/ (``vidcurate retriever eval``), oldest first;
+    an unreadable one is a note."""
+    folder = os.path.join(out, EVALS_DIR)
+    found = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if not name.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as handle:
+                found.append({"file": name, **json.load(handle)})
+        except (OSError, ValueError, TypeError) as exc:
+            notes.append(f"{EVALS_DIR}/{name} is not readable ({exc}): not shown.")
+    return sorted(found, key=lambda e: str(e.get("evaluated_at")))
 
 
 def pick_samples(index: list[dict], n: int) -> list[dict]:

@@ -104,3 +104,20 @@ def agreement(rows: list[dict]) -> tuple[float | None, int]:
         by_clip.setdefault(row["clip_id"], []).append(row)
     pairs = [chosen(a) == chosen(b) for judged in by_clip.values() for a, b in combinations(judged, 2)]
     return (sum(pairs) / len(pairs) if pairs else None), len(pairs)
+
+
+def judge_held_out(truth_rows: list[dict], seed: int, config: AnnotatorConfig = AnnotatorConfig()) -> list[dict]:
+    """LABELS rows for the held-out clips of truth.parquet ``truth_rows``, by the same simulated
+    annotators (their own random draws): what benchmarks compare a selector's picks with.
+    Never part of a dataset's labels.parquet, so nothing trains on them."""
+    import json
+
+    clips = []
+    for row in truth_rows:
+        if row["labelled"]:
+            continue
+        attributes = json.loads(row["attributes"])
+        stated = {k: attributes[k] for k in ("shape", "colour", "count", "size", "background")}
+        stated["movement"] = attributes["direction"] if attributes["motion"] == "moving" else "still"
+        clips.append((row["clip_id"], row["candidates"], stated))
+    return annotate(clips, seed + 7_000_003, 1.0, config)

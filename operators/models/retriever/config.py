@@ -59,7 +59,7 @@ class RetrieverConfig(BaseModel):
     video: VideoTowerConfig = Field(default_factory=VideoTowerConfig)
     text: TextTowerConfig = Field(default_factory=TextTowerConfig)
     num_frames: int = Field(12, ge=1, description="Frames per clip (Panda-70M: 12).")
-    frame_size: tuple[int, int] = Field((60, 80), description="(height, width) frames are decoded at.")
+    frame_size: tuple[int, int] = Field((96, 128), description="(height, width) frames are decoded at.")
     dim: int = Field(128, ge=8, description="Shared embedding size.")
     match_weight: float = Field(0.7, ge=0, le=1, description="UMT scorer: weight of the matching probability.")
     temperature: float = Field(0.07, gt=0, description="Initial contrastive temperature (learned).")

@@ -11,10 +11,9 @@ import os
 from datetime import datetime, timezone
 
 from vidcurate.operators.models.retriever import load_retriever, resolve_device
+from vidcurate.operators.write.layout import EVALS_DIR
 from vidcurate.pipelines.train.retriever.data import clip_frames, index_rows, read_judgments
 from vidcurate.pipelines.train.retriever.metrics import score_examples, selection_metrics
-
-EVALS_DIR = "evals"
 
 
 def evaluate_checkpoint(out: str, labels: str, model_ref: str, threshold: float = 0.43,
