@@ -249,3 +249,22 @@ def test_a_build_selects_with_the_retriever_and_counts_teacher_wins(corpus, trai
     stats = json.load(open(out / "stats.json"))
     wins = {k: v for k, v in stats["counters"].items() if k.startswith("retriever_selector.wins.")}
     assert sum(wins.values()) == len(rows)
+
+
+def test_the_selector_rejects_an_undecodable_clip_and_a_clip_without_candidates(world, trained):
+    from vidcurate.operators.select.retriever import RetrieverSelector
+    from vidcurate.operators.write.layout import read_clip_mp4
+
+    row = pq.read_table(world / "index.parquet").to_pylist()[0]
+    candidates = [{"teacher": "a", "text": "a red circle", "modality": "V"},
+                  {"teacher": "b", "text": "two blue stars", "modality": "V"}]
+    records = [{"clip_id": "good", "candidates": candidates, "mp4": read_clip_mp4(world, row)},
+               {"clip_id": "broken", "candidates": candidates, "mp4": b"not an mp4 at all"},
+               {"clip_id": "silent", "candidates": [], "mp4": read_clip_mp4(world, row)}]
+    op = RetrieverSelector(model=str(trained), device="cpu", forward_batch_size=1)
+    out = {r["clip_id"]: r for r in op(records)}
+    op.close()
+    assert out["good"]["caption"] in ("a red circle", "two blue stars") and out["good"].get("status", "ok") == "ok"
+    assert out["broken"]["error_reason"] == "undecodable_clip" and "broken" in out["broken"]["error_detail"]
+    assert out["silent"]["error_reason"] == "no_caption_candidates"
+    assert op.stats.to_dict()["counters"][f"retriever_selector.wins.{out['good']['caption_teacher']}"] == 1

@@ -31,7 +31,7 @@ class RetrieverSelector(Operator):
     """Selects the caption a fine-tuned video-text retriever scores best; can drop weak matches."""
 
     name: ClassVar[str] = "retriever_selector"
-    resources: ClassVar[Resources] = Resources(cpus=1, batch_size=32)
+    resources: ClassVar[Resources] = Resources(cpus=1, batch_size=128)
     requires: ClassVar[tuple[str, ...]] = ("candidates", "mp4")
     provides: ClassVar[tuple[str, ...]] = ("caption", "caption_teacher", "score", "selector")
 
@@ -39,7 +39,9 @@ class RetrieverSelector(Operator):
     revision: Optional[str] = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     gpus: float = Field(0.0, ge=0, description="GPUs per worker (with device cuda/auto; fractions share a GPU).")
-    batch_size: int = Field(32, ge=1, description="Clips per forward pass.")
+    batch_size: int = Field(128, ge=1, description="Clips per call; decoding of one forward batch overlaps "
+                                                   "the forward pass of the one before.")
+    forward_batch_size: int = Field(32, ge=1, description="Clips per forward pass.")
     threshold: Optional[float] = Field(None, ge=0, le=1, description="Reject clips whose chosen caption's "
                                                                      "matching probability is below this.")
     match_weight: Optional[float] = Field(None, ge=0, le=1, description="Override the checkpoint's UMT weight.")
@@ -61,33 +63,53 @@ class RetrieverSelector(Operator):
         return scores
 
     def process_batch(self, records: list[dict]) -> list[dict]:
+        """Decoding of the next ``forward_batch_size`` clips (a thread: decord and torch release the
+        GIL) overlaps the forward pass of the current ones."""
+        from concurrent.futures import ThreadPoolExecutor
+
         import torch
 
+        out: dict[int, dict] = {}
+        todo = []
+        for number, record in enumerate(records):
+            if record.get("candidates"):
+                todo.append(number)
+            else:
+                out[number] = reject_without_candidates(self, record)
+        size = self.forward_batch_size
+        chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="retriever-decode") as pool:
+            pending = pool.submit(self._decode, records, chunks[0]) if chunks else None
+            for position, chunk in enumerate(chunks):
+                decoded = pending.result()
+                if position + 1 < len(chunks):
+                    pending = pool.submit(self._decode, records, chunks[position + 1])
+                for number, problem in decoded["failed"].items():
+                    out[number] = self.fail(records[number], "undecodable_clip", problem)
+                ready = [n for n in chunk if n not in decoded["failed"]]
+                if not ready:
+                    continue
+                scored = self._model.score_candidates(torch.from_numpy(np.stack([decoded["frames"][n] for n in ready])),
+                                                      [[c["text"] for c in records[n]["candidates"]] for n in ready])
+                for number, result in zip(ready, scored):
+                    out[number] = self._select(records[number], result)
+        return [out[n] for n in range(len(records))]
+
+    def _decode(self, records: list[dict], numbers: list[int]) -> dict:
         from vidcurate.operators.frames import decode_frames
 
         config = self._model.config
-        out: dict[int, dict] = {}
-        todo, frames = [], []
-        for number, record in enumerate(records):
-            if not record.get("candidates"):
-                out[number] = reject_without_candidates(self, record)
-                continue
+        frames, failed = {}, {}
+        for number in numbers:
+            record = records[number]
             try:
-                frames.append(decode_frames(record["mp4"], config.num_frames, tuple(config.frame_size),
-                                            num_frames_hint=record.get("clip_num_frames"),
-                                            name=str(record.get("clip_id"))))
+                frames[number] = decode_frames(record["mp4"], config.num_frames, tuple(config.frame_size),
+                                               num_frames_hint=record.get("clip_num_frames"),
+                                               name=str(record.get("clip_id")))
             except Exception as exc:
-                out[number] = self.fail(record, "undecodable_clip", f"clip {record.get('clip_id')}: its mp4 could "
-                                        f"not be decoded for the retriever ({type(exc).__name__}: {exc})")
-                continue
-            todo.append(number)
-        for start in range(0, len(todo), self.batch_size):
-            part = todo[start:start + self.batch_size]
-            scored = self._model.score_candidates(torch.from_numpy(np.stack([frames[todo.index(n)] for n in part])),
-                                                  [[c["text"] for c in records[n]["candidates"]] for n in part])
-            for number, result in zip(part, scored):
-                out[number] = self._select(records[number], result)
-        return [out[n] for n in range(len(records))]
+                failed[number] = (f"clip {record.get('clip_id')}: its mp4 could not be decoded for the retriever "
+                                  f"({type(exc).__name__}: {exc})")
+        return {"frames": frames, "failed": failed}
 
     def _select(self, record: dict, result: dict) -> dict:
         candidates = [dict(c) for c in record["candidates"]]

@@ -138,7 +138,7 @@ def throughput(checkpoint: str, world: str, index: dict, clip_ids: list[str], re
     op = RetrieverSelector(model=checkpoint, device="cpu")
     op.ensure_setup()
     model, config = op._model, op._model.config
-    size = op.declared_resources().batch_size
+    size = op.forward_batch_size
     decoded = torch.from_numpy(np.stack([decode_frames(r["mp4"], config.num_frames, tuple(config.frame_size))
                                          for r in records]))
     texts = [[c["text"] for c in r["candidates"]] for r in records]
@@ -182,7 +182,7 @@ def report(summary: dict) -> str:
               _target(f"agreement with the human pick >= 90% of the ceiling ({panda['agreement'] / ceiling:.0%} of it; "
                       "Panda-70M: 80%)", panda["agreement"] >= 0.9 * ceiling)]
     speed = summary["throughput"]
-    lines += ["", f"selection throughput on {speed['clips']} clips (batch {speed['batch_size']}): operator "
+    lines += ["", f"selection throughput on {speed['clips']} clips (forward batch {speed['batch_size']}): operator "
                   f"{speed['operator_clips_per_s']:.1f} clips/s, bare model forward {speed['bare_clips_per_s']:.1f} "
                   f"clips/s: {speed['ratio']:.0%} (target >= 90%)"]
     lines.append("fine-tune time: " + ", ".join(f"{k} {v:.0f} s" for k, v in summary["fine_tune_seconds"].items()))
