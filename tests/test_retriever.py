@@ -142,6 +142,11 @@ def test_a_tiny_fine_tune_measurably_improves_r_at_1_and_eval_reports_it(world, 
     assert after["r_at_1"] >= before["r_at_1"] + 0.1
     assert after["mean_rank"] < before["mean_rank"]
     assert os.path.isfile(world / "evals" / "retriever-ckpt.json")
+    done = run_cli("report", str(world))
+    assert done.returncode == 0, done.stderr
+    page = (world / "report.html").read_text()
+    assert "Caption selection: agreement with people" in page and str(tmp_path / "ckpt") in page
+    assert f"{after['r_at_1']:.1%}" in page
 
 
 def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(world, tmp_path):
