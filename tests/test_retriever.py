@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, shard_samples
 from tiny_models import tiny_model  # noqa: F401  (tiny_model is a fixture)
 from vidcurate.operators.base import OperatorSetupError
 from vidcurate.operators.models.retriever import (RetrieverConfig, TextTowerConfig, VideoTowerConfig,
@@ -249,8 +249,9 @@ def test_a_build_selects_with_the_retriever_and_counts_teacher_wins(corpus, trai
                    "--max-failure-ratio", "0.8")
     assert done.returncode == 0, done.stderr
     rows = pq.read_table(out / "index.parquet").to_pylist()
-    assert rows and all(r["caption"] and r["selector"].startswith("retriever_selector:") for r in rows)
-    assert all(0 <= r["score"] <= 1 for r in rows)
+    assert rows and all(r["caption"] and 0 <= r["score"] <= 1 for r in rows)
+    metas = [json.loads(sample["json"]) for sample in shard_samples(out).values()]
+    assert len(metas) == len(rows) and all(m["selector"].startswith("retriever_selector:") for m in metas)
     stats = json.load(open(out / "stats.json"))
     wins = {k: v for k, v in stats["counters"].items() if k.startswith("retriever_selector.wins.")}
     assert sum(wins.values()) == len(rows)
