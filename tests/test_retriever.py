@@ -274,3 +274,16 @@ def test_the_selector_rejects_an_undecodable_clip_and_a_clip_without_candidates(
     assert out["broken"]["error_reason"] == "undecodable_clip" and "broken" in out["broken"]["error_detail"]
     assert out["silent"]["error_reason"] == "no_caption_candidates"
     assert op.stats.to_dict()["counters"][f"retriever_selector.wins.{out['good']['caption_teacher']}"] == 1
+
+
+@pytest.mark.slow
+def test_bench_selection_prints_every_row_the_ceiling_targets_and_throughput(tmp_path):
+    done = run_cli("bench", "selection", "--clips", "60", "--epochs", "1", "--repeats", "1", "--workdir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    for row in ("random", "consensus", "retriever, untrained", "retriever, plain contrastive",
+                "retriever, Panda hard negatives", "text-only, Panda hard negatives", "human-human agreement"):
+        assert row in done.stdout
+    assert done.stdout.count("[met]") + done.stdout.count("[MISSED]") == 5
+    assert "selection throughput" in done.stdout and "bare model forward" in done.stdout
+    summary = json.load(open(tmp_path / "bench_selection.json"))
+    assert 0 <= summary["rows"]["random"]["faithful"] <= 1 and summary["throughput"]["ratio"] > 0

@@ -171,16 +171,21 @@ def report(summary: dict) -> str:
     rows = summary["rows"]
     panda, plain = rows["retriever, Panda hard negatives"], rows["retriever, plain contrastive"]
     text_only = rows["text-only, Panda hard negatives"]
-    others = [v for k, v in rows.items() if k != "retriever, Panda hard negatives"]
-    lines += ["", "targets:",
-              _target("fine-tuned clearly above every other row (faithful pick, +2 points)",
-                      all(panda["faithful"] >= o["faithful"] + 0.02 for o in others)),
-              _target("hard-negative weighting at least as good as plain (faithful pick)",
-                      panda["faithful"] >= plain["faithful"]),
-              _target("text-only clearly below the video model (faithful pick, -5 points)",
-                      text_only["faithful"] <= panda["faithful"] - 0.05),
-              _target(f"agreement with the human pick >= 90% of the ceiling ({panda['agreement'] / ceiling:.0%} of it; "
-                      "Panda-70M: 80%)", panda["agreement"] >= 0.9 * ceiling)]
+    # "every other row": the rows that are not a fine-tuned video retriever (plain vs Panda is the next target)
+    others = {k: v for k, v in rows.items() if k not in ("retriever, Panda hard negatives", "retriever, plain contrastive")}
+    lines += ["", "targets (agreement with the human pick / faithful pick):"]
+    for metric, label in (("agreement", "agreement with the human pick"), ("faithful", "faithful pick")):
+        best_other = max(others, key=lambda k: others[k][metric])
+        lines.append(_target(f"fine-tuned (Panda) clearly above every other row in {label} (+2 points): "
+                             f"{panda[metric]:.1%} vs {best_other} {others[best_other][metric]:.1%}",
+                             panda[metric] >= others[best_other][metric] + 0.02))
+    lines += [_target(f"hard-negative weighting at least as good as plain: agreement {panda['agreement']:.1%} vs "
+                      f"{plain['agreement']:.1%}, faithful {panda['faithful']:.1%} vs {plain['faithful']:.1%}",
+                      panda["agreement"] >= plain["agreement"] and panda["faithful"] >= plain["faithful"]),
+              _target(f"text-only clearly below the video model (-5 points faithful): {text_only['faithful']:.1%} vs "
+                      f"{panda['faithful']:.1%}", text_only["faithful"] <= panda["faithful"] - 0.05),
+              _target(f"agreement with the human pick >= 90% of the ceiling: {panda['agreement'] / ceiling:.0%} of it "
+                      "(Panda-70M: 80%)", panda["agreement"] >= 0.9 * ceiling)]
     speed = summary["throughput"]
     lines += ["", f"selection throughput on {speed['clips']} clips (forward batch {speed['batch_size']}): operator "
                   f"{speed['operator_clips_per_s']:.1f} clips/s, bare model forward {speed['bare_clips_per_s']:.1f} "
