@@ -65,6 +65,13 @@ def default_build(corpus, tmp_path_factory) -> dict:
     return {"out": out, "process": done}
 
 
+def synth_world(out, *args: str) -> subprocess.CompletedProcess:
+    """``vidcurate synth --output OUT ARGS...`` through the CLI; fails the test if it fails."""
+    done = run_cli("synth", *args, "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def index_table(out) -> list[dict]:
     import pyarrow.parquet as pq
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import run_cli, shard_samples
+from conftest import run_cli, shard_samples, synth_world
 from tiny_models import tiny_model  # noqa: F401  (tiny_model is a fixture)
 from vidcurate.operators.base import OperatorSetupError
 from vidcurate.operators.models.retriever import (RetrieverConfig, TextTowerConfig, VideoTowerConfig,
@@ -26,14 +26,12 @@ from vidcurate.pipelines.train.retriever.metrics import score_examples, selectio
 
 TINY = RetrieverConfig(video=VideoTowerConfig(channels=[8, 16]), text=TextTowerConfig(width=16, layers=1),
                        num_frames=4, frame_size=(30, 40), dim=16)
-TINY_ARGS = ["--frames", "4"]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     out = tmp_path_factory.mktemp("retriever") / "world"
-    done = run_cli("synth", "--clips", "90", "--seed", "4", "--label-share", "0.9", "--output", str(out))
-    assert done.returncode == 0, done.stderr
+    synth_world(out, "--clips", "90", "--seed", "4", "--label-share", "0.9")
     return out
 
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import index_table, run_cli, shard_samples
+from conftest import index_table, run_cli, shard_samples, synth_world
 from vidcurate.operators.probe import ProbeVideo
 from vidcurate.operators.split.shots import ShotSplit
 from vidcurate.pipelines.synth.captions import read_attributes, realize
@@ -24,10 +24,7 @@ from vidcurate.schemas.labels import LabelsFileError, read_labels
 
 
 def synth(out, clips, seed, noise, *extra):
-    done = run_cli("synth", "--clips", str(clips), "--seed", str(seed), "--noise", str(noise), "--output", str(out),
-                   *extra)
-    assert done.returncode == 0, done.stderr
-    return done
+    return synth_world(out, "--clips", str(clips), "--seed", str(seed), "--noise", str(noise), *extra)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, synth_world
 
 
 def _digests(out) -> dict[str, str]:
@@ -31,8 +31,7 @@ def _digests(out) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     out = tmp_path_factory.mktemp("versions") / "world"
-    done = run_cli("synth", "--clips", "16", "--seed", "3", "--noise", "0.4", "--output", str(out))
-    assert done.returncode == 0, done.stderr
+    synth_world(out, "--clips", "16", "--seed", "3", "--noise", "0.4")
     return out
 
 

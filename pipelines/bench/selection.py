@@ -114,16 +114,15 @@ def _is_faithful(text: str | None, truth_row: dict) -> bool:
     return any(c["text"] == text and not c["errors"] for c in truth_row["candidates"])
 
 
-def _picks(model, held_out: dict, frames: dict, batch_size: int = 32) -> dict:
-    ids = sorted(held_out)
-    picks = {}
-    for start in range(0, len(ids), batch_size):
-        part = ids[start:start + batch_size]
-        texts = [[c["text"] for c in held_out[c_id]["candidates"]] for c_id in part]
-        scored = model.score_candidates(torch.from_numpy(np.stack([frames[c] for c in part])), texts)
-        for clip_id, options, result in zip(part, texts, scored):
-            picks[clip_id] = options[int(np.argmax(result["scores"]))]
-    return picks
+def _picks(model, held_out: dict, frames: dict) -> dict:
+    """The top-scored candidate text per held-out clip, scored as ``retriever eval`` scores."""
+    from vidcurate.pipelines.train.retriever.data import Example
+    from vidcurate.pipelines.train.retriever.metrics import score_examples
+
+    clips = [Example(clip_id, [c["text"] for c in row["candidates"]], [c["teacher"] for c in row["candidates"]],
+                     0, None, "") for clip_id, row in sorted(held_out.items())]
+    return {clip.clip_id: clip.texts[int(np.argmax(scored["scores"]))]
+            for clip, scored in zip(clips, score_examples(model, clips, frames))}
 
 
 def throughput(checkpoint: str, world: str, index: dict, clip_ids: list[str], repeats: int) -> dict:

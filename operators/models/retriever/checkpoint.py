@@ -46,8 +46,8 @@ def save_retriever(model: Retriever, folder: str, optimizer: torch.optim.Optimiz
     temporary = f"{folder}.saving"
     shutil.rmtree(temporary, ignore_errors=True)
     os.makedirs(temporary)
-    save_model(_unwrapped(model), os.path.join(temporary, WEIGHTS_FILE))
     model = _unwrapped(model)
+    save_model(model, os.path.join(temporary, WEIGHTS_FILE))
     if model.video.image_model is not None:
         model.video.image_model.config.save_pretrained(os.path.join(temporary, VIDEO_DIR))
         model.video.processor.save_pretrained(os.path.join(temporary, VIDEO_DIR))

@@ -63,9 +63,8 @@ class FinetuneOptions:
         return self.lr if self.lr is not None else (2e-5 if self.pretrained() else 1e-3)
 
     def check(self) -> None:
-        for name in ("batch_size",):
-            if getattr(self, name) < 1:
-                raise TrainingDataError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise TrainingDataError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.resolved_epochs() < 1:
             raise TrainingDataError(f"epochs must be >= 1, got {self.resolved_epochs()}")
         if not 0 < self.validation_share < 1:
