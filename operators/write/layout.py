@@ -8,6 +8,8 @@
     OUT/README.md            the dataset card
     OUT/report.html          the build report
     OUT/versions/<name>.parquet  caption versions: re-selected or refined captions (operators/write/versions.py)
+    OUT/labels.parquet       human judgments of the candidates (schemas/labels.py), by default:
+                             `vidcurate annotate` (its store: OUT/labels.sqlite) and `vidcurate synth`
     OUT/_journal/            what is done (operators/write/journal.py): re-running resumes
     OUT/_cache/              per-video records after run.cache_after (pipelines/build/stage_cache.py)
 
@@ -32,6 +34,7 @@ REPORT_FILE = "report.html"
 JOURNAL_DIR = "_journal"
 VERSIONS_DIR = "versions"
 EVALS_DIR = "evals"  # selector evaluations against judgments (vidcurate retriever eval), shown by the report
+LABELS_FILE = "labels.parquet"  # human judgments (schemas/labels.py): vidcurate annotate, vidcurate synth
 BUILD_VERSION = "build"  # the captions the build itself selected (index.parquet and the shards)
 CACHE_DIR = "_cache"
 # What a build writes and --overwrite replaces (the stage cache survives an overwrite on purpose).

@@ -8,13 +8,14 @@
     versions.py  select, versions, export (caption versions of a finished build)
     synth.py     synth, synth score (a synthetic dataset with known truth)
     retriever.py retriever finetune|eval (the caption-selection retriever)
+    annotate.py  annotate, annotate export (the annotation studio)
     options.py   the options several commands share, and how a build's outcome becomes an exit code
 """
 from __future__ import annotations
 
 import click
 
-from vidcurate.pipelines.cli import bench, build, info, retriever, submit, synth, teachers, versions
+from vidcurate.pipelines.cli import annotate, bench, build, info, retriever, submit, synth, teachers, versions
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,7 +31,8 @@ def cli() -> None:
 
 for command in (build.build, build.split, build.demo, info.report, info.ops, info.show_config, bench.bench,
                 versions.select, versions.versions, versions.export,
-                teachers.teachers, build.retry_failed_command, submit.submit, synth.synth, retriever.retriever):
+                teachers.teachers, build.retry_failed_command, submit.submit, synth.synth, retriever.retriever,
+                annotate.annotate):
     cli.add_command(command)
 
 

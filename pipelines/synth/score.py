@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 from vidcurate.pipelines.synth.annotators import agreement, chosen
 from vidcurate.pipelines.synth.captions import read_attributes
 from vidcurate.pipelines.synth.world import ATTRIBUTES
-from vidcurate.pipelines.synth.write import LABELS_FILE, TRUTH_FILE, SynthError
+from vidcurate.operators.write.layout import LABELS_FILE
+from vidcurate.pipelines.synth.write import TRUTH_FILE, SynthError
 from vidcurate.schemas.labels import LabelsFileError, read_labels
 
 

@@ -32,7 +32,7 @@ import yaml
 from vidcurate.operators.stats import Stats
 from vidcurate.operators.teachers.candidates import add_candidate
 from vidcurate.operators.write.destination import Destination
-from vidcurate.operators.write.layout import CARD_FILE, CONFIG_FILE, STATS_FILE
+from vidcurate.operators.write.layout import CARD_FILE, CONFIG_FILE, LABELS_FILE, STATS_FILE
 from vidcurate.operators.write.sink import DatasetSink, SinkOptions
 from vidcurate.pipelines.build.card import dataset_card
 from vidcurate.pipelines.build.config import OutputConfig
@@ -43,7 +43,7 @@ from vidcurate.pipelines.synth.teachers import TEACHERS, _stated, candidates_for
 from vidcurate.pipelines.synth.world import FPS, HEIGHT, MAX_NOISE, WIDTH, Source, draw_world
 from vidcurate.schemas.labels import write_labels
 
-TRUTH_FILE, LABELS_FILE, SOURCES_DIR = "truth.parquet", "labels.parquet", "sources"
+TRUTH_FILE, SOURCES_DIR = "truth.parquet", "sources"
 TRUTH = pa.schema(
     [
         pa.field("clip_id", pa.string(), nullable=False),
