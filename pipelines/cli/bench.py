@@ -88,3 +88,28 @@ def bench_teachers(model, teacher, clips, batch_size, max_new_tokens, repeats, d
     if json_out:
         with open(json_out, "w") as handle:
             json.dump(result, handle, indent=2)
+
+
+@bench.command("annotate")
+@click.option("--clips", type=int, default=3000, show_default=True, help="Clips in the synthetic world to serve.")
+@click.option("--annotators", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Simulated annotators, each its own client thread and name.")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="How long they submit.")
+@click.option("--overlap", "-k", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Annotators per clip (the server's --overlap).")
+@click.option("--world", default=None, help="Serve this existing synthetic world (`vidcurate synth`) instead of "
+              "generating one.")
+@click.option("--keep", default=None, help="Keep the world, the labels, the server log and bench_annotate.json in "
+              "this folder (default: a temp dir, removed; a world already there is reused).")
+def bench_annotate(clips: int, annotators: int, seconds: float, overlap: int, world: str | None,
+                   keep: str | None) -> None:
+    """The annotation server under load: submission and next-clip latency, every submission stored once."""
+    import sys
+
+    from vidcurate.pipelines.bench.annotate import report, run
+
+    summary = run(clips, annotators, seconds, overlap, world, keep, echo=click.echo)
+    click.echo(report(summary))
+    if not summary["ok"]:
+        sys.exit(1)
