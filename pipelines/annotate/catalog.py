@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from vidcurate.operators.write.layout import BUILD_VERSION, INDEX_FILE, VERSIONS_DIR, join, shard_path
 from vidcurate.operators.write.versions import resolve_version
 
-INDEX_COLUMNS = ["clip_id", "shard", "key", "mp4_offset", "mp4_bytes", "score", "duration"]
+INDEX_COLUMNS = ["clip_id", "shard", "key", "mp4_offset", "mp4_bytes", "score", "duration", "num_frames"]
 WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -86,10 +86,11 @@ class Catalog:
                 for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=columns):
                     rows = batch.to_pylist()
                     self.db.executemany(
-                        "INSERT INTO clips(clip_id, shard, key, mp4_offset, mp4_bytes, score, duration, rank) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO clips(clip_id, shard, key, mp4_offset, mp4_bytes, score, duration, num_frames, "
+                        "rank) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [(r["clip_id"], r["shard"], r.get("key") or r["clip_id"], r["mp4_offset"], r["mp4_bytes"],
-                          r.get("score"), r.get("duration"), shuffle_rank(self.seed, r["clip_id"])) for r in rows])
+                          r.get("score"), r.get("duration"), r.get("num_frames"), shuffle_rank(self.seed, r["clip_id"]))
+                         for r in rows])
             if self.version != BUILD_VERSION:
                 self._import_version_scores(batch_rows)
             self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('catalog', ?)", (wanted,))
@@ -102,11 +103,11 @@ class Catalog:
                                     [(r["score"], r["clip_id"]) for r in batch.to_pylist()])
 
     def clip(self, clip_id: str) -> dict:
-        row = self.db.execute("SELECT clip_id, shard, key, mp4_offset, mp4_bytes, score, duration FROM clips "
-                              "WHERE clip_id = ?", (clip_id,)).fetchone()
+        fields = ("clip_id", "shard", "key", "mp4_offset", "mp4_bytes", "score", "duration", "num_frames")
+        row = self.db.execute(f"SELECT {', '.join(fields)} FROM clips WHERE clip_id = ?", (clip_id,)).fetchone()
         if row is None:
             raise CatalogError(f"no clip {clip_id!r} in {self.out!r}")
-        return dict(zip(("clip_id", "shard", "key", "mp4_offset", "mp4_bytes", "score", "duration"), row))
+        return dict(zip(fields, row))
 
     def mp4_file(self, clip_id: str) -> tuple[str, int, int]:
         """(path of the clip's shard, byte offset of its mp4, size)."""

@@ -25,7 +25,7 @@ from vidcurate.schemas.labels import read_labels, write_labels
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS clips(clip_id TEXT PRIMARY KEY, shard TEXT NOT NULL, key TEXT NOT NULL,
-    mp4_offset INTEGER, mp4_bytes INTEGER, score REAL, duration REAL, rank INTEGER NOT NULL);
+    mp4_offset INTEGER, mp4_bytes INTEGER, score REAL, duration REAL, num_frames INTEGER, rank INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS clips_rank ON clips(rank);
 CREATE INDEX IF NOT EXISTS clips_score ON clips(score, rank);
 CREATE TABLE IF NOT EXISTS clip_text(clip_id TEXT PRIMARY KEY, candidates TEXT NOT NULL, caption TEXT,

@@ -87,10 +87,12 @@ class Studio:
         candidates = [texts["candidates"][i] for i in shown]
         caption = texts["caption"]
         prefill = next((n for n, c in enumerate(candidates) if c["text"] == caption), 0 if candidates else -1)
+        clip = self.catalog.clip(row[1])
+        fps = clip["num_frames"] / clip["duration"] if clip["num_frames"] and clip["duration"] else None
         return {"assignment": row[0], "clip_id": row[1], "annotator": row[2], "mode": row[3], "shown": shown,
                 "state": row[5], "candidates": [c["text"] for c in candidates], "teachers": [c["teacher"] for c in
                                                                                             candidates],
-                "caption": caption, "prefill": prefill}
+                "caption": caption, "prefill": prefill, "fps": fps}
 
     def _pick(self, annotator: str, mode: str) -> tuple[str | None, int | None]:
         mine = "SELECT clip_id FROM assignments WHERE annotator = :who AND mode = :mode UNION " \

@@ -11,7 +11,8 @@ deadline, in best mode:
 
 A submission is acknowledged by a 200 answer that is not a repeat (or, after a lost
 connection, by the retry with the same submission id). Every 50th acknowledged submission of
-an annotator is posted again with the same id and must be answered as a repeat of the first.
+an annotator (``resubmit_every``) is posted again with the same id and must be answered as a
+repeat of the first.
 
 After the deadline the server is stopped with SIGINT (it rewrites the labels parquet on the
 way out). Then, read straight out of the SQLite store: one judgment per acknowledged
@@ -45,7 +46,7 @@ START_TIMEOUT, STOP_TIMEOUT = 300.0, 120.0
 
 
 def run(clips: int = 3000, annotators: int = 8, seconds: float = 60.0, overlap: int = 3, world: str | None = None,
-        keep: str | None = None, seed: int = 0, echo=print) -> dict:
+        keep: str | None = None, seed: int = 0, resubmit_every: int = RESUBMIT_EVERY, echo=print) -> dict:
     """The load test; a summary (figures and the exactly-once checks, ``ok`` among them)."""
     from vidcurate.pipelines.annotate.store import store_path
 
@@ -71,7 +72,7 @@ def run(clips: int = 3000, annotators: int = 8, seconds: float = 60.0, overlap: 
             server.start()
             echo(f"serving {server.clips} clips at {server.url} (overlap {overlap}); {annotators} annotators for "
                  f"{seconds:g} s")
-            load = drive(server.url, annotators, seconds, seed)
+            load = drive(server.url, annotators, seconds, seed, resubmit_every)
         finally:
             stopped = server.stop()
         checks = check_store(store_path(labels), labels, load["acknowledged"], overlap)
@@ -147,8 +148,11 @@ class Server:
                 self.process.wait()
         self._stderr.close()
         code = self.process.returncode
-        # uvicorn re-raises the SIGINT it handled once it has shut down: 0, 130 or -SIGINT are a clean stop
-        clean = not forced and code in (0, 130, -signal.SIGINT) and "Traceback" not in self._log_tail(100_000)
+        # uvicorn re-raises the SIGINT it handled once it has shut down, and click turns that KeyboardInterrupt
+        # into "Aborted!" and exit 1: that, 0, 130 or -SIGINT are a clean stop
+        log = self._log_tail(100_000)
+        clean = not forced and "Traceback" not in log and (code in (0, 130, -signal.SIGINT) or
+                                                          (code == 1 and log.strip().endswith("Aborted!")))
         return {"returncode": code, "seconds": time.perf_counter() - started, "clean": clean,
                 **({} if clean else {"log_tail": self._log_tail()})}
 
@@ -160,13 +164,14 @@ class Server:
             return ""
 
 
-def drive(url: str, annotators: int, seconds: float, seed: int) -> dict:
+def drive(url: str, annotators: int, seconds: float, seed: int, resubmit_every: int = RESUBMIT_EVERY) -> dict:
     """``annotators`` client threads against ``url`` for ``seconds``; their timings and acknowledgements."""
     barrier = threading.Barrier(annotators + 1)
     results: list[dict] = [{} for _ in range(annotators)]
     box = {"deadline": None}
-    threads = [threading.Thread(target=_annotate, args=(url, f"bench-annotator-{n + 1}", seed * 1000 + n, barrier,
-                                                        box, results[n]), daemon=True) for n in range(annotators)]
+    threads = [threading.Thread(target=_annotate, daemon=True,
+                                args=(url, f"bench-annotator-{n + 1}", seed * 1000 + n, barrier, box, resubmit_every,
+                                      results[n])) for n in range(annotators)]
     for thread in threads:
         thread.start()
     box["deadline"] = time.perf_counter() + seconds
@@ -188,7 +193,8 @@ def drive(url: str, annotators: int, seconds: float, seed: int) -> dict:
     return merged
 
 
-def _annotate(url: str, name: str, seed: int, barrier: threading.Barrier, box: dict, out: dict) -> None:
+def _annotate(url: str, name: str, seed: int, barrier: threading.Barrier, box: dict, resubmit_every: int,
+              out: dict) -> None:
     import httpx
 
     rng = random.Random(seed)
@@ -218,7 +224,7 @@ def _annotate(url: str, name: str, seed: int, barrier: threading.Barrier, box: d
                 if stored is None:
                     continue
                 out["acknowledged"][answer["submission_id"]] = (stored["stored"], stored["clip_id"], name)
-                if len(out["acknowledged"]) % RESUBMIT_EVERY == 0:
+                if len(out["acknowledged"]) % resubmit_every == 0:
                     _resubmit(client, name, answer, stored, out)
     except Exception as exc:  # reported with the figures; the thread's figures so far are kept
         out["crashed"] = f"{name}: {type(exc).__name__}: {exc}"

@@ -6,7 +6,7 @@
   const status = document.getElementById("status");
   const editor = document.getElementById("corrected");
   const shownAt = performance.now();
-  const FPS_GUESS = 25;
+  const FPS = held.fps || 25;  // the clip's own frame rate (index: num_frames / duration)
   let busy = false;
   let choice = held.prefill;  // correction mode: the candidate the editor started from
 
@@ -96,7 +96,7 @@
   }
   function step(frames) {
     video.pause();
-    video.currentTime = Math.max(0, Math.min(video.duration || 0, video.currentTime + frames / FPS_GUESS));
+    video.currentTime = Math.max(0, Math.min(video.duration || 0, video.currentTime + frames / FPS));
   }
   const RATES = [0.5, 0.75, 1, 1.5, 2];
   function nudgeRate(direction) {
