@@ -105,8 +105,9 @@ class Studio:
             return started[0], None
         fresh = f"SELECT clip_id FROM clips WHERE clip_id NOT IN (SELECT clip_id FROM coverage WHERE mode = :mode " \
                 f"AND active > 0) AND clip_id NOT IN ({mine})"
-        if self.order == "low-score":
-            found = self.db.execute(f"{fresh} ORDER BY score IS NULL, score, rank LIMIT 1", args).fetchone()
+        if self.order == "low-score":  # two queries, so each walks the (score, rank) index; unscored clips last
+            found = self.db.execute(f"{fresh} AND score IS NOT NULL ORDER BY score, rank LIMIT 1", args).fetchone() \
+                or self.db.execute(f"{fresh} AND score IS NULL ORDER BY rank LIMIT 1", args).fetchone()
             return (found[0] if found else None), None
         if self.order == "uniform":
             found = self.db.execute(f"{fresh} ORDER BY rank LIMIT 1", args).fetchone()
