@@ -14,7 +14,8 @@ The API names the annotator by the page's cookie or an ``X-Annotator`` header. A
 gets a 4xx status and ``{"error": message}``; nothing is stored. With a token (required when the
 server listens beyond localhost) every request must carry it: ``?token=`` once (then a cookie),
 or ``Authorization: Bearer TOKEN``. Every submission rewrites the labels parquet in the
-background (a burst of submissions is one rewrite); stopping the server rewrites it once more.
+background, at most every 2 s (a burst of submissions is one rewrite); stopping the server rewrites it
+once more.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from contextlib import asynccontextmanager
 
 import fsspec
@@ -53,10 +55,12 @@ INSTRUCTIONS = {
 
 
 class Exporter:
-    """Rewrites the labels parquet in a background thread whenever the store changed."""
+    """Rewrites the labels parquet in a background thread whenever the store changed, at most once
+    every ``interval`` seconds: a rewrite costs time that grows with the labels (about 0.1 s at
+    2,500), so a burst of submissions becomes one rewrite rather than a queue of them."""
 
-    def __init__(self, store):
-        self.store, self.changed, self.stopping = store, threading.Event(), False
+    def __init__(self, store, interval: float = 2.0):
+        self.store, self.changed, self.stopping, self.interval = store, threading.Event(), False, interval
         self.error: str | None = None
         self.thread = threading.Thread(target=self._run, name="labels-export", daemon=True)
 
@@ -68,11 +72,14 @@ class Exporter:
         while not self.stopping:
             self.changed.wait()
             self.changed.clear()
+            started = time.monotonic()
             try:
                 self.store.export()
                 self.error = None
             except Exception as exc:  # the store keeps every label; the page shows why the file lags
                 self.error = f"could not rewrite {self.store.labels_path}: {exc}"
+            if not self.stopping:
+                time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
     def stop(self) -> None:
         self.stopping = True

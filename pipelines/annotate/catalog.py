@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from vidcurate.operators.write.layout import BUILD_VERSION, INDEX_FILE, VERSIONS_DIR, join, shard_path
 from vidcurate.operators.write.versions import resolve_version
+from vidcurate.pipelines.annotate.store import MODE_BITS
 
 INDEX_COLUMNS = ["clip_id", "shard", "key", "mp4_offset", "mp4_bytes", "score", "duration", "num_frames"]
 WORD = re.compile(r"[a-z0-9]+")
@@ -100,16 +101,22 @@ class Catalog:
                                        "older than byte-range reads): rebuild it to annotate it")
                 handle.seek(0)
                 columns = [c for c in INDEX_COLUMNS if c in names]
-                self.db.execute("DROP INDEX IF EXISTS clips_rank")  # built once after the bulk insert: faster
-                self.db.execute("DROP INDEX IF EXISTS clips_score")
+                for mode in MODE_BITS:  # built once after the bulk insert: faster
+                    self.db.execute(f"DROP INDEX IF EXISTS clips_fresh_{mode}")
+                    self.db.execute(f"DROP INDEX IF EXISTS clips_fresh_score_{mode}")
                 for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=columns):
                     self.db.executemany(
                         "INSERT INTO clips(clip_id, shard, key, mp4_offset, mp4_bytes, score, duration, num_frames, "
                         "rank) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", _clip_rows(batch, self.seed))
             if self.version != BUILD_VERSION:
                 self._import_version_scores(batch_rows)
-            self.db.execute("CREATE INDEX clips_rank ON clips(rank)")
-            self.db.execute("CREATE INDEX clips_score ON clips(score, rank)")
+            self.db.executemany("UPDATE clips SET covered = covered | ? WHERE clip_id = ?",
+                                [(MODE_BITS[mode], clip_id) for clip_id, mode in
+                                 self.db.execute("SELECT clip_id, mode FROM coverage WHERE active > 0").fetchall()])
+            for mode, bit in MODE_BITS.items():
+                self.db.execute(f"CREATE INDEX clips_fresh_{mode} ON clips(rank) WHERE (covered & {bit}) = 0")
+                self.db.execute(f"CREATE INDEX clips_fresh_score_{mode} ON clips(score, rank) "
+                                f"WHERE (covered & {bit}) = 0")
             self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('catalog', ?)", (wanted,))
         return self.db.execute("SELECT count(*) FROM clips").fetchone()[0]
 

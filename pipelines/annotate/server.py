@@ -51,7 +51,9 @@ def bind(host: str, port: int, allow_remote: bool, token: str | None) -> tuple[s
                              "requires a token, printed in its URL)")
         token = token or secrets.token_urlsafe(24)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose protocol says TCP; without it
+    # every reply on a kept-alive connection waits ~40 ms for the client's delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -75,5 +77,7 @@ def serve(studio: Studio, sock: socket.socket, token: str | None) -> None:
     config = uvicorn.Config(create_app(studio, token), log_level="warning", lifespan="on")
     try:
         uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; the labels are written by then
+        pass
     finally:
         studio.store.close()

@@ -25,9 +25,8 @@ from vidcurate.schemas.labels import read_labels, write_labels
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS clips(clip_id TEXT PRIMARY KEY, shard TEXT NOT NULL, key TEXT NOT NULL,
-    mp4_offset INTEGER, mp4_bytes INTEGER, score REAL, duration REAL, num_frames INTEGER, rank INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS clips_rank ON clips(rank);
-CREATE INDEX IF NOT EXISTS clips_score ON clips(score, rank);
+    mp4_offset INTEGER, mp4_bytes INTEGER, score REAL, duration REAL, num_frames INTEGER, rank INTEGER NOT NULL,
+    covered INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS clip_text(clip_id TEXT PRIMARY KEY, candidates TEXT NOT NULL, caption TEXT,
     disagreement REAL);
 CREATE TABLE IF NOT EXISTS members(shard TEXT, key TEXT, ext TEXT, offset INTEGER, size INTEGER,
@@ -47,6 +46,10 @@ CREATE TABLE IF NOT EXISTS judgments(id INTEGER PRIMARY KEY, assignment_id INTEG
 CREATE INDEX IF NOT EXISTS judgments_who ON judgments(annotator, id);
 """
 MODES = ("best", "correct", "acceptable")
+# clips.covered: one bit per mode, set while any annotator holds or has judged the clip in that mode.
+# Partial indexes over the clips whose bit is clear (catalog.py) make "the next fresh clip" one index
+# step however many clips are done.
+MODE_BITS = {"best": 1, "correct": 2, "acceptable": 4}
 
 
 def store_path(labels_path: str) -> str:
@@ -108,11 +111,17 @@ class Store:
                                 "ON CONFLICT(clip_id, mode) DO UPDATE SET active = active + 1", (row["clip_id"], mode))
 
     def judgments(self, mode: str | None = None) -> list[dict]:
-        """Every stored judgment as a LABELS row (plus ``mode``), oldest first."""
+        """Every stored judgment as a LABELS row (plus ``mode``), oldest first.
+
+        Read on a connection of its own (WAL: readers see the last commit and never wait for the
+        writer), so an export of many labels does not hold up the page's requests."""
         query = "SELECT clip_id, annotator, mode, candidates, choice, acceptable, corrected, seconds, created_at " \
                 "FROM judgments" + (" WHERE mode = ?" if mode else "") + " ORDER BY id"
-        with self.lock:
-            found = self.db.execute(query, (mode,) if mode else ()).fetchall()
+        reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            found = reader.execute(query, (mode,) if mode else ()).fetchall()
+        finally:
+            reader.close()
         return [{"clip_id": c, "annotator": a, "mode": m, "candidates": json.loads(shown), "choice": choice,
                  "acceptable": None if ok is None else json.loads(ok), "corrected": corrected, "seconds": seconds,
                  "created_at": datetime.fromisoformat(created)}

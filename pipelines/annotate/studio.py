@@ -23,7 +23,7 @@ import random
 import time
 
 from vidcurate.pipelines.annotate.catalog import Catalog
-from vidcurate.pipelines.annotate.store import MODES, Store, utc_now
+from vidcurate.pipelines.annotate.store import MODE_BITS, MODES, Store, utc_now
 
 ORDERS = ("uniform", "low-score", "disagreement")
 POOL = 64
@@ -103,8 +103,8 @@ class Studio:
             f"v.active > 0 AND v.active < :k AND v.clip_id NOT IN ({mine}) ORDER BY c.rank LIMIT 1", args).fetchone()
         if started:
             return started[0], None
-        fresh = f"SELECT clip_id FROM clips WHERE clip_id NOT IN (SELECT clip_id FROM coverage WHERE mode = :mode " \
-                f"AND active > 0) AND clip_id NOT IN ({mine})"
+        # The literal bit test matches the partial index of this mode's fresh clips (catalog.py).
+        fresh = f"SELECT clip_id FROM clips WHERE (covered & {MODE_BITS[mode]}) = 0 AND clip_id NOT IN ({mine})"
         if self.order == "low-score":  # two queries, so each walks the (score, rank) index; unscored clips last
             found = self.db.execute(f"{fresh} AND score IS NOT NULL ORDER BY score, rank LIMIT 1", args).fetchone() \
                 or self.db.execute(f"{fresh} AND score IS NULL ORDER BY rank LIMIT 1", args).fetchone()
@@ -132,6 +132,7 @@ class Studio:
             for mode in MODES:
                 self.db.execute("INSERT OR REPLACE INTO coverage(clip_id, mode, active) VALUES (?, ?, ?)",
                                 (clip_id, mode, self.overlap))
+            self.db.execute("UPDATE clips SET covered = ? WHERE clip_id = ?", (sum(MODE_BITS.values()), clip_id))
 
     def _terciles(self) -> tuple[float, float]:
         values = [r[0] for r in self.db.execute("SELECT disagreement FROM clip_text ORDER BY disagreement")]
@@ -142,6 +143,10 @@ class Studio:
     def _cover(self, clip_id: str, mode: str, change: int) -> None:
         self.db.execute("INSERT INTO coverage(clip_id, mode, active) VALUES (?, ?, ?) ON CONFLICT(clip_id, mode) "
                         "DO UPDATE SET active = max(0, active + ?)", (clip_id, mode, max(change, 0), change))
+        bit = MODE_BITS[mode]
+        self.db.execute("UPDATE clips SET covered = CASE WHEN (SELECT active FROM coverage WHERE clip_id = ? AND "
+                        "mode = ?) > 0 THEN covered | ? ELSE covered & ~? END WHERE clip_id = ?",
+                        (clip_id, mode, bit, bit, clip_id))
 
     def _expire(self) -> None:
         stale = self.db.execute("SELECT id, clip_id, mode FROM assignments WHERE state = 'open' AND served_at < ?",
