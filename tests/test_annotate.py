@@ -2,11 +2,13 @@
 K-annotator assignment, clip orders, agreement, the token, and the CLI serving a real socket."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import time
+from collections import Counter
 
 import httpx
 import pyarrow.parquet as pq
@@ -215,6 +217,10 @@ def test_skip_and_undo(world, labels):
         again = http.get("/api/next/best").json()
         assert (again["clip_id"], again["shown"]) == (second["clip_id"], second["shown"])
         assert third["clip_id"] != again["clip_id"]
+        # The clip that was on screen when undo was pressed comes back after the undone one.
+        assert answer(http)[1].status_code == 200
+        assert http.get("/api/next/best").json()["clip_id"] == third["clip_id"]
+        assert http.post("/api/undo", json={}).json()["undone"] == second["clip_id"]
         assert stored(labels) == 0
         assert http.post("/api/undo", json={}).status_code == 409
         # Nobody else got the skipped clip's slot taken: another annotator can still be served it.
@@ -237,6 +243,20 @@ def test_correction_and_acceptable_modes_store_their_fields(world, labels):
         assert http.post("/api/submit", json={**base, "choice": 1, "acceptable": [0, 1]}).status_code == 200
     rows = read_labels(labels)
     assert rows[0]["corrected"] == "A better caption." and rows[1]["acceptable"] == [0, 1]
+
+
+def test_acceptable_labels_feed_the_teacher_study(world, labels):
+    with client(world, labels, "ana") as http:
+        for _ in range(6):
+            shown = http.get("/api/next/acceptable").json()
+            assert http.post("/api/submit", json={"assignment": shown["assignment"], "shown": shown["shown"],
+                                                  "choice": 0, "acceptable": [0, 1]}).status_code == 200
+    done = run_cli("teachers", "choose", "--labels", labels, "--k", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    study = json.loads(done.stdout)
+    marked = Counter(c["teacher"] for row in read_labels(labels) for c in row["candidates"][:2])
+    assert study["clips"] == 6 and study["all_teachers"]["coverage"] == 1.0
+    assert study["best_single"]["covered"] == max(marked.values())
 
 
 def test_clip_orders(world, labels, tmp_path):

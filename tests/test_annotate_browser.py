@@ -105,6 +105,19 @@ def test_the_page_plays_the_clip_and_takes_keyboard_answers(browser, served, tmp
     assert first["fps"] and after - before == pytest.approx(1 / first["fps"], abs=1e-3)
     browser.find_element(By.TAG_NAME, "body").send_keys("2")
     wait_for(browser, submitted(browser, first["assignment"]))
+    # u takes the pick back: the same clip returns in the same order; 2 picks again; n skips the next one.
+    second = current(browser)
+    browser.find_element(By.TAG_NAME, "body").send_keys("u")
+    wait_for(browser, lambda d: current(d)["assignment"] == first["assignment"])
+    assert current(browser)["shown"] == first["shown"]
+    wait_for(browser, played)
+    browser.find_element(By.TAG_NAME, "body").send_keys("2")
+    wait_for(browser, submitted(browser, first["assignment"]))
+    skipped = current(browser)
+    assert skipped["clip_id"] == second["clip_id"]
+    browser.find_element(By.TAG_NAME, "body").send_keys("n")
+    wait_for(browser, submitted(browser, skipped["assignment"]))
+    assert current(browser)["clip_id"] != skipped["clip_id"]
 
     # Correction: key 3 starts the editor from the third candidate; the edited text is submitted.
     browser.get(base + "/annotate/correct")

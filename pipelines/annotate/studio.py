@@ -95,8 +95,9 @@ class Studio:
                 "caption": caption, "prefill": prefill, "fps": fps}
 
     def _pick(self, annotator: str, mode: str) -> tuple[str | None, int | None]:
-        mine = "SELECT clip_id FROM assignments WHERE annotator = :who AND mode = :mode UNION " \
-               "SELECT clip_id FROM judgments WHERE annotator = :who AND mode = :mode"
+        # Clips this annotator holds, judged or skipped (one given back by undo or an expired lease is not).
+        mine = "SELECT clip_id FROM assignments WHERE annotator = :who AND mode = :mode AND state != 'released' " \
+               "UNION SELECT clip_id FROM judgments WHERE annotator = :who AND mode = :mode"
         args = {"who": annotator, "mode": mode, "k": self.overlap}
         started = self.db.execute(
             f"SELECT c.clip_id FROM coverage v JOIN clips c ON c.clip_id = v.clip_id WHERE v.mode = :mode AND "
