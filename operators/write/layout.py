@@ -72,6 +72,23 @@ def read_clip_mp4(out: str | os.PathLike, row: dict) -> bytes:
         return handle.read(row["mp4_bytes"])
 
 
+def read_sample_jsons(out: str | os.PathLike, shard: str, keys: set[str]) -> dict[str, dict]:
+    """key -> the json member of each sample in ``keys`` of one shard (index ``shard`` path), in one pass."""
+    import json
+    import tarfile
+
+    import fsspec
+
+    found = {}
+    with fsspec.open(join(os.fspath(out), shard_path(shard)), "rb") as handle, tarfile.open(fileobj=handle,
+                                                                                               mode="r:") as tar:
+        for member in tar:
+            key, _, ext = member.name.rpartition("/")[2].partition(".")
+            if ext == "json" and key in keys:
+                found[key] = json.load(tar.extractfile(member))
+    return found
+
+
 def shard_urls(out: str | os.PathLike, split: Optional[str] = None) -> list[str]:
     """The shard paths of a build folder ``out`` (a local path or any fsspec URL), sorted.
 

@@ -18,6 +18,7 @@ OPERATORS: dict[str, str] = {
     "video_teacher": "vidcurate.operators.teachers.generative:VideoTeacher",
     "frame_teacher": "vidcurate.operators.teachers.generative:FrameTeacher",
     "text_teacher": "vidcurate.operators.teachers.generative:TextTeacher",
+    "student_teacher": "vidcurate.operators.teachers.student:StudentTeacher",
     "consensus_selector": "vidcurate.operators.select.consensus:ConsensusSelector",
     "retriever_selector": "vidcurate.operators.select.retriever:RetrieverSelector",
     "weighted_selector": "vidcurate.operators.select.retriever:WeightedSelector",

@@ -1,0 +1,149 @@
+"""A student checkpoint is a folder, loaded by path or hub id like any model; never a pickle.
+
+    config.json          StudentConfig (format "vidcurate.student")
+    model.safetensors    every weight (the decoder's tied embeddings stored once)
+    decoder/             the decoder's transformers config and its tokenizer
+    video_tower/         a pretrained frame encoder's transformers config and image processor
+    optimizer.safetensors, trainer_state.json   training state (CKPT/training only)
+
+Written under a temporary name and renamed into place, so a reader never sees half of one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from vidcurate.operators.base import OperatorSetupError
+from vidcurate.operators.models.loading import describe, load_pretrained, looks_like_path, require, resolve
+from vidcurate.operators.models.retriever.checkpoint import (OPTIMIZER_FILE, STATE_FILE, _flatten_optimizer,
+                                                             _write_json, resolve_device)
+from vidcurate.operators.models.student.config import CONFIG_FILE, FORMAT, WEIGHTS_FILE, StudentConfig
+from vidcurate.operators.models.student.model import StudentCaptioner
+from vidcurate.operators.models.student.tokenizer import learn_tokenizer
+
+DECODER_DIR, VIDEO_DIR = "decoder", "video_tower"
+__all__ = ["create_student", "save_student", "load_student", "is_student_checkpoint", "resolve_device"]
+
+
+def _scratch_decoder(config: StudentConfig, tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    d = config.decoder
+    prefix = config.num_frames + 1 + config.max_text_tokens + 1
+    gpt = GPT2Config(vocab_size=len(tokenizer), n_embd=d.width, n_layer=d.layers, n_head=d.heads,
+                     n_positions=prefix + d.max_caption_tokens + 8, bos_token_id=tokenizer.bos_token_id,
+                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                     resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1)
+    return GPT2LMHeadModel(gpt)
+
+
+def create_student(config: StudentConfig, captions: list[str] | None = None) -> StudentCaptioner:
+    """A new student: a scratch decoder with a tokenizer learned from ``captions``, or a pretrained
+    causal LM with its own; a scratch or pretrained frame encoder."""
+    if config.decoder.kind == "scratch":
+        tokenizer = learn_tokenizer(captions or [], config.decoder.vocab_size)
+        decoder = _scratch_decoder(config, tokenizer)
+    else:
+        if not config.decoder.model:
+            raise OperatorSetupError("a pretrained student decoder needs decoder.model: a causal LM folder or hub id")
+        transformers = require("transformers", "transformers", "the student's decoder")
+        tokenizer = load_pretrained(transformers.AutoTokenizer, config.decoder.model, config.decoder.revision,
+                                    what="student decoder's tokenizer")
+        decoder = load_pretrained(transformers.AutoModelForCausalLM, config.decoder.model, config.decoder.revision,
+                                  what="student decoder")
+    return StudentCaptioner(config, tokenizer, decoder)
+
+
+def save_student(model: StudentCaptioner, folder: str, optimizer=None, state: dict | None = None,
+                 extra: dict | None = None, keep: tuple[str, ...] = ()) -> str:
+    """Write ``model`` (and, given, optimizer and trainer state) to ``folder``, replacing it whole but
+    for its entries named in ``keep``; ``extra`` maps more file names to JSON data."""
+    from safetensors.torch import save_file, save_model
+
+    folder = os.path.abspath(folder)
+    temporary = f"{folder}.saving"
+    shutil.rmtree(temporary, ignore_errors=True)
+    os.makedirs(temporary)
+    model = getattr(model, "module", model)
+    save_model(model, os.path.join(temporary, WEIGHTS_FILE))
+    model.decoder.config.save_pretrained(os.path.join(temporary, DECODER_DIR))
+    model.tokenizer.save_pretrained(os.path.join(temporary, DECODER_DIR))
+    if model.video.image_model is not None:
+        model.video.image_model.config.save_pretrained(os.path.join(temporary, VIDEO_DIR))
+        model.video.processor.save_pretrained(os.path.join(temporary, VIDEO_DIR))
+    if optimizer is not None:
+        tensors, groups = _flatten_optimizer(optimizer.state_dict())
+        save_file(tensors, os.path.join(temporary, OPTIMIZER_FILE))
+        state = {**(state or {}), "param_groups": groups}
+    if state is not None:
+        _write_json(os.path.join(temporary, STATE_FILE), state)
+    for name, data in (extra or {}).items():
+        _write_json(os.path.join(temporary, name), data)
+    _write_json(os.path.join(temporary, CONFIG_FILE), model.config.model_dump(mode="json"))
+    for name in keep:
+        if os.path.exists(os.path.join(folder, name)):
+            os.replace(os.path.join(folder, name), os.path.join(temporary, name))
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    os.replace(temporary, folder)
+    return folder
+
+
+def read_student_config(folder: str, ref: str | None = None) -> StudentConfig:
+    where, path = describe(ref or folder), os.path.join(folder, CONFIG_FILE)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+    except FileNotFoundError:
+        raise OperatorSetupError(f"{where} is not a student checkpoint: it has no {CONFIG_FILE}") from None
+    except (OSError, ValueError) as exc:
+        raise OperatorSetupError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise OperatorSetupError(f"{where} is not a student checkpoint: {CONFIG_FILE} has no \"format\": \"{FORMAT}\"")
+    try:
+        return StudentConfig.model_validate(raw)
+    except ValueError as exc:
+        raise OperatorSetupError(f"{path}: invalid student config: {exc}") from exc
+
+
+def load_student(ref: str, device: str = "cpu", revision: str | None = None) -> StudentCaptioner:
+    """The student in folder or hub id ``ref``, in eval mode on ``device``; errors name the reference."""
+    from safetensors.torch import load_model
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path, local = resolve(os.fspath(ref), what="the student captioner")
+    if not local:
+        hub = require("huggingface_hub", "huggingface-hub", "loading a student by hub id")
+        try:
+            path = hub.snapshot_download(path, revision=revision)
+        except Exception as exc:
+            raise OperatorSetupError(f"cannot load the student from {describe(ref)}: {type(exc).__name__}: {exc}") \
+                from exc
+    config = read_student_config(path, ref)
+    try:
+        decoder_dir = os.path.join(path, DECODER_DIR)
+        tokenizer = AutoTokenizer.from_pretrained(decoder_dir, local_files_only=True)
+        decoder = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(decoder_dir, local_files_only=True))
+        video_dir = os.path.join(path, VIDEO_DIR) if config.video.kind == "pretrained" else None
+        model = StudentCaptioner(config, tokenizer, decoder, video_source=video_dir, weights=False)
+        missing, unexpected = load_model(model, os.path.join(path, WEIGHTS_FILE), strict=False)
+    except OperatorSetupError:
+        raise
+    except Exception as exc:
+        raise OperatorSetupError(f"cannot load the student from {describe(ref)}: {type(exc).__name__}: {exc}") from exc
+    real_missing = [m for m in missing if not m.endswith("lm_head.weight")]  # tied to the input embeddings
+    if real_missing or unexpected:
+        raise OperatorSetupError(f"the weights in {path} do not fit the student its config describes: missing "
+                                 f"{sorted(real_missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+    return model.to(device).eval()
+
+
+def is_student_checkpoint(ref: str) -> bool:
+    if not looks_like_path(ref):
+        return False
+    try:
+        with open(os.path.join(os.path.expanduser(ref), CONFIG_FILE), encoding="utf-8") as handle:
+            return json.load(handle).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False

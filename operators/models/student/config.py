@@ -1,0 +1,73 @@
+"""What a student captioner checkpoint's ``config.json`` says: its frame encoder, decoder and decoding.
+
+The student (Panda-70M 3.4; Video DataFlywheel's refinement model) is a video captioner:
+
+    frames [B, T, H, W, 3] -> frame encoder -> temporal mixing (+ learned frame positions)
+        -> projection into the decoder's width = T + 1 visual prefix tokens
+    [visual prefix ; optional text inputs (title, description, subtitles)] -> causal LM -> caption
+
+Frame encoder (``video``): the retriever's video tower, so the same kinds apply: ``scratch``
+(vidcurate's small CNN, for the offline world) or ``pretrained`` (any CLIP/SigLIP-class
+transformers model by folder or hub id; ``trainable: false`` keeps it frozen).
+Decoder (``decoder``): ``scratch``, a small GPT-2 (transformers' GPT2LMHeadModel) with a
+byte-level BPE tokenizer trained on the training captions, or ``pretrained``, any causal LM
+by folder or hub id with its own tokenizer.
+
+Text inputs: the clip's metadata fields named in ``text_inputs`` are tokenised after the
+visual prefix; in training each field is dropped with ``text_dropout`` (Panda: 0.5), so the
+student also captions clips that have none. Decoding presets: ``greedy``, and ``panda``
+(Panda's student: 3 beams with sampling, top-p 0.9, temperature 1.5).
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vidcurate.operators.models.retriever.config import VideoTowerConfig
+
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+FORMAT = "vidcurate.student"
+TEXT_FIELDS = ("title", "description", "subtitles")
+
+
+class DecoderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["scratch", "pretrained"] = "scratch"
+    model: Optional[str] = Field(None, description="For kind pretrained: folder or hub id of a causal LM.")
+    revision: Optional[str] = None
+    width: int = Field(128, ge=16, description="Scratch GPT-2 width.")
+    layers: int = Field(2, ge=1, description="Scratch GPT-2 layers.")
+    heads: int = Field(4, ge=1)
+    vocab_size: int = Field(2000, ge=64, description="Scratch tokenizer: most BPE tokens learned from captions.")
+    max_caption_tokens: int = Field(40, ge=4)
+    trainable: bool = True
+
+
+class DecodingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    num_beams: int = Field(1, ge=1)
+    do_sample: bool = False
+    top_p: float = Field(1.0, gt=0, le=1)
+    temperature: float = Field(1.0, gt=0)
+    max_new_tokens: int = Field(40, ge=1)
+
+
+DECODING_PRESETS = {
+    "greedy": DecodingConfig(),
+    "panda": DecodingConfig(num_beams=3, do_sample=True, top_p=0.9, temperature=1.5),
+}
+
+
+class StudentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["vidcurate.student"] = FORMAT
+    video: VideoTowerConfig = Field(default_factory=lambda: VideoTowerConfig(pooling="attention"))
+    video_trainable: bool = True
+    decoder: DecoderConfig = Field(default_factory=DecoderConfig)
+    num_frames: int = Field(8, ge=1, description="Frames per clip (Panda's student: 8).")
+    frame_size: tuple[int, int] = Field((96, 128), description="(height, width) frames are decoded at.")
+    text_inputs: list[Literal["title", "description", "subtitles"]] = Field(default_factory=list)
+    text_dropout: float = Field(0.5, ge=0, le=1)
+    max_text_tokens: int = Field(32, ge=1)
+    decoding: DecodingConfig = Field(default_factory=DecodingConfig)

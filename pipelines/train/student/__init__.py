@@ -1,0 +1,1 @@
+"""Training the student captioner (Video DataFlywheel's refinement model) with noise control."""
