@@ -9,13 +9,14 @@
     synth.py     synth, synth score (a synthetic dataset with known truth)
     retriever.py retriever finetune|eval (the caption-selection retriever)
     annotate.py  annotate, annotate export (the annotation studio)
+    refine.py    refine (noise-controlled iterative refinement)
     options.py   the options several commands share, and how a build's outcome becomes an exit code
 """
 from __future__ import annotations
 
 import click
 
-from vidcurate.pipelines.cli import annotate, bench, build, info, retriever, submit, synth, teachers, versions
+from vidcurate.pipelines.cli import annotate, bench, refine, build, info, retriever, submit, synth, teachers, versions
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,7 +33,7 @@ def cli() -> None:
 for command in (build.build, build.split, build.demo, info.report, info.ops, info.show_config, bench.bench,
                 versions.select, versions.versions, versions.export,
                 teachers.teachers, build.retry_failed_command, submit.submit, synth.synth, retriever.retriever,
-                annotate.annotate):
+                annotate.annotate, refine.refine):
     cli.add_command(command)
 
 

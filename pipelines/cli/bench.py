@@ -53,6 +53,24 @@ def bench_selection(quick: bool, clips: int | None, epochs: int | None, seed: in
     click.echo(report(run(clips, epochs, seed, noise, quick, workdir, repeats, echo=click.echo)))
 
 
+@bench.command("refinement")
+@click.option("--quick", is_flag=True, help="Smaller worlds, one round of 6 epochs (minutes, not an hour).")
+@click.option("--clips", type=int, default=None, help="Clips per world (default 2000; quick 600).")
+@click.option("--epochs", type=int, default=None, help="Student pre-training epochs per round (default 10; quick 6).")
+@click.option("--rounds", type=int, default=None, help="Rounds per loss (default 2; quick 1).")
+@click.option("--noise", "noises", default="0.2,0.4", show_default=True, help="Noise rates, comma-separated.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workdir", default=None, help="Where worlds, rounds and bench_refinement.json go (default: a temp "
+              "dir; worlds and finished rounds already there are reused).")
+def bench_refinement(quick: bool, clips: int | None, epochs: int | None, rounds: int | None, noises: str, seed: int,
+                     workdir: str | None) -> None:
+    """The data flywheel with likelihood, TaiLr and AdaTaiLr: accuracy and diversity per round and noise rate."""
+    from vidcurate.pipelines.bench.refinement import report, run
+
+    rates = [float(n) for n in noises.split(",") if n.strip()]
+    click.echo(report(run(clips, epochs, rounds, rates, seed, quick, workdir, echo=click.echo)))
+
+
 @bench.command("ray")
 @click.option("-c", "--config", "config_path", default=None, help="Config to build with (default: the embedded one).")
 @click.option("--workdir", default=None, help="Where inputs and outputs go (default: a temp dir).")

@@ -56,6 +56,8 @@ def refine(out: str, options: RefineOptions, echo: Callable[[str], None] = print
         raise RefineError(f"--rounds must be >= 1, got {options.rounds}")
     if options.labels and not os.path.isfile(options.labels):
         raise RefineError(f"labels file {options.labels!r}: no such file")
+    if not os.path.isfile(os.path.join(out, "index.parquet")):
+        raise RefineError(f"{out!r} holds no finished build (index.parquet is missing)")
     state = read_state(out)
     if state is None:
         try:

@@ -21,10 +21,15 @@ from vidcurate.pipelines.build.registry import OPERATORS, operator_class
 
 def selector_operator(name: str, fields: dict | None = None):
     """The selector operator called ``name`` or ``name_selector``, configured with ``fields``."""
+    if ":" in name:  # a user's own selector: package.module:ClassName (an Operator subclass)
+        try:
+            return operator_class(name)(**(fields or {}))
+        except KeyError as exc:
+            raise VersionError(f"unknown selector {exc.args[0]}") from None
     op_name = name if name in OPERATORS else f"{name}_selector"
     if op_name not in OPERATORS or not op_name.endswith("_selector"):
         known = sorted(n[:-len("_selector")] for n in OPERATORS if n.endswith("_selector"))
-        raise VersionError(f"unknown selector {name!r}; known: {', '.join(known)}")
+        raise VersionError(f"unknown selector {name!r}; known: {', '.join(known)} (or package.module:ClassName)")
     return operator_class(op_name)(**(fields or {}))
 
 

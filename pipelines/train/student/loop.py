@@ -128,6 +128,7 @@ def train_loop(out: str, version: str | None, output: str, options: StudentTrain
     provenance = {"build": os.path.abspath(out), "version": name, "labels": labels and os.path.abspath(labels),
                   "captions": len(train), "validation_captions": len(held), "corrections": len(corrections),
                   "control": vars(options.control), "batch_size": options.batch_size, "seed": options.seed,
+                  "init_from": options.init_from and os.path.abspath(options.init_from),
                   "workers": max(1, world_size)}
     for number, (phase, items, epochs, lr, control) in enumerate(phases):
         if number < state["phase"]:
@@ -148,7 +149,10 @@ def train_loop(out: str, version: str | None, output: str, options: StudentTrain
             model.train()
             order = list(items)
             random.Random(f"{options.seed}:{phase}:{epoch}").shuffle(order)
-            random.seed(options.seed * 7919 + epoch * 31 + rank)  # text dropout draws
+            # Dropout and text-dropout draws depend on (seed, phase, epoch, rank) only: a resumed run
+            # reaches the same weights as one never interrupted.
+            torch.manual_seed(options.seed * 1_000_003 + number * 7919 + epoch * 31 + rank)
+            random.seed(options.seed * 7919 + number * 131 + epoch * 31 + rank)
             mine = order[rank::world_size][:steps * per_rank]
             loss, sample_losses, weight = _run_epoch(trained, optimizer, schedule, mine, frames, per_rank, control,
                                                      gammas.gamma, f"{phase} {epoch + 1}/{epochs}",

@@ -18,9 +18,10 @@ noise rate from the user:
     2. At the epoch's end, fit a two-component Gaussian mixture to those losses (EM, 1-D), the
        model of Arazo et al. 2019 ("Unsupervised label noise modeling and loss correction"):
        clean captions form the low-loss component, noisy ones the high-loss component.
-    3. The noise estimate rho is the high-loss component's weight when the two components are
-       separated (means at least ``min_separation`` pooled standard deviations apart), else 0:
-       one blob of losses is no evidence of noise.
+    3. The noise estimate rho is the high-loss component's weight when two components explain
+       the losses better than one by the Bayesian information criterion and their means are at
+       least ``min_separation`` pooled standard deviations apart; else 0: one blob of losses is no
+       evidence of noise.
     4. Next epoch's gamma = clamp(rho, 0, gamma_max), w_min fixed. The first epoch is plain
        likelihood (gamma 0): before the model has learned anything, its losses say nothing.
 
@@ -125,12 +126,18 @@ def two_component_noise(losses: list[float], min_separation: float = 1.0, iterat
     high = int(torch.argmax(mean))
     pooled = math.sqrt(float((weight * var).sum()))
     separation = abs(float(mean[1] - mean[0])) / max(pooled, 1e-9)
+    mixture = torch.logsumexp(-0.5 * ((x[:, None] - mean) ** 2 / var + torch.log(2 * math.pi * var))
+                              + torch.log(weight), dim=1).sum().item()
+    single_var = max(x.var(unbiased=False).item(), 1e-12)
+    single = float(-0.5 * n * (math.log(2 * math.pi * single_var) + 1))
+    bic_gain = (2 * math.log(n) - 2 * single) - (5 * math.log(n) - 2 * mixture)  # BIC(one) - BIC(two), > 0: two
     fit = {"means": [float(m) for m in mean], "stds": [float(v) ** 0.5 for v in var],
-           "weights": [float(w) for w in weight], "separation": separation}
+           "weights": [float(w) for w in weight], "separation": separation, "bic_gain": bic_gain}
+    if bic_gain <= 0:
+        return 0.0, {**fit, "reason": "one Gaussian explains the losses as well (BIC)"}
     if separation < min_separation:
         return 0.0, {**fit, "reason": f"components {separation:.2f} std apart (< {min_separation})"}
     return float(weight[high]), fit
-
 
 class GammaSchedule:
     """The gamma of each epoch: 0 (mle), fixed (tailr), or AdaTaiLr's estimate from the last epoch's losses."""
