@@ -35,6 +35,8 @@ def _fail(message: str) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--student-config", default=None, help="A JSON file of the student's config (operators/models/"
               "student/config.py): frame encoder, decoder, frames, text inputs.")
+@click.option("--video-init", default=None, help="A retriever checkpoint whose video tower starts the student's "
+              "frame encoder (its frame count and size are used).")
 @click.option("--decoding", type=click.Choice(["greedy", "panda"]), default="greedy", show_default=True,
               help="How the student captions: greedy, or Panda's 3 beams with sampling (top-p 0.9, temp 1.5).")
 @click.option("--min-change", type=click.FloatRange(0, 1), default=0.0, show_default=True,
@@ -45,7 +47,8 @@ def _fail(message: str) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 def refine(output: str, rounds: int, loss: str, gamma: float, min_weight: float, gate: str, gate_threshold: float,
            from_version: str | None, selector: str | None, model: str | None, labels: str | None, epochs: int,
-           finetune_epochs: int, lr: float | None, batch_size: int, student_config: str | None, decoding: str,
+           finetune_epochs: int, lr: float | None, batch_size: int, student_config: str | None,
+           video_init: str | None, decoding: str,
            min_change: float, workers: int, device: str, seed: int) -> None:
     """Refine OUT's captions round after round: train a student captioner on them (noise-controlled),
     caption every clip with it, re-select, and write caption version refine-r<N>.
@@ -70,6 +73,15 @@ def refine(output: str, rounds: int, loss: str, gamma: float, min_weight: float,
             if student_config else StudentConfig()
     except (OSError, ValueError) as exc:
         _fail(f"student config {student_config!r}: {exc}")
+    if video_init:
+        from vidcurate.operators.models.retriever.checkpoint import checkpoint_folder, read_config
+
+        try:
+            retriever = read_config(checkpoint_folder(video_init), video_init)
+        except OperatorSetupError as exc:
+            _fail(str(exc))
+        config = config.model_copy(update={"video_init": video_init, "num_frames": retriever.num_frames,
+                                           "frame_size": tuple(retriever.frame_size), "video": retriever.video})
     control = NoiseControl(loss=loss, gamma=gamma, min_weight=min_weight, gate=gate, gate_threshold=gate_threshold)
     train = StudentTrainOptions(config=config, control=control, epochs=epochs, finetune_epochs=finetune_epochs, lr=lr,
                                 batch_size=batch_size, seed=seed, device=device, workers=workers)

@@ -52,7 +52,28 @@ def create_student(config: StudentConfig, captions: list[str] | None = None) -> 
                                     what="student decoder's tokenizer")
         decoder = load_pretrained(transformers.AutoModelForCausalLM, config.decoder.model, config.decoder.revision,
                                   what="student decoder")
-    return StudentCaptioner(config, tokenizer, decoder)
+    student = StudentCaptioner(config, tokenizer, decoder)
+    if config.video_init:
+        _start_from_retriever(student, config)
+    return student
+
+
+def _start_from_retriever(student: StudentCaptioner, config: StudentConfig) -> None:
+    """Copy a retriever's video tower and temporal pooling into the student (their shapes must agree)."""
+    from vidcurate.operators.models.retriever import load_retriever
+
+    retriever = load_retriever(config.video_init)
+    theirs = retriever.config
+    problems = [f"{what} {mine} vs the retriever's {other}" for what, mine, other in (
+        ("frames", config.num_frames, theirs.num_frames), ("frame size", tuple(config.frame_size),
+                                                           tuple(theirs.frame_size)),
+        ("video tower", config.video.model_dump(), theirs.video.model_dump()),
+        ("width", student.video.width, retriever.video.width)) if mine != other]
+    if problems:
+        raise OperatorSetupError(f"video_init {describe(config.video_init)} does not fit the student: "
+                                 + "; ".join(problems))
+    student.video.load_state_dict(retriever.video.state_dict())
+    student.temporal.load_state_dict(retriever.pool.state_dict())
 
 
 def save_student(model: StudentCaptioner, folder: str, optimizer=None, state: dict | None = None,

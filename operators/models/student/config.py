@@ -13,6 +13,12 @@ Decoder (``decoder``): ``scratch``, a small GPT-2 (transformers' GPT2LMHeadModel
 byte-level BPE tokenizer trained on the training captions, or ``pretrained``, any causal LM
 by folder or hub id with its own tokenizer.
 
+``video_init`` starts the frame encoder from a fine-tuned retriever's video tower (vidcurate's
+own CLIP-class model, trained on people's choices): Panda's student, too, started from a
+pretrained vision branch. From scratch, a captioning loss teaches the encoder little: on an
+800-clip world the scratch student learned the background (100%) but shape, colour, count and
+direction stayed at chance.
+
 Text inputs: the clip's metadata fields named in ``text_inputs`` are tokenised after the
 visual prefix; in training each field is dropped with ``text_dropout`` (Panda: 0.5), so the
 student also captions clips that have none. Decoding presets: ``greedy``, and ``panda``
@@ -64,6 +70,9 @@ class StudentConfig(BaseModel):
     format: Literal["vidcurate.student"] = FORMAT
     video: VideoTowerConfig = Field(default_factory=lambda: VideoTowerConfig(pooling="attention"))
     video_trainable: bool = True
+    video_init: Optional[str] = Field(None, description="A retriever checkpoint (vidcurate retriever finetune) whose "
+                                      "video tower and temporal pooling start the student's frame encoder; its "
+                                      "frames, frame size and width must match the student's.")
     decoder: DecoderConfig = Field(default_factory=DecoderConfig)
     num_frames: int = Field(8, ge=1, description="Frames per clip (Panda's student: 8).")
     frame_size: tuple[int, int] = Field((96, 128), description="(height, width) frames are decoded at.")
