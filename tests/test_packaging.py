@@ -1,4 +1,4 @@
-"""The wheel holds every module of every subpackage, and its package data (configs, templates).
+"""The wheel holds every module of every subpackage, and its package data (configs, templates, static files).
 
 Built as a real wheel (not the editable install the tests run from), unpacked, and imported
 from there in a fresh interpreter: a subpackage setup.py failed to find, or a data file
@@ -73,6 +73,9 @@ def test_the_wheel_holds_and_imports_every_module(tmp_path):
     missing = sorted(_source_modules() - members)
     assert not missing, f"modules left out of the wheel: {missing}"
     assert any(m.startswith("vidcurate/pipelines/build/configs/") and m.endswith(".yaml") for m in members)
+    # the annotation page's templates, script and style
+    assert {"vidcurate/pipelines/annotate/templates/annotate.html.j2", "vidcurate/pipelines/annotate/static/annotate.js",
+            "vidcurate/pipelines/annotate/static/annotate.css"} <= members
     unpacked = str(tmp_path / "unpacked")
     env = {**os.environ, "PYTHONPATH": unpacked}
     imported = subprocess.run([sys.executable, "-c", IMPORT_EVERY_MODULE, unpacked, *ROOTS], capture_output=True,

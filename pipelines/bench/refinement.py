@@ -26,8 +26,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 LOSSES = ("mle", "tailr", "adatailr")
-QUICK = {"clips": 600, "epochs": 6, "rounds": 1}
-FULL = {"clips": 2000, "epochs": 10, "rounds": 2}
+QUICK = {"clips": 600, "epochs": 20, "rounds": 1}
+FULL = {"clips": 2000, "epochs": 30, "rounds": 2}
 
 
 def distinct(captions: list[str]) -> dict:

@@ -54,9 +54,9 @@ def bench_selection(quick: bool, clips: int | None, epochs: int | None, seed: in
 
 
 @bench.command("refinement")
-@click.option("--quick", is_flag=True, help="Smaller worlds, one round of 6 epochs (minutes, not an hour).")
+@click.option("--quick", is_flag=True, help="Smaller worlds, one round of 20 epochs.")
 @click.option("--clips", type=int, default=None, help="Clips per world (default 2000; quick 600).")
-@click.option("--epochs", type=int, default=None, help="Student pre-training epochs per round (default 10; quick 6).")
+@click.option("--epochs", type=int, default=None, help="Student pre-training epochs per round (default 30; quick 20).")
 @click.option("--rounds", type=int, default=None, help="Rounds per loss (default 2; quick 1).")
 @click.option("--noise", "noises", default="0.2,0.4", show_default=True, help="Noise rates, comma-separated.")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -28,11 +28,11 @@ def _fail(message: str) -> None:
 @click.option("--selector", default=None, help="The selector of every round (default: the one that made round 0).")
 @click.option("--model", default=None, help="The selector's model (retriever/weighted: a checkpoint).")
 @click.option("--labels", default=None, help="A labels file whose corrected captions fine-tune the student.")
-@click.option("--epochs", type=click.IntRange(min=0), default=10, show_default=True, help="Pre-training epochs.")
+@click.option("--epochs", type=click.IntRange(min=0), default=30, show_default=True, help="Pre-training epochs.")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=5, show_default=True,
               help="Epochs on the human corrections (when --labels has any).")
 @click.option("--lr", type=float, default=None, help="Learning rate (default 1e-3 scratch, 5e-5 pretrained).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--student-config", default=None, help="A JSON file of the student's config (operators/models/"
               "student/config.py): frame encoder, decoder, frames, text inputs.")
 @click.option("--video-init", default=None, help="A retriever checkpoint whose video tower starts the student's "

@@ -11,8 +11,11 @@ Phases: ``pretrain`` (every captioned clip of the version but the validation sha
 noise control of losses.py and optional score gating) for ``epochs``, then ``finetune`` (the
 labels' corrected captions, clean by construction: plain likelihood) for ``finetune_epochs``
 when there are corrections. Defaults for scratch models: AdamW lr 1e-3 (warm-up over the first
-epoch, cosine decay), weight decay 0.01, batch 32, 10 pre-training and 5 fine-tuning epochs at
-lr 3e-4; pretrained parts: lr 5e-5. ``init_from`` starts from an earlier student (a later
+epoch, cosine decay), weight decay 0.01, batch 16, 30 pre-training and 5 fine-tuning epochs at
+lr 3e-4; pretrained parts: lr 5e-5. Why 30 epochs of batch 16: on an 800-clip synthetic world
+(760 training captions) the scratch student's greedy captions stayed at chance on shape, colour,
+count and direction after 10 epochs (batch 32 or 8; attribute accuracy 45%), and reached 79%
+(colour 86%, count 82%, shape 36%) after 30 epochs of batch 16: the frame encoder needs steps. ``init_from`` starts from an earlier student (a later
 flywheel round continues the last one: "repeat with the stronger model").
 """
 from __future__ import annotations
@@ -43,12 +46,12 @@ TRAINING_DIR, METRICS_FILE = "training", "metrics.json"
 class StudentTrainOptions:
     config: StudentConfig = field(default_factory=StudentConfig)
     control: NoiseControl = field(default_factory=NoiseControl)
-    epochs: int = 10
+    epochs: int = 30
     finetune_epochs: int = 5
     lr: Optional[float] = None  # default 1e-3 scratch, 5e-5 with pretrained parts
     finetune_lr: Optional[float] = None  # default lr * 0.3
     weight_decay: float = 0.01
-    batch_size: int = 32
+    batch_size: int = 16
     validation_share: float = 0.05
     seed: int = 0
     device: str = "auto"
