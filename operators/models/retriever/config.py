@@ -27,8 +27,9 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vidcurate.operators.models.checkpoint_folder import CONFIG_FILE, WEIGHTS_FILE  # noqa: F401
+
 BUNDLED_MINILM = "bundled:all-MiniLM-L6-v2"
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 FORMAT = "vidcurate.retriever"
 
 

@@ -6,18 +6,16 @@
     video_tower/         a pretrained frame encoder's transformers config and image processor
     optimizer.safetensors, trainer_state.json   training state (CKPT/training only)
 
-Written under a temporary name and renamed into place, so a reader never sees half of one.
+Written whole by operators/models/checkpoint_folder.py (temporary name, then renamed).
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
 
 from vidcurate.operators.base import OperatorSetupError
 from vidcurate.operators.models.loading import describe, load_pretrained, looks_like_path, require, resolve
-from vidcurate.operators.models.retriever.checkpoint import (OPTIMIZER_FILE, STATE_FILE, _flatten_optimizer,
-                                                             _write_json, resolve_device)
+from vidcurate.operators.models.checkpoint_folder import resolve_device, unwrapped, write_checkpoint
 from vidcurate.operators.models.student.config import CONFIG_FILE, FORMAT, WEIGHTS_FILE, StudentConfig
 from vidcurate.operators.models.student.model import StudentCaptioner
 from vidcurate.operators.models.student.tokenizer import learn_tokenizer
@@ -80,35 +78,17 @@ def save_student(model: StudentCaptioner, folder: str, optimizer=None, state: di
                  extra: dict | None = None, keep: tuple[str, ...] = ()) -> str:
     """Write ``model`` (and, given, optimizer and trainer state) to ``folder``, replacing it whole but
     for its entries named in ``keep``; ``extra`` maps more file names to JSON data."""
-    from safetensors.torch import save_file, save_model
+    model = unwrapped(model)
 
-    folder = os.path.abspath(folder)
-    temporary = f"{folder}.saving"
-    shutil.rmtree(temporary, ignore_errors=True)
-    os.makedirs(temporary)
-    model = getattr(model, "module", model)
-    save_model(model, os.path.join(temporary, WEIGHTS_FILE))
-    model.decoder.config.save_pretrained(os.path.join(temporary, DECODER_DIR))
-    model.tokenizer.save_pretrained(os.path.join(temporary, DECODER_DIR))
-    if model.video.image_model is not None:
-        model.video.image_model.config.save_pretrained(os.path.join(temporary, VIDEO_DIR))
-        model.video.processor.save_pretrained(os.path.join(temporary, VIDEO_DIR))
-    if optimizer is not None:
-        tensors, groups = _flatten_optimizer(optimizer.state_dict())
-        save_file(tensors, os.path.join(temporary, OPTIMIZER_FILE))
-        state = {**(state or {}), "param_groups": groups}
-    if state is not None:
-        _write_json(os.path.join(temporary, STATE_FILE), state)
-    for name, data in (extra or {}).items():
-        _write_json(os.path.join(temporary, name), data)
-    _write_json(os.path.join(temporary, CONFIG_FILE), model.config.model_dump(mode="json"))
-    for name in keep:
-        if os.path.exists(os.path.join(folder, name)):
-            os.replace(os.path.join(folder, name), os.path.join(temporary, name))
-    if os.path.isdir(folder):
-        shutil.rmtree(folder)
-    os.replace(temporary, folder)
-    return folder
+    def parts(temporary: str) -> None:
+        model.decoder.config.save_pretrained(os.path.join(temporary, DECODER_DIR))
+        model.tokenizer.save_pretrained(os.path.join(temporary, DECODER_DIR))
+        if model.video.image_model is not None:
+            model.video.image_model.config.save_pretrained(os.path.join(temporary, VIDEO_DIR))
+            model.video.processor.save_pretrained(os.path.join(temporary, VIDEO_DIR))
+
+    return write_checkpoint(folder, model, model.config.model_dump(mode="json"), parts, optimizer, state, extra,
+                            keep)
 
 
 def read_student_config(folder: str, ref: str | None = None) -> StudentConfig:

@@ -30,11 +30,10 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vidcurate.operators.models.checkpoint_folder import CONFIG_FILE, WEIGHTS_FILE  # noqa: F401
 from vidcurate.operators.models.retriever.config import VideoTowerConfig
 
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 FORMAT = "vidcurate.student"
-TEXT_FIELDS = ("title", "description", "subtitles")
 
 
 class DecoderConfig(BaseModel):

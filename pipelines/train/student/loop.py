@@ -30,7 +30,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from vidcurate.operators.models.retriever.checkpoint import load_training_state
+from vidcurate.operators.models.checkpoint_folder import load_training_state
 from vidcurate.operators.models.student import (StudentConfig, create_student, load_student, resolve_device,
                                                 save_student)
 from vidcurate.pipelines.train.retriever.data import TrainingDataError, clip_frames, index_rows
