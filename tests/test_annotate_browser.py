@@ -49,10 +49,14 @@ def served(tmp_path_factory):
     server.wait(timeout=60)
 
 
-def wait_for(driver, condition, timeout=30):
+def wait_for(driver, condition, timeout=60):
+    """Until ``condition(driver)`` is truthy; a page still loading (scripts failing, elements going
+    stale) counts as not yet."""
+    from selenium.common.exceptions import JavascriptException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(condition)
+    return WebDriverWait(driver, timeout, ignored_exceptions=(JavascriptException, StaleElementReferenceException)
+                         ).until(condition)
 
 
 def screenshot(driver, tmp_path, name):
@@ -67,16 +71,21 @@ def screenshot(driver, tmp_path, name):
 def played(driver):
     """The clip element has data and its playhead moved (it really decoded and played)."""
     return driver.execute_script("const v = document.getElementById('clip');"
-                                 "return v && v.readyState >= 2 && v.currentTime > 0.2 && !v.error;")
-
-
-def submitted(driver, before):
-    return lambda d: d.execute_script("return JSON.parse(document.getElementById('assignment')"
-                                      ".textContent).assignment") != before
+                                 "return !!v && v.readyState >= 2 && v.currentTime > 0.2 && !v.error;")
 
 
 def current(driver):
-    return driver.execute_script("return JSON.parse(document.getElementById('assignment').textContent)")
+    """The assignment the page shows (None while a page is loading)."""
+    return driver.execute_script("const s = document.getElementById('assignment');"
+                                 "return s ? JSON.parse(s.textContent) : null;")
+
+
+def submitted(driver, before):
+    """The page moved on to another assignment than ``before``."""
+    def moved(d):
+        shown = current(d)
+        return shown is not None and shown["assignment"] != before
+    return moved
 
 
 def test_the_page_plays_the_clip_and_takes_keyboard_answers(browser, served, tmp_path):
@@ -108,7 +117,7 @@ def test_the_page_plays_the_clip_and_takes_keyboard_answers(browser, served, tmp
     # u takes the pick back: the same clip returns in the same order; 2 picks again; n skips the next one.
     second = current(browser)
     browser.find_element(By.TAG_NAME, "body").send_keys("u")
-    wait_for(browser, lambda d: current(d)["assignment"] == first["assignment"])
+    wait_for(browser, lambda d: (current(d) or {}).get("assignment") == first["assignment"])
     assert current(browser)["shown"] == first["shown"]
     wait_for(browser, played)
     browser.find_element(By.TAG_NAME, "body").send_keys("2")
