@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from vidcurate.operators.write.layout import read_clip_mp4
 from vidcurate.operators.write.versions import write_version
-from vidcurate.pipelines.annotate.agreement import agreement
+from vidcurate.pipelines.labels.agreement import agreement
 from vidcurate.pipelines.annotate.app import create_app
 from vidcurate.pipelines.annotate.server import ServeError, bind, open_studio
 from vidcurate.schemas.labels import read_labels

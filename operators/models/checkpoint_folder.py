@@ -58,6 +58,47 @@ def write_checkpoint(folder: str, model: torch.nn.Module, config: dict, write_fi
     return folder
 
 
+def checkpoint_path(ref: str, revision: str | None, family: str, what: str) -> str:
+    """The local folder of checkpoint ``ref``: a folder as given, a hub id downloaded (a snapshot).
+    ``family`` names the model in errors ("retriever"), ``what`` how ``resolve`` names the reference."""
+    from vidcurate.operators.base import OperatorSetupError
+    from vidcurate.operators.models.loading import describe, require, resolve
+
+    path, local = resolve(os.fspath(ref), what=what)
+    if local:
+        return path
+    hub = require("huggingface_hub", "huggingface-hub", f"loading a {family} by hub id")
+    try:
+        return hub.snapshot_download(path, revision=revision)
+    except Exception as exc:
+        raise OperatorSetupError(f"cannot load the {family} from {describe(ref)}: {type(exc).__name__}: {exc}") \
+            from exc
+
+
+def read_checkpoint_config(folder: str, ref: str | None, config_class, family: str):
+    """The validated ``config.json`` of a checkpoint folder whose ``format`` is ``config_class``'s;
+    OperatorSetupError naming the folder otherwise."""
+    from vidcurate.operators.base import OperatorSetupError
+    from vidcurate.operators.models.loading import describe
+
+    fmt = config_class.model_fields["format"].default
+    where, path = describe(ref or folder), os.path.join(folder, CONFIG_FILE)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+    except FileNotFoundError:
+        raise OperatorSetupError(f"{where} is not a {family} checkpoint: it has no {CONFIG_FILE}") from None
+    except (OSError, ValueError) as exc:
+        raise OperatorSetupError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(raw, dict) or raw.get("format") != fmt:
+        raise OperatorSetupError(f"{where} is not a {family} checkpoint: {CONFIG_FILE} has no "
+                                 f"\"format\": \"{fmt}\"")
+    try:
+        return config_class.model_validate(raw)
+    except ValueError as exc:
+        raise OperatorSetupError(f"{path}: invalid {family} config: {exc}") from exc
+
+
 def load_training_state(folder: str, optimizer: torch.optim.Optimizer) -> dict:
     """Restore ``optimizer`` from ``folder`` and return the trainer state saved beside it."""
     from safetensors.torch import load_file

@@ -36,7 +36,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from vidcurate.pipelines.annotate.agreement import agreement
+from vidcurate.pipelines.labels.agreement import agreement
 from vidcurate.pipelines.annotate.catalog import CatalogError
 from vidcurate.pipelines.annotate.studio import Refused, Studio, check_mode
 
@@ -117,12 +117,16 @@ def create_app(studio: Studio, token: str | None = None) -> Starlette:
                                "digits, space . @ - _, at most 64)")
         return name
 
+    def overview() -> dict:
+        """Progress, agreement on best-caption picks and the labels file: the start page and /api/progress."""
+        return {**studio.progress(), "agreement": agreement(studio.store.judgments("best")),
+                "labels": studio.store.labels_path, "export_error": exporter.error}
+
     async def start(request: Request):
-        progress = await run_in_threadpool(studio.progress)
-        rows = await run_in_threadpool(studio.store.judgments, "best")
+        found = await run_in_threadpool(overview)
         return templates.TemplateResponse(request, "start.html.j2", {
-            "annotator": annotator_of(request), "progress": progress, "agreement": agreement(rows),
-            "modes": list(INSTRUCTIONS), "export_error": exporter.error, "labels": studio.store.labels_path})
+            "annotator": annotator_of(request), "progress": found, "agreement": found["agreement"],
+            "modes": list(INSTRUCTIONS), "export_error": found["export_error"], "labels": found["labels"]})
 
     async def login(request: Request):
         form = await request.form()
@@ -171,10 +175,7 @@ def create_app(studio: Studio, token: str | None = None) -> Starlette:
         return JSONResponse(undone)
 
     async def progress(request: Request):
-        found = await run_in_threadpool(studio.progress)
-        rows = await run_in_threadpool(studio.store.judgments, "best")
-        return JSONResponse({**found, "agreement": agreement(rows), "labels": studio.store.labels_path,
-                             "export_error": exporter.error})
+        return JSONResponse(await run_in_threadpool(overview))
 
     async def clip_mp4(request: Request):
         try:

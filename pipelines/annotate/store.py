@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS clips(clip_id TEXT PRIMARY KEY, shard TEXT NOT NULL, 
     covered INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS clip_text(clip_id TEXT PRIMARY KEY, candidates TEXT NOT NULL, caption TEXT,
     disagreement REAL);
+CREATE INDEX IF NOT EXISTS clip_text_disagreement ON clip_text(disagreement);
 CREATE TABLE IF NOT EXISTS members(shard TEXT, key TEXT, ext TEXT, offset INTEGER, size INTEGER,
     PRIMARY KEY(shard, key, ext));
 CREATE TABLE IF NOT EXISTS walked(shard TEXT PRIMARY KEY);

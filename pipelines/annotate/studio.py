@@ -63,10 +63,11 @@ class Studio:
                 clip_id, stratum = self._pick(annotator, mode)
                 if clip_id is None:
                     return None
-                if self.catalog.texts(clip_id)["candidates"]:
+                candidates = self.catalog.texts(clip_id)["candidates"]
+                if candidates:
                     break
                 self._set_aside(clip_id)
-            shown = list(range(len(self.catalog.texts(clip_id)["candidates"])))
+            shown = list(range(len(candidates)))
             random.Random(f"{self.seed}:{clip_id}:{annotator}:{mode}:{time.time_ns()}").shuffle(shown)
             with self.store.transaction():
                 cursor = self.db.execute(
@@ -136,10 +137,13 @@ class Studio:
             self.db.execute("UPDATE clips SET covered = ? WHERE clip_id = ?", (sum(MODE_BITS.values()), clip_id))
 
     def _terciles(self) -> tuple[float, float]:
-        values = [r[0] for r in self.db.execute("SELECT disagreement FROM clip_text ORDER BY disagreement")]
-        if not values:
+        """The disagreement values a third and two thirds of the way up, over the clips read so far
+        (two steps along the index, not a sort of them all per request)."""
+        count = self.db.execute("SELECT count(*) FROM clip_text").fetchone()[0]
+        if not count:
             return (1 / 3, 2 / 3)
-        return values[len(values) // 3], values[(2 * len(values)) // 3]
+        at = "SELECT disagreement FROM clip_text ORDER BY disagreement LIMIT 1 OFFSET ?"
+        return self.db.execute(at, (count // 3,)).fetchone()[0], self.db.execute(at, ((2 * count) // 3,)).fetchone()[0]
 
     def _cover(self, clip_id: str, mode: str, change: int) -> None:
         self.db.execute("INSERT INTO coverage(clip_id, mode, active) VALUES (?, ?, ?) ON CONFLICT(clip_id, mode) "

@@ -99,21 +99,12 @@ def _scores(held: list[dict], captions: dict) -> dict:
 
 
 def _student_captions(out: str, student: str, clip_ids: list[str], decoding: str, seed: int) -> dict:
-    from vidcurate.operators.teachers.student import StudentTeacher
-    from vidcurate.pipelines.refine.clips import clip_records
+    """clip id -> the student's caption of each of ``clip_ids`` with ``decoding`` (None: no usable caption)."""
+    from vidcurate.pipelines.refine.loop import caption_clips
 
-    wanted, found = set(clip_ids), {}
-    op = StudentTeacher(model=student, label="student", decoding=decoding, seed=seed)
-    try:
-        for chunk in clip_records(out, 256):
-            chunk = [r for r in chunk if r["clip_id"] in wanted]
-            for batch in op.stream([chunk]) if chunk else []:
-                for record in batch:
-                    made = [c["text"] for c in record.get("candidates") or [] if c["teacher"] == "student"]
-                    found[record["clip_id"]] = made[-1] if made else None
-    finally:
-        op.close()
-    return found
+    made = {r["clip_id"]: r["text"] for r in caption_clips(out, student, "student", decoding, seed=seed,
+                                                            only=set(clip_ids))}
+    return {clip_id: made.get(clip_id) for clip_id in clip_ids}
 
 
 def report(results: dict) -> str:

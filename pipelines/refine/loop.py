@@ -18,7 +18,7 @@ student's training at its last epoch). Asking for more rounds than were run cont
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import pyarrow as pa
@@ -102,15 +102,15 @@ def _run_round(out: str, active: dict, state: dict, options: RefineOptions, echo
     if active["step"] == "train":
         echo(f"round {number}: training the student on {active['from_version']}'s captions")
         previous = state["rounds"][-2]["student"] if number > 1 else None
-        train = StudentTrainOptions(**{**options.train.__dict__, "resume": True,
-                                       "init_from": options.train.init_from or previous})
+        train = replace(options.train, resume=True, init_from=options.train.init_from or previous)
         summary = train_student(out, active["from_version"], student, train, options.labels, echo=echo)
         active.update(step="caption", student=student, training=summary["training"],
                       last_epoch=summary["history"][-1] if summary["history"] else None)
         write_state(out, state)
     if active["step"] == "caption":
         echo(f"round {number}: captioning every clip with the student")
-        captions = caption_clips(out, student, label, options)
+        captions = caption_clips(out, student, label, options.decoding, options.train.device, options.train.seed,
+                                 options.chunk)
         _write_table(round_dir(out, number, CAPTIONS_FILE), captions)
         active.update(step="select", student_captions=len(captions))
         write_state(out, state)
@@ -135,16 +135,17 @@ def _run_round(out: str, active: dict, state: dict, options: RefineOptions, echo
         echo(round_line(active))
 
 
-def caption_clips(out: str, student: str, label: str, options: RefineOptions) -> list[dict]:
-    """The student's candidate for every clip it could caption (a flat row per clip)."""
+def caption_clips(out: str, student: str, label: str, decoding: str = "greedy", device: str = "auto", seed: int = 0,
+                  chunk_size: int = 256, only: set[str] | None = None) -> list[dict]:
+    """The student's candidate for every clip (of ``only``, when given) it could caption, a flat row per clip."""
     from vidcurate.operators.teachers.student import StudentTeacher
 
-    op = StudentTeacher(model=student, label=label, decoding=options.decoding, device=options.train.device,
-                        seed=options.train.seed)
+    op = StudentTeacher(model=student, label=label, decoding=decoding, device=device, seed=seed)
     rows = []
     try:
-        for chunk in clip_records(out, options.chunk):
-            for batch in op.stream([chunk]):
+        for chunk in clip_records(out, chunk_size):
+            chunk = [r for r in chunk if only is None or r["clip_id"] in only]
+            for batch in op.stream([chunk]) if chunk else []:
                 for record in batch:
                     made = [c for c in record.get("candidates") or [] if c["teacher"] == label]
                     if made:

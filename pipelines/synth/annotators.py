@@ -21,8 +21,8 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from itertools import combinations
 
+from vidcurate.pipelines.labels.agreement import agreement as pairwise
 from vidcurate.pipelines.synth.captions import realize
 
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)  # created_at of the first judgment: no wall clock, no drift
@@ -98,12 +98,9 @@ def chosen(row: dict) -> str | None:
 
 def agreement(rows: list[dict]) -> tuple[float | None, int]:
     """Human-human agreement: the share of pairs of judgments of one clip choosing the same
-    candidate (both "all bad" agree), and the number of such pairs."""
-    by_clip: dict[str, list[dict]] = {}
-    for row in rows:
-        by_clip.setdefault(row["clip_id"], []).append(row)
-    pairs = [chosen(a) == chosen(b) for judged in by_clip.values() for a, b in combinations(judged, 2)]
-    return (sum(pairs) / len(pairs) if pairs else None), len(pairs)
+    candidate (both "all bad" agree), and the number of such pairs (pipelines/labels/agreement.py)."""
+    found = pairwise(rows)
+    return found["overall"], found["pairs"]
 
 
 def judge_held_out(truth_rows: list[dict], seed: int, config: AnnotatorConfig = AnnotatorConfig()) -> list[dict]:

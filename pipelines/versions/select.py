@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 from typing import Iterator
 
 from vidcurate.operators.base import is_ok
-from vidcurate.operators.write.layout import BUILD_VERSION, INDEX_FILE, SHARDS_DIR, read_clip_mp4
+from vidcurate.operators.write.layout import BUILD_VERSION, INDEX_FILE, read_clip_mp4, read_sample_jsons
 from vidcurate.operators.write.versions import VersionError, next_name, read_version, resolve_version, write_version
 from vidcurate.pipelines.build.registry import OPERATORS, operator_class
 
@@ -42,12 +41,8 @@ def build_candidates(out: str) -> Iterator[dict]:
     for row in rows:
         by_shard.setdefault(row["shard"], {})[row["clip_id"]] = row
     for shard, wanted in sorted(by_shard.items()):
-        with tarfile.open(os.path.join(out, SHARDS_DIR, shard), "r:") as tar:
-            for member in tar:
-                key, _, ext = member.name.partition(".")
-                if ext == "json" and key in wanted:
-                    meta = json.load(tar.extractfile(member))
-                    yield {**wanted[key], "candidates": [_as_record_candidate(c) for c in meta.get("candidates") or []]}
+        for key, meta in read_sample_jsons(out, shard, set(wanted)).items():
+            yield {**wanted[key], "candidates": [_as_record_candidate(c) for c in meta.get("candidates") or []]}
 
 
 def reselect(out: str, selector: str, name: str | None = None, from_version: str | None = None,

@@ -10,16 +10,16 @@ training state (optimizer moments, epoch, best metric) beside it when given.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import torch
 
 from vidcurate.operators.base import OperatorSetupError
-from vidcurate.operators.models.checkpoint_folder import (load_training_state, resolve_device,  # noqa: F401
-                                                          unwrapped, write_checkpoint)
-from vidcurate.operators.models.loading import describe, looks_like_path, require, resolve
-from vidcurate.operators.models.retriever.config import CONFIG_FILE, FORMAT, WEIGHTS_FILE, RetrieverConfig
+from vidcurate.operators.models.checkpoint_folder import (checkpoint_path, load_training_state,  # noqa: F401
+                                                          read_checkpoint_config, resolve_device, unwrapped,
+                                                          write_checkpoint)
+from vidcurate.operators.models.loading import describe, looks_like_path
+from vidcurate.operators.models.retriever.config import CONFIG_FILE, WEIGHTS_FILE, RetrieverConfig
 from vidcurate.operators.models.retriever.model import Retriever
 
 VIDEO_DIR, TEXT_DIR = "video_tower", "text_tower"
@@ -62,33 +62,11 @@ def load_retriever(ref: str, device: str = "cpu", revision: str | None = None) -
 
 
 def checkpoint_folder(ref: str, revision: str | None = None) -> str:
-    path, local = resolve(os.fspath(ref), what="the retriever")
-    if local:
-        return path
-    hub = require("huggingface_hub", "huggingface-hub", "loading a retriever by hub id")
-    try:
-        return hub.snapshot_download(path, revision=revision)
-    except Exception as exc:
-        raise OperatorSetupError(f"cannot load the retriever from {describe(ref)}: {type(exc).__name__}: {exc}") from exc
+    return checkpoint_path(ref, revision, "retriever", "the retriever")
 
 
 def read_config(folder: str, ref: str | None = None) -> RetrieverConfig:
-    where = describe(ref or folder)
-    path = os.path.join(folder, CONFIG_FILE)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = json.load(handle)
-    except FileNotFoundError:
-        raise OperatorSetupError(f"{where} is not a retriever checkpoint: it has no {CONFIG_FILE}") from None
-    except (OSError, ValueError) as exc:
-        raise OperatorSetupError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise OperatorSetupError(f"{where} is not a retriever checkpoint: {CONFIG_FILE} has no "
-                                 f"\"format\": \"{FORMAT}\"")
-    try:
-        return RetrieverConfig.model_validate(raw)
-    except ValueError as exc:
-        raise OperatorSetupError(f"{path}: invalid retriever config: {exc}") from exc
+    return read_checkpoint_config(folder, ref, RetrieverConfig, "retriever")
 
 
 def is_retriever_checkpoint(ref: str) -> bool:

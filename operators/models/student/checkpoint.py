@@ -10,18 +10,18 @@ Written whole by operators/models/checkpoint_folder.py (temporary name, then ren
 """
 from __future__ import annotations
 
-import json
 import os
 
 from vidcurate.operators.base import OperatorSetupError
-from vidcurate.operators.models.loading import describe, load_pretrained, looks_like_path, require, resolve
-from vidcurate.operators.models.checkpoint_folder import resolve_device, unwrapped, write_checkpoint
-from vidcurate.operators.models.student.config import CONFIG_FILE, FORMAT, WEIGHTS_FILE, StudentConfig
+from vidcurate.operators.models.checkpoint_folder import (checkpoint_path, read_checkpoint_config, resolve_device,
+                                                          unwrapped, write_checkpoint)
+from vidcurate.operators.models.loading import describe, load_pretrained, require
+from vidcurate.operators.models.student.config import WEIGHTS_FILE, StudentConfig
 from vidcurate.operators.models.student.model import StudentCaptioner
 from vidcurate.operators.models.student.tokenizer import learn_tokenizer
 
 DECODER_DIR, VIDEO_DIR = "decoder", "video_tower"
-__all__ = ["create_student", "save_student", "load_student", "is_student_checkpoint", "resolve_device"]
+__all__ = ["create_student", "save_student", "load_student", "resolve_device"]
 
 
 def _scratch_decoder(config: StudentConfig, tokenizer):
@@ -92,20 +92,7 @@ def save_student(model: StudentCaptioner, folder: str, optimizer=None, state: di
 
 
 def read_student_config(folder: str, ref: str | None = None) -> StudentConfig:
-    where, path = describe(ref or folder), os.path.join(folder, CONFIG_FILE)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = json.load(handle)
-    except FileNotFoundError:
-        raise OperatorSetupError(f"{where} is not a student checkpoint: it has no {CONFIG_FILE}") from None
-    except (OSError, ValueError) as exc:
-        raise OperatorSetupError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise OperatorSetupError(f"{where} is not a student checkpoint: {CONFIG_FILE} has no \"format\": \"{FORMAT}\"")
-    try:
-        return StudentConfig.model_validate(raw)
-    except ValueError as exc:
-        raise OperatorSetupError(f"{path}: invalid student config: {exc}") from exc
+    return read_checkpoint_config(folder, ref, StudentConfig, "student")
 
 
 def load_student(ref: str, device: str = "cpu", revision: str | None = None) -> StudentCaptioner:
@@ -113,14 +100,7 @@ def load_student(ref: str, device: str = "cpu", revision: str | None = None) -> 
     from safetensors.torch import load_model
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    path, local = resolve(os.fspath(ref), what="the student captioner")
-    if not local:
-        hub = require("huggingface_hub", "huggingface-hub", "loading a student by hub id")
-        try:
-            path = hub.snapshot_download(path, revision=revision)
-        except Exception as exc:
-            raise OperatorSetupError(f"cannot load the student from {describe(ref)}: {type(exc).__name__}: {exc}") \
-                from exc
+    path = checkpoint_path(ref, revision, "student", "the student captioner")
     config = read_student_config(path, ref)
     try:
         decoder_dir = os.path.join(path, DECODER_DIR)
@@ -138,13 +118,3 @@ def load_student(ref: str, device: str = "cpu", revision: str | None = None) -> 
         raise OperatorSetupError(f"the weights in {path} do not fit the student its config describes: missing "
                                  f"{sorted(real_missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
     return model.to(device).eval()
-
-
-def is_student_checkpoint(ref: str) -> bool:
-    if not looks_like_path(ref):
-        return False
-    try:
-        with open(os.path.join(os.path.expanduser(ref), CONFIG_FILE), encoding="utf-8") as handle:
-            return json.load(handle).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pyarrow.parquet as pq
 
 from vidcurate.operators.write.layout import INDEX_FILE, read_sample_jsons
-from vidcurate.operators.write.versions import resolve_version, version_captions
+from vidcurate.operators.write.versions import version_captions
 from vidcurate.pipelines.train.retriever.data import TrainingDataError, in_validation
 from vidcurate.schemas.labels import read_labels
 
@@ -80,9 +80,3 @@ def clip_texts(out: str, clip_ids: set[str], fields: list[str]) -> dict[str, dic
         for key, meta in read_sample_jsons(out, shard, set(keys)).items():
             found[keys[key]] = {f: (meta.get("source") or {}).get(f) for f in fields}
     return found
-
-def resolve(out: str, version: str | None) -> str:
-    try:
-        return resolve_version(out, version)
-    except ValueError as exc:
-        raise TrainingDataError(str(exc)) from None

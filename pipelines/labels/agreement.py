@@ -1,4 +1,5 @@
-"""Inter-annotator agreement on best-caption picks, overall and per pair of annotators.
+"""Inter-annotator agreement on best-caption picks, overall and per pair of annotators: what the
+annotation page shows and what `vidcurate synth` reports of its simulated annotators.
 
 Two judgments of one clip agree when they chose the same candidate (the same teacher and text:
 positions differ, since every annotator sees their own order) or both said "all bad". Panda-70M
