@@ -121,7 +121,7 @@ def read_shard_plan(out: str) -> Optional[dict[str, list]]:
         names = pq.ParquetFile(handle).schema_arrow.names
         handle.seek(0)
         columns = ["shard", "key"] + (["split"] if "split" in names else [])
-        table = pq.read_table(handle, columns=columns)
+        table = pq.read_table(handle, columns=columns, use_threads=False)  # see versions.read_version
     plan = {name: table.column(name).to_pylist() for name in columns}
     if "split" not in plan:
         plan["split"] = [DEFAULT_SPLIT] * table.num_rows

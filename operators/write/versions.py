@@ -62,7 +62,9 @@ def read_version(out: str, version: str) -> dict[str, dict]:
     dest = Destination(out)
     with open(dest.path(f"{VERSIONS_DIR}/{name}.parquet"), "rb") if dest.local else \
             dest.fs.open(dest.path(f"{VERSIONS_DIR}/{name}.parquet"), "rb") as handle:
-        rows = pq.read_table(handle).to_pylist()
+        # use_threads=False: a threaded read from a Python file object intermittently aborted the interpreter
+        # at exit ("terminate called without an active exception", pyarrow 25)
+        rows = pq.read_table(handle, use_threads=False).to_pylist()
     return {row["clip_id"]: row for row in rows}
 
 
