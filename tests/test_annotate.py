@@ -346,6 +346,12 @@ def test_the_cli_serves_the_page_and_writes_labels_on_ctrl_c(world, labels):
     try:
         page = httpx.get(base + "/")
         assert page.status_code == 200 and "Who is annotating?" in page.text
+        # The name form, as a browser posts it: a cookie names the annotator from then on.
+        browser = httpx.Client(base_url=base, follow_redirects=True)
+        start = browser.post("/login", data={"annotator": "ana"})
+        assert start.status_code == 200 and "Choose a task" in start.text, start.text[:300]
+        refused = browser.post("/login", data={"annotator": "<b>"})
+        assert refused.status_code == 422 and "not a usable annotator name" in refused.text
         http = httpx.Client(base_url=base, headers={"X-Annotator": "ana"})
         shown = http.get("/api/next/best").json()
         assert http.post("/api/submit", json={"assignment": shown["assignment"], "shown": shown["shown"],
