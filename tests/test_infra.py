@@ -439,3 +439,46 @@ def test_cuda_pins_cover_every_runtime_dependency():
         assert req.specifier.contains(pins[name], prereleases=True), f"{req.name}=={pins[name]} violates {req.specifier}"
     for extra in ("s3fs", "boto3", "nvidia-cublas-cu12"):
         assert extra in pins
+
+
+# ---------------------------------------------------------------- (e) Beam on Flink, Spark, Dataflow
+def _beam_commands() -> list[list[str]]:
+    """Every `vidcurate build ...` command in infra/beam/README.md, as argument lists."""
+    text = _text("infra/beam/README.md")
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    commands = []
+    for block in blocks:
+        for command in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(command)
+            if words[:2] == ["vidcurate", "build"]:
+                commands.append(words[2:])
+    return commands
+
+
+def test_beam_commands_parse_with_vidcurate_and_every_flag_after_the_dashes_is_a_beam_option():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from vidcurate.pipelines.build.config import bundled_configs
+
+    commands = _beam_commands()
+    runners = set()
+    for args in commands:
+        context = _build_command().make_context("build", list(args), resilient_parsing=False)
+        assert context.params["runner"] == "beam" and context.params["config_path"] in [None, *bundled_configs()]
+        flags = list(context.params["beam_options"])
+        known = PipelineOptions(flags).get_all_options(retain_unknown_options=False)
+        for flag in flags:
+            name = flag.lstrip("-").split("=", 1)[0]
+            assert name in known, f"infra/beam/README.md: {flag} is not a Beam pipeline option"
+        runners.add(PipelineOptions(flags).get_all_options()["runner"])
+    assert {"FlinkRunner", "SparkRunner", "PortableRunner", "DataflowRunner"} <= runners, runners
+
+
+def test_the_beam_sdk_image_matches_the_pinned_beam_and_boots_the_harness():
+    text = _text("infra/beam/Dockerfile.sdk")
+    [version] = re.findall(r"^FROM apache/beam_python3\.11_sdk:(\S+) AS beam", text, flags=re.M)
+    assert version == _pins("infra/constraints-cuda.txt")["apache-beam"]
+    assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in text
+    assert re.search(r'^ENTRYPOINT \["/opt/apache/beam/boot"\]', text, flags=re.M)
+    for job_server in re.findall(r"apache/beam_\w+_job_server:(\S+)", _text("infra/beam/README.md")):
+        assert job_server == version

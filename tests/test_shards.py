@@ -100,8 +100,9 @@ def test_the_sink_refuses_a_second_sample_with_a_key_it_already_wrote(tmp_path):
     sink = DatasetSink(out, {}, SinkOptions(open_shards=1))
     records = [_clip("/v/first.mp4", "same_00000000_00002000"), _clip("/v/second.mp4", "same_00000000_00002000"),
                _clip("/v/second.mp4", "same_00002000_00004000")]
-    sink.write(records)
-    assert records[1]["status"] == "rejected"  # the caller's accounting sees the reject too
+    told = sink.write(records)  # the metadata of what is settled now: the caller's accounting sees the reject
+    assert [(m["uri"], m["status"], m["error_reason"]) for m in told] == [("/v/second.mp4", "rejected",
+                                                                          "duplicate_clip_id")]
     shards = sink.close()
     [dup] = sink.reject_rows
     assert (dup["uri"], dup["stage"], dup["reason"]) == ("/v/second.mp4", "write", "duplicate_clip_id")
@@ -115,7 +116,7 @@ def test_the_sink_refuses_a_second_sample_with_a_key_it_already_wrote(tmp_path):
     # A later run of the same build knows the keys of the videos done before (from the journal).
     again = DatasetSink(out, {}, SinkOptions(open_shards=1))
     later = [_clip("/v/third.mp4", "same_00002000_00004000")]
-    again.write(later)
+    assert again.write(later) == []  # the sample is reported once its shard is published, at close
     again.close()
     [dup] = [r for r in again.reject_rows if r["uri"] == "/v/third.mp4"]
     assert dup["reason"] == "duplicate_clip_id" and "/v/second.mp4" in dup["detail"]

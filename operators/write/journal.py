@@ -5,12 +5,12 @@
   begin    the first entry of a build, written before anything else in OUT: the folder
            is this build's from its first write, so a build interrupted at any moment
            (even before its first commit) is resumed by the same command.
-  commit   shards finalized since the last entry (name -> every sample key in it) and
-           the source videos now done: their source record, index rows and reject rows;
+  commit   shards first referenced by this commit (name -> how many samples it was
+           published with) and the source videos now done: their source record, index rows and reject rows;
            and the counters and timers of the work since the run's previous entry
            (``stats``, keyed by run), so stats.json describes every run, killed ones too.
-           A video is done when all its records have arrived and every shard holding
-           one of its samples is finalized.
+           A video is done when the metadata of all its records has arrived; a writer
+           reports a sample only once its shard is published.
   pending  inputs that are not done, with the reject rows that say why: inputs a
            stopped build did not reach (a transient ``build/build_stopped`` row) and
            inputs refused on reading (a bad manifest row: the next run reads the manifest
@@ -20,15 +20,15 @@
            done, and wait as pending, with their earlier reject rows (or a
            ``build/redo_pending`` row), until a run commits them again. So no reject
            ever leaves the table without a replacement.
-  shards   shard contents rewritten by a resume (orphan samples removed; [] = deleted),
-           with the new byte offsets of the samples that moved.
+  shards   shard contents rewritten by a repair (orphan samples removed; 0 = deleted):
+           name -> samples left, with the new byte offsets of the samples that moved.
   snapshot the whole state (``compact``: a build's close replaces all earlier entries by
            one, so a resume reads one file however many commits the build made).
 
 A shard may hold samples of a video that is not done (the run died before the video's
-last shard was finalized, or the video was retracted): those are orphans. A resume
-removes them from the shards before it starts, so the finished dataset holds each clip
-exactly once.
+commit, or the video was retracted, or a retried attempt's copy was not taken): those
+are orphans. The sink's repair (at close and when a build resumes) removes them, and
+shards no commit references, so the finished dataset holds each clip exactly once.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from vidcurate.operators.write.layout import JOURNAL_DIR
 @dataclass
 class JournalState:
     videos: dict[str, dict] = field(default_factory=dict)  # uri -> {source, samples, rejects}
-    shards: dict[str, list[str]] = field(default_factory=dict)  # shard name -> sample keys
+    shards: dict[str, int] = field(default_factory=dict)  # shard name -> samples it holds
     pending: dict[str, dict] = field(default_factory=dict)  # uri -> {uri, source, rejects}: not done, to redo
     runs: dict[str, dict] = field(default_factory=dict)  # run id -> {started_at, counters, seconds}
     config_hash: str | None = None
@@ -103,7 +103,7 @@ def apply(state: JournalState, entry: dict) -> None:
     if kind == "begin":
         state.config_hash = entry.get("config_hash") or state.config_hash
     elif kind == "commit":
-        state.shards.update(entry.get("shards") or {})
+        state.shards.update(_counts(entry.get("shards")))
         for video in entry.get("videos") or []:
             state.videos[video["uri"]] = video
             state.pending.pop(video["uri"], None)
@@ -115,7 +115,7 @@ def apply(state: JournalState, entry: dict) -> None:
                 state.pending[video["uri"]] = video
     elif kind == "snapshot":
         state.videos = {video["uri"]: video for video in entry["videos"]}
-        state.shards = dict(entry["shards"])
+        state.shards = _counts(entry["shards"])
         state.pending = {video["uri"]: video for video in entry.get("pending") or []}
         state.runs = dict(entry.get("runs") or {})
         state.config_hash = entry.get("config_hash")
@@ -126,9 +126,9 @@ def apply(state: JournalState, entry: dict) -> None:
                 state.pending[uri] = {"uri": uri, "source": video["source"],
                                       "rejects": video["rejects"] or [_redo_pending(video["source"])]}
     elif kind == "shards":
-        for name, keys in entry["shards"].items():
-            if keys:
-                state.shards[name] = keys
+        for name, samples in _counts(entry["shards"]).items():
+            if samples:
+                state.shards[name] = samples
             else:
                 state.shards.pop(name, None)
         moved = entry.get("mp4_offsets") or {}  # samples that moved inside a rewritten shard
@@ -139,6 +139,11 @@ def apply(state: JournalState, entry: dict) -> None:
                         row["mp4_offset"] = moved[row["shard"]][row["key"]]
     else:
         raise ValueError(f"unknown journal entry kind {kind!r}")
+
+
+def _counts(shards: dict | None) -> dict[str, int]:
+    """name -> samples (journals before 0.3 listed every sample key)."""
+    return {name: len(v) if isinstance(v, list) else int(v) for name, v in (shards or {}).items()}
 
 
 def _add_run_stats(state: JournalState, stats: dict | None) -> None:

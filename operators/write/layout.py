@@ -32,6 +32,7 @@ CONFIG_FILE = "config.resolved.yaml"
 CARD_FILE = "README.md"
 REPORT_FILE = "report.html"
 JOURNAL_DIR = "_journal"
+BEAM_COMMITS_DIR = JOURNAL_DIR + "/beam"  # the Beam runner's commit files, journaled when its pipeline is done
 VERSIONS_DIR = "versions"
 EVALS_DIR = "evals"  # selector evaluations against judgments (vidcurate retriever eval), shown by the report
 LABELS_FILE = "labels.parquet"  # human judgments (schemas/labels.py): vidcurate annotate, vidcurate synth

@@ -5,7 +5,7 @@ open shard chosen by a hash of its key, so the clips of one source video spread 
 several shards (a shuffle buffer reading a few shards then sees many videos). With
 ``open_shards=1`` samples go to shards in arrival order. Samples are written to a staged
 ``.<name>.tmp``; when a shard reaches ``max_samples`` or ``max_bytes`` (or the writer
-closes) it is published as ``[subdir/]<prefix>-<NNNNNN>.tar`` and ``on_finalized(name)``
+closes) it is published as ``[subdir/]<prefix>-<NNNNNN>.tar`` and ``on_finalized(name, samples)``
 is called, which is when a build may count its samples as done.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ class _OpenShard:
 class ShardWriter:
     def __init__(self, directory: str | Destination, prefix: str = "shard", max_samples: int = 1000,
                  max_bytes: int = 1 << 30, start_index: int = 0, open_shards: int = 1, subdir: str = "",
-                 on_finalized: Callable[[str], None] | None = None):
+                 on_finalized: Callable[[str, int], None] | None = None):
         if max_samples < 1 or max_bytes < 1 or open_shards < 1:
             raise ValueError(f"shard limits must be >= 1 (max_samples={max_samples}, max_bytes={max_bytes}, "
                              f"open_shards={open_shards})")
@@ -96,7 +96,7 @@ class ShardWriter:
         self.dest.publish(shard.staged, shard.name)
         self.written.append(shard.name)
         if self.on_finalized:
-            self.on_finalized(shard.name)
+            self.on_finalized(shard.name, shard.samples)
 
 
 _MTIME = 1_700_000_000  # fixed: the same samples make byte-identical shards

@@ -70,13 +70,16 @@ class OutputConfig(BaseModel):
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     runner: str = Field("local", description="Execution engine: one of the registered runners "
-                        "(pipelines/runners/__init__.py): local, ray.")
+                        "(pipelines/runners/__init__.py): local, ray, beam.")
     ray_address: Optional[str] = Field(None, description="Ray cluster to join (default: RAY_ADDRESS, else a local "
                                        "Ray instance started for the build).")
     max_actors: int = Field(2, ge=1, description="Ray: most actors per GPU stage (the pool autoscales from 1); "
                             "CPU stages get as many as the cluster's CPUs hold.")
     fuse_cpu_stages: bool = Field(True, description="Ray: run consecutive CPU operators as one stage (models load "
                                   "once per worker); false = one Ray stage per operator.")
+    beam_options: list[str] = Field(default_factory=list, description="Beam: PipelineOptions flags, e.g. "
+                                    "['--runner=FlinkRunner', '--flink_master=host:8081'] (default: FnApiRunner "
+                                    "in the build's process).")
     videos_per_chunk: int = Field(4, ge=1, description="Source videos taken through the pipeline together.")
     max_failure_ratio: float = Field(0.5, ge=0, le=1,
                                      description="Stop when more than this share of inputs yields no sample.")

@@ -102,7 +102,7 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
              config.run.runner)
 
     def emit(records: list[dict], videos_finished: list[str]) -> None:
-        sink.write(records, videos_finished)  # may turn a record into a reject (a duplicate sample key)
+        sink.receive(records, videos_finished)  # may turn a record into a reject (a duplicate sample key)
         budget.record(records)
         log_committed()
         if videos_finished:  # judged on whole videos only
@@ -117,7 +117,8 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
                   *operators[cached:]]
     display = Progress(len(todo), ([stages[0].name] if cached else []) + [op.name for op in operators],
                        enabled=progress)
-    runner = runner_class(config.run.runner).from_config(stages, config.run, display)
+    # The runner runs the sample writer where the clips are; emit() receives its metadata only.
+    runner = runner_class(config.run.runner).from_config(stages, config.run, display, writer=sink.writer())
     if runner.draws_progress:  # e.g. Ray Data's own bars
         display = Progress(0, [], enabled=False)
     sink.track_stats(_run_id(), datetime.now(timezone.utc).isoformat(timespec="seconds"), runner.stats)

@@ -6,12 +6,12 @@ import os
 import click
 
 from vidcurate.pipelines.build.config import bundled_configs
-from vidcurate.pipelines.cli.options import (RUNNER_OPTION, forwarded_build_options, report_build, run_build,
-                                             run_overrides)
+from vidcurate.pipelines.cli.options import (BEAM_OPTIONS_ARGUMENT, PASS_UNKNOWN_OPTIONS, RUNNER_OPTION,
+                                             forwarded_build_options, report_build, run_build, run_overrides)
 from vidcurate.pipelines.runners import runner_names
 
 
-@click.command()
+@click.command(context_settings=PASS_UNKNOWN_OPTIONS)
 @click.option("-i", "--input", "input_location", required=True,
               help="A folder of videos, a manifest (.csv/.jsonl/.parquet with a 'uri' column) or one video; "
                    "local paths or fsspec URIs.")
@@ -21,8 +21,10 @@ from vidcurate.pipelines.runners import runner_names
                    "Default: the embedded default config.")
 @RUNNER_OPTION
 @forwarded_build_options
+@BEAM_OPTIONS_ARGUMENT
 def build(input_location: str, output: str, config_path: str | None, runner: str | None,
-          max_failure_ratio: float | None, max_actors: int | None, overwrite: bool, verbose: bool) -> None:
+          max_failure_ratio: float | None, max_actors: int | None, overwrite: bool, verbose: bool,
+          beam_options: tuple[str, ...]) -> None:
     """Build a dataset: probe, split, extract, caption, select, write shards.
 
     Every input ends up in OUTPUT as samples or as rejects with a reason. Re-running the
@@ -31,12 +33,31 @@ def build(input_location: str, output: str, config_path: str | None, runner: str
     failed (run.max_failure_ratio exceeded), 2 for bad arguments, configs, manifests or an
     output folder that cannot be written or holds a build made with another config, 130
     when interrupted.
+
+    With --runner beam, flags after -- are Beam's PipelineOptions, e.g.
+    `-- --runner=FlinkRunner --flink_master=host:8081` (default: FnApiRunner here).
     """
+    _check_beam_options(beam_options, runner, config_path)
     run_build(input_location, output, config_path, runner, overwrite, verbose,
-               run_overrides(max_failure_ratio, max_actors))
+               run_overrides(max_failure_ratio, max_actors, beam_options))
 
 
-@click.command()
+def _check_beam_options(beam_options: tuple[str, ...], runner: str | None, config_path: str | None) -> None:
+    if beam_options and (runner or "") != "beam" and not _config_runs_beam(config_path):
+        raise click.UsageError(f"unknown arguments {' '.join(beam_options)!r}: flags after -- are Beam pipeline "
+                               "options and need --runner beam (or run.runner: beam in the config)")
+
+
+def _config_runs_beam(config_path: str | None) -> bool:
+    from vidcurate.pipelines.build.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path).run.runner == "beam"
+    except ConfigError:
+        return False  # the build reports the config's problem
+
+
+@click.command(context_settings=PASS_UNKNOWN_OPTIONS)
 @click.argument("input_location", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="Output folder (shards/ of mp4+json, index.parquet, rejects).")
 @click.option("-c", "--config", "config_path", default="split", show_default=True,
@@ -47,17 +68,19 @@ def build(input_location: str, output: str, config_path: str | None, runner: str
               help="Shot detector for split_shots.")
 @RUNNER_OPTION
 @forwarded_build_options
+@BEAM_OPTIONS_ARGUMENT
 def split(input_location: str, output: str, config_path: str, preset: str | None, detector: str | None,
           runner: str | None, max_failure_ratio: float | None, max_actors: int | None, overwrite: bool,
-          verbose: bool) -> None:
+          verbose: bool, beam_options: tuple[str, ...]) -> None:
     """Split videos into clips only: probe, split, filters, extract; no teachers.
 
     INPUT is a folder, a manifest or one video. Writes clips as WebDataset shards
     (mp4 + json with the split audit trail), index.parquet and rejects.parquet.
     """
+    _check_beam_options(beam_options, runner, config_path)
     steps = {"split_shots": {"preset": preset, "detector": detector}}
     run_build(input_location, output, config_path, runner, overwrite, verbose,
-               run_overrides(max_failure_ratio, max_actors), steps)
+               run_overrides(max_failure_ratio, max_actors, beam_options), steps)
 
 
 @click.command()

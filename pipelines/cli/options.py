@@ -41,10 +41,17 @@ def forwarded_build_options(command):
     return command
 
 
-def run_overrides(max_failure_ratio: float | None, max_actors: int | None) -> dict:
+def run_overrides(max_failure_ratio: float | None, max_actors: int | None, beam_options: tuple[str, ...] = ()
+                  ) -> dict:
     """The run.* settings given on the command line (None: the config's value stays)."""
-    given = {"max_failure_ratio": max_failure_ratio, "max_actors": max_actors}
+    given = {"max_failure_ratio": max_failure_ratio, "max_actors": max_actors,
+             "beam_options": list(beam_options) or None}
     return {key: value for key, value in given.items() if value is not None}
+
+
+# Flags after ``--`` (and flags vidcurate does not know) are Beam's PipelineOptions.
+BEAM_OPTIONS_ARGUMENT = click.argument("beam_options", nargs=-1, type=click.UNPROCESSED, metavar="[-- BEAM_OPTIONS]")
+PASS_UNKNOWN_OPTIONS = {"ignore_unknown_options": True}
 
 
 def report_build(run, resume_command: str = "the same command") -> None:

@@ -13,6 +13,8 @@ RUNNERS: dict[str, tuple[str, str]] = {
     "local": ("vidcurate.pipelines.runners.local:LocalRunner", "local (the in-process loop)"),
     "ray": ("vidcurate.pipelines.runners.ray_runner:RayRunner",
             "ray (Ray Data; joins RAY_ADDRESS or run.ray_address, else starts a local Ray instance for the build)"),
+    "beam": ("vidcurate.pipelines.runners.beam.runner:BeamRunner",
+             "beam (Apache Beam; Beam's own flags after --, e.g. -- --runner=FlinkRunner; default FnApiRunner)"),
 }
 
 

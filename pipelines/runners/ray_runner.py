@@ -14,7 +14,10 @@ at a time and a worker holds about one batch, not the whole video (Ray Data gath
 parts into blocks of bounded size and spills the object store to disk). A row's parts
 carry weights that sum to its own (see ``_apply``), so the driver knows a video is
 complete when the weights of its parts sum to 1: only then does the sink commit it (same
-shard writer, journal and resume as the local runner). Teachers still batch across the
+journal and resume as the local runner). The last stage is the build's sample writer, as
+tasks of ``rows_per_write()`` rows each: a task writes its rows' clips into shards on its
+worker, publishes them, and returns only their metadata, so no mp4 byte reaches the driver
+(``ray.driver_bytes`` counts what does). Teachers still batch across the
 clips of several rows. Ray Data streams: a video's decoded frames never leave the worker
 that decoded them, and only a few rows are in flight per stage (backpressure).
 
@@ -23,7 +26,9 @@ that dies (OOM, a crashed native library, a lost node) is retried by Ray with Ra
 defaults: a task up to 3 times (Ray's ``max_retries``), an actor restarted without limit
 and its calls retried (``max_restarts=-1``, ``max_task_retries=-1``). A retried call
 yields the same parts with the same row ids (processing is deterministic), so parts the
-driver already has are dropped and a retry never duplicates a sample.
+driver already has are dropped and a retry never duplicates a sample: a retried writer
+task writes its shards under new names, and the copies whose metadata was dropped are
+removed by the sink's repair when the build closes.
 """
 from __future__ import annotations
 
@@ -217,8 +222,11 @@ class RayRunner:
 
     def __init__(self, operators: list, videos_per_batch: int = 1, address: str | None = None,
                  max_actors: int = 2, num_cpus: int | None = None, progress: bool | None = None,
-                 fuse_cpu_stages: bool = True):
+                 fuse_cpu_stages: bool = True, writer=None):
         self.operators = operators
+        # The sample writer runs as the last task stage, one call per bundle of rows, so shards are
+        # written on the workers holding the clips and the driver receives only their metadata.
+        self.writer = writer.per_call() if writer is not None else None
         self.stages = plan_stages(operators, fuse_cpu_stages)
         self.videos_per_batch = videos_per_batch
         self.address = address
@@ -228,11 +236,17 @@ class RayRunner:
         self._stats = Stats()
 
     @classmethod
-    def from_config(cls, stages: list, run, progress=None) -> "RayRunner":
+    def from_config(cls, stages: list, run, progress=None, writer=None) -> "RayRunner":
         """``progress``: the build's display; only whether it is on matters (Ray Data draws the bars)."""
         enabled = None if progress is None else getattr(progress, "requested", None)
         return cls(stages, run.videos_per_chunk, run.ray_address, run.max_actors, progress=enabled,
-                   fuse_cpu_stages=run.fuse_cpu_stages)
+                   fuse_cpu_stages=run.fuse_cpu_stages, writer=writer)
+
+    def rows_per_write(self) -> int:
+        """Rows (parts of videos, each about one batch of the last stage's clips) per writer call:
+        enough to fill a shard, at most 64 (a call holds its rows' clips in memory)."""
+        clips_per_row = max(1, self.operators[-1].declared_resources().batch_size) if self.operators else 1
+        return max(1, min(64, self.writer.options.shard_max_samples // clips_per_row))
 
     def run(self, sources: Iterable[dict], emit: Emit) -> Stats:
         import ray
@@ -287,6 +301,10 @@ class RayRunner:
                                     num_cpus=res.cpus * cpus.actor_scale, **args)
             else:
                 ds = ds.map_batches(_run_task, fn_kwargs={"op": op}, num_cpus=res.cpus, **args)
+        if self.writer is not None:
+            ds = ds.map_batches(_run_task, fn_kwargs={"op": self.writer}, batch_size=self.rows_per_write(),
+                                batch_format="pyarrow", zero_copy_batch=True,
+                                num_cpus=self.writer.declared_resources().cpus)
         received: dict[str, Fraction] = {}  # per video, the weight of its parts received so far
         seen: set[str] = set()
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
@@ -300,6 +318,7 @@ class RayRunner:
                     self._stats.merge(Stats.from_dict(part))
                 received[uri] = received.get(uri, Fraction(0)) + Fraction(weight)
                 self._stats.incr("ray.parts")
+                self._stats.incr("ray.driver_bytes", len(payload) + len(stats or b""))
                 emit(pickle.loads(payload), [uri] if received[uri] == 1 else [])
 
     def stats(self) -> Stats:
