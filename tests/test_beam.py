@@ -23,10 +23,12 @@ from vidcurate.operators.write.sample_writer import REJECT, SHARD_SAMPLES, WRITT
 from vidcurate.pipelines.runners.beam.model_handler import OperatorModelHandler
 from vidcurate.pipelines.runners.beam.transforms import StageDoFn, WriteSamplesDoFn, route_rejects
 
+# Clips at the videos' own sizes (up to 1280x720): what the coordinator receives is set against
+# realistic shard bytes, not thumbnails.
 CHEAP = [
     {"op": "probe"},
     {"op": "split_shots", "min_clip_seconds": 1.0},
-    {"op": "extract_clips", "keyframes": "none", "asr_audio": False, "max_height": 144},
+    {"op": "extract_clips", "keyframes": "none", "asr_audio": False},
     {"op": "metadata_teacher"},
     {"op": "consensus_selector"},
 ]

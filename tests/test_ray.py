@@ -129,28 +129,30 @@ def test_ray_cpu_plan_shrinks_actor_requests_on_a_small_cluster_so_tasks_still_r
     assert node.pool_cpus == pytest.approx(7.5) and node.actors_per_pool(1) == 7 and node.actors_per_pool(4) == 1
 
 
-def test_bench_ray_interleaves_the_runners_in_rounds_and_keeps_the_fastest_of_each(monkeypatch, tmp_path):
-    from vidcurate.pipelines.bench import ray as bench_ray
+def test_bench_runners_interleave_in_rounds_and_keep_the_fastest_of_each(monkeypatch, tmp_path):
+    from vidcurate.pipelines.bench import runners as bench_runners
 
     calls = []
     times = iter([9.0, 20.0, 7.0, 25.0, 8.0, 14.0])  # local, ray, local, ray, ...: drift hits both
 
     def fake_build(runner, manifest, out, config_path):
         calls.append(runner)
-        return {"seconds": next(times), "clips": 7, "stages": {}, "phases": {"ray.init": 1.0}}
+        return {"seconds": next(times), "clips": 7, "stages": {}, "phases": {"ray.init": 1.0}, "peak_rss_mb": 900.0,
+                "shard_bytes": 10**6, "received_bytes": 2000}
 
-    monkeypatch.setattr(bench_ray, "_inputs", lambda folder, copies: "manifest.jsonl")
-    monkeypatch.setattr(bench_ray, "_one", fake_build)
-    result = bench_ray.run(workdir=str(tmp_path), copies=1, repeats=3)
+    monkeypatch.setattr(bench_runners, "_inputs", lambda folder, copies: "manifest.jsonl")
+    monkeypatch.setattr(bench_runners, "_one", fake_build)
+    result = bench_runners.run(workdir=str(tmp_path), copies=1, repeats=3, runners=("ray",))
     assert calls == ["local", "ray"] * 3
-    assert (result["local"]["seconds"], result["ray"]["seconds"]) == (7.0, 14.0) and result["ratio"] == 2.0
-    assert "best of 3 rounds" in bench_ray.report(result)
+    assert (result["local"]["seconds"], result["ray"]["seconds"]) == (7.0, 14.0) and result["ratios"]["ray"] == 2.0
+    text = bench_runners.report(result)
+    assert "best of 3 rounds" in text and "2.00 x" in text and "MISSED" in text and "0.20% of 1.0 MB" in text
 
 
 @pytest.mark.slow
-def test_bench_ray_prints_the_wall_time_ratio_and_stage_throughputs(tmp_path):
-    done = run_cli("bench", "ray", "--copies", "1", "--repeats", "1", "--workdir", str(tmp_path))
+def test_bench_runners_print_the_wall_time_ratios_startup_bytes_and_memory(tmp_path):
+    done = run_cli("bench", "runners", "--copies", "1", "--repeats", "1", "--workdir", str(tmp_path))
     assert done.returncode == 0, done.stderr
-    for text in ("local runner", "ray runner (startup incl.)", "ray / local wall time", "target <= 1.5x",
-                 "stage throughput", "speech_teacher", "best of 1 round"):
+    for text in ("local ", "ray ", "beam ", "ray runner (startup incl.)", "target <= 1.5x", "coordinator received",
+                 "peak RSS", "stage throughput", "speech_teacher", "best of 1 round"):
         assert text in done.stdout, text

@@ -177,6 +177,7 @@ class DatasetSink:
         if self._stats_source is None:
             return None
         now = self._stats_source().copy()
+        now.incr("coordinator.metadata_bytes", self.metadata_bytes)  # what reached this process, cumulative
         delta, self._stats_committed = now.since(self._stats_committed), now
         if not delta.counters and not delta.seconds:
             return None

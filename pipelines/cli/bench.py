@@ -71,17 +71,41 @@ def bench_refinement(quick: bool, clips: int | None, epochs: int | None, rounds:
     click.echo(report(run(clips, epochs, rounds, rates, seed, quick, workdir, echo=click.echo)))
 
 
-@bench.command("ray")
-@click.option("-c", "--config", "config_path", default=None, help="Config to build with (default: the embedded one).")
-@click.option("--workdir", default=None, help="Where inputs and outputs go (default: a temp dir).")
-@click.option("--copies", default=3, show_default=True, help="How many times the demo inputs are built.")
-@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Rounds; each builds with the local runner, then with Ray; the fastest of each is kept.")
-def bench_ray(config_path: str | None, workdir: str | None, copies: int, repeats: int) -> None:
-    """Ray-runner wall time over local-runner wall time for the same build, and stage throughputs."""
-    from vidcurate.pipelines.bench.ray import report, run
+_RUNNER_BENCH_OPTIONS = [
+    click.option("-c", "--config", "config_path", default=None, help="Config to build with (default: the embedded one)."),
+    click.option("--workdir", default=None, help="Where inputs and outputs go (default: a temp dir)."),
+    click.option("--copies", default=3, show_default=True, help="How many times the demo inputs are built."),
+    click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Rounds; each builds with every runner in turn; the fastest of each is kept."),
+]
 
-    click.echo(report(run(config_path, workdir, copies, repeats)))
+
+def _runner_bench_options(command):
+    for option in reversed(_RUNNER_BENCH_OPTIONS):
+        command = option(command)
+    return command
+
+
+@bench.command("runners")
+@_runner_bench_options
+@click.option("--runners", "names", default="local,ray,beam", show_default=True,
+              help="Runners to compare with the local one, comma-separated.")
+def bench_runners(config_path: str | None, workdir: str | None, copies: int, repeats: int, names: str) -> None:
+    """The same build on local, Ray and Beam: wall time over local's, startup, bytes the coordinator
+    received, its peak memory, stage throughputs."""
+    from vidcurate.pipelines.bench.runners import report, run
+
+    chosen = tuple(n.strip() for n in names.split(",") if n.strip())
+    click.echo(report(run(config_path, workdir, copies, repeats, chosen)))
+
+
+@bench.command("ray")
+@_runner_bench_options
+def bench_ray(config_path: str | None, workdir: str | None, copies: int, repeats: int) -> None:
+    """`bench runners --runners local,ray`: Ray-runner wall time over local-runner wall time."""
+    from vidcurate.pipelines.bench.runners import report, run
+
+    click.echo(report(run(config_path, workdir, copies, repeats, ("local", "ray"))))
 
 
 @bench.command("teachers")
