@@ -141,10 +141,18 @@ def _every_sample_once_and_no_stray_shard(out) -> None:
     assert on_disk == {r["shard"] for r in index}  # no shard that no commit references, nothing staged
 
 
+@pytest.fixture(scope="module")
+def local_build(corpus, tmp_path_factory):
+    """The reference: the corpus built by the local runner."""
+    tmp = tmp_path_factory.mktemp("beam_reference")
+    assert _build(corpus["manifest"], tmp / "local", tmp).returncode == 0
+    return tmp / "local"
+
+
 @pytest.mark.slow
-def test_local_ray_and_beam_build_the_same_dataset_and_only_metadata_reaches_the_coordinator(corpus, tmp_path):
-    reference = tmp_path / "local"
-    assert _build(corpus["manifest"], reference, tmp_path).returncode == 0
+def test_local_ray_and_beam_build_the_same_dataset_and_only_metadata_reaches_the_coordinator(corpus, local_build,
+                                                                                             tmp_path):
+    reference = local_build
     for name, extra in [("ray", ["--runner", "ray"]), ("beam", ["--runner", "beam"]),
                         ("beam-multi-process", ["--runner", "beam", "--", *MULTI_PROCESS])]:
         out = tmp_path / name
@@ -160,9 +168,9 @@ def test_local_ray_and_beam_build_the_same_dataset_and_only_metadata_reaches_the
 
 @pytest.mark.slow
 @pytest.mark.parametrize("runner", ["ray", "beam-multi-process"])
-def test_a_writer_killed_after_publishing_a_shard_leaves_every_sample_exactly_once(corpus, tmp_path, runner):
-    reference = tmp_path / "local"
-    assert _build(corpus["manifest"], reference, tmp_path).returncode == 0
+def test_a_writer_killed_after_publishing_a_shard_leaves_every_sample_exactly_once(corpus, local_build, tmp_path,
+                                                                                 runner):
+    reference = local_build
     out, marker = tmp_path / runner, tmp_path / "killed"
     extra = ["--runner", "ray"] if runner == "ray" else ["--runner", "beam", "--", *MULTI_PROCESS]
     done = _build(corpus["manifest"], out, tmp_path, *extra, env={"VIDCURATE_FAULT_AFTER_PUBLISH": str(marker)})

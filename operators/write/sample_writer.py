@@ -106,7 +106,7 @@ class SampleWriter:
 
     # ---- the stage interface -----------------------------------------------------------
     def declared_resources(self) -> Resources:
-        return Resources(cpus=1)
+        return Resources(cpus=0.5)  # tar writing from memory: mostly I/O
 
     def is_stateful(self) -> bool:
         return False

@@ -283,7 +283,8 @@ class RayRunner:
         ds = ray.data.from_items([{"uri": s["uri"], "row": str(i), "weight": "1", "stats": b"",
                                    "payload": pickle.dumps([s], protocol=5)} for i, s in enumerate(sources)],
                                  override_num_blocks=len(sources))
-        cpus = plan_cpus(self.stages, ray.cluster_resources().get("CPU", 1.0))
+        cpus = plan_cpus(self.stages + ([self.writer] if self.writer is not None else []),
+                         ray.cluster_resources().get("CPU", 1.0))
         for op in self.stages:
             res = op.declared_resources()
             # Decode tasks take one video each (parallelism); model actors take several, so a
