@@ -153,6 +153,7 @@ class SampleWriter:
     # ---- writing -----------------------------------------------------------------------
     def _write(self, record: dict) -> None:
         uri = record["uri"]
+        self.stats.incr(f"{self.name}.records_in")
         if is_ok(record) and record["clip_id"] in self._keys:
             record = rejected(record, "write", "duplicate_clip_id",
                               f"{uri}: clip {record['clip_id']} is already in the dataset, written from "

@@ -10,9 +10,11 @@ interface, so runners never ask which kind they hold:
     stream(batches, progress)    batches of records in, batches out, lazily
     stats                        its counters and timers (operators/stats.py)
 
-A **runner** takes source records and hands every record the stages produce to ``emit``
-(the build's sink and failure budget), saying when a video's last record has gone
-(``emit(records, finished_uris)``). Runners are registered by name in
+A **runner** takes source records, runs the stages and then the build's sample writer
+(``operators/write/sample_writer.py``) where the clips are, and hands the writer's metadata
+to ``emit`` (the build's sink and failure budget), saying when a video's last metadata has
+gone (``emit(metadata, finished_uris)``). Without a writer (tests, tools) it emits the
+stages' records. Runners are registered by name in
 ``pipelines/runners/__init__.py``; a config's ``run.runner`` names one.
 """
 from __future__ import annotations
@@ -51,9 +53,10 @@ class Runner(Protocol):
     draws_progress: ClassVar[bool]
 
     @classmethod
-    def from_config(cls, stages: list, run, progress=None) -> "Runner":
+    def from_config(cls, stages: list, run, progress=None, writer=None) -> "Runner":
         """A runner for ``stages`` configured by a ``RunConfig``; ``progress``: the build's display
-        (pipelines/build/progress.py), told how records and videos advance."""
+        (pipelines/build/progress.py), told how records and videos advance; ``writer``: the
+        build's SampleWriter, run after the stages."""
 
     def run(self, sources: Iterable[dict], emit: Emit) -> Stats: ...
 
