@@ -152,10 +152,10 @@ class DatasetSink:
                 pending.source = meta[SOURCE_OF]
             row = meta.get(WRITTEN)
             if row is not None and row["key"] in self._written:
-                meta = metas[position] = {**rejected(
+                meta = metas[position] = rejected(
                     {k: v for k, v in meta.items() if k != WRITTEN}, "write", "duplicate_clip_id",
                     f"{uri}: clip {row['key']} is already in the dataset, written from {self._written[row['key']]}; "
-                    "sample keys must be unique (give each file its own video_id)")}
+                    "sample keys must be unique (give each file its own video_id)")
                 meta[REJECT] = reject_row(meta)
                 row = None  # its copy in the shard is an orphan, removed by repair()
             if row is not None:
@@ -230,7 +230,7 @@ class DatasetSink:
         left = [uri for uri, p in self._pending.items() if p.complete]
         if left:  # cannot happen: every shard is published by now
             raise AssertionError(f"internal error: videos left uncommitted: {sorted(left)[:5]}")
-        self.repaired_at_close = self.repair()
+        self.repair()
         write_table(self.dest, self.index_rows, INDEX, INDEX_FILE)
         write_table(self.dest, self.reject_rows, REJECT_SCHEMA, REJECTS_FILE)
         self.journal.compact()

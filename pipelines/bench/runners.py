@@ -119,10 +119,7 @@ def run(config_path: str | None = None, workdir: str | None = None, copies: int 
         startup["ray"] = best["ray"]["phases"].get("ray.init", 0.0) + best["ray"]["phases"].get("ray.shutdown", 0.0)
     local = best["local"]["seconds"]
     return {"runners": best, "ratios": {r: b["seconds"] / local for r, b in best.items() if r != "local"},
-            "startup": startup, "config": config_path or "default", "copies": copies, "rounds": repeats,
-            # kept for `bench ray`'s readers
-            "local": best["local"], **({"ray": best["ray"], "ratio": best["ray"]["seconds"] / local,
-                                        "ray_phases": best["ray"]["phases"]} if "ray" in best else {})}
+            "startup": startup, "config": config_path or "default", "copies": copies, "rounds": repeats}
 
 
 def report(r: dict) -> str:

@@ -57,6 +57,18 @@ def stats_from_metrics(result) -> Stats:
     return stats
 
 
+class _StatsReporter:
+    """Reports what a stage's stats gained since the last report (one per DoFn instance)."""
+
+    def __init__(self, stage):
+        self.stage, self.reported = stage, stage.stats.copy()
+
+    def report(self) -> None:
+        now = self.stage.stats.copy()
+        report_stats(now.since(self.reported))
+        self.reported = now
+
+
 class StageDoFn(beam.DoFn):
     """A batch of records (from BatchElements) through one stage."""
 
@@ -65,14 +77,12 @@ class StageDoFn(beam.DoFn):
 
     def setup(self):
         self.stage.ensure_setup()
-        self._reported = self.stage.stats.copy()
+        self._stats = _StatsReporter(self.stage)
 
     def process(self, batch):
         for records in self.stage.stream([list(batch)]):
             yield from records
-        now = self.stage.stats.copy()
-        report_stats(now.since(self._reported))
-        self._reported = now
+        self._stats.report()
 
     def teardown(self):
         self.stage.close()
@@ -100,7 +110,7 @@ class WriteSamplesDoFn(beam.DoFn):
 
     def setup(self):
         self.writer.ensure_setup()
-        self._reported = self.writer.stats.copy()
+        self._stats = _StatsReporter(self.writer)
 
     def process(self, batch):
         yield from self.writer.add(batch)  # rejects, and samples of shards already published
@@ -109,9 +119,7 @@ class WriteSamplesDoFn(beam.DoFn):
         # Every shard of the bundle is published before its last metadata leaves.
         for meta in self.writer.flush():
             yield WindowedValue(meta, GlobalWindow().max_timestamp(), [GlobalWindow()])
-        now = self.writer.stats.copy()
-        report_stats(now.since(self._reported))
-        self._reported = now
+        self._stats.report()
 
     def teardown(self):
         self.writer.close()
