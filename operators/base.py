@@ -20,6 +20,7 @@ in, zero or more out) or, for batched model inference, ``process_batch(records)`
 """
 from __future__ import annotations
 
+import errno
 import time
 import traceback
 from dataclasses import dataclass, replace
@@ -29,6 +30,10 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from vidcurate.operators.stats import Stats
 from vidcurate.schemas.records import is_ok, rejected
+
+# A full disk is the machine's fault, not a record's: it stops the build (which resumes once
+# there is space) instead of rejecting every video that meets it.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 __all__ = ["Operator", "OperatorSetupError", "RecordError", "Resources", "is_ok", "reject"]
 
@@ -189,6 +194,10 @@ class Operator(BaseModel):
             result = self.process_record(record)
         except RecordError as exc:
             return [self.fail(record, exc.reason, exc.detail, exc.transient)]
+        except OSError as exc:
+            if exc.errno in DISK_FULL:  # the machine's fault, not the record's: the build stops
+                raise
+            return [self.fail(record, "unexpected_error", _describe(exc))]
         except Exception as exc:  # a bug or an unforeseen input: keep it as data, with the trace
             return [self.fail(record, "unexpected_error", _describe(exc))]
         if result is None:
@@ -201,6 +210,11 @@ class Operator(BaseModel):
         except RecordError as exc:
             if len(records) == 1:
                 return [self.fail(records[0], exc.reason, exc.detail, exc.transient)]
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise
+            if len(records) == 1:
+                return [self.fail(records[0], "unexpected_error", _describe(exc))]
         except Exception as exc:
             if len(records) == 1:
                 return [self.fail(records[0], "unexpected_error", _describe(exc))]

@@ -5,9 +5,11 @@ ffmpeg is needed. There is no ffprobe: probing is done with PyAV.
 """
 from __future__ import annotations
 
-import hashlib
+import errno
 import os
 import subprocess
+import threading
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -30,6 +32,8 @@ def run_ffmpeg(args: list[str], what: str, timeout: float | None = None) -> byte
         raise RecordError("ffmpeg_timeout", f"{what}: ffmpeg ran longer than {timeout} s", transient=True) from exc
     if done.returncode != 0:
         message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        if any("No space left on device" in line for line in message):  # the machine's fault, not the video's
+            raise OSError(errno.ENOSPC, f"no space left on device: ffmpeg, {what}")
         raise RecordError("ffmpeg_failed", f"{what}: {' | '.join(message[-3:]) or f'exit {done.returncode}'}")
     return done.stdout
 
@@ -41,31 +45,18 @@ def present_path(record: dict) -> str:
     return path if os.path.exists(path) else local_path(record["uri"], None)
 
 
-def local_path(uri: str, cache_dir: str | None) -> str:
-    """A local file for ``uri``: the path itself, or a cached copy fetched with fsspec."""
-    if "://" not in uri or uri.startswith("file://"):
+def local_path(uri: str, cache_dir: str | None, policy=None) -> str:
+    """A local file for ``uri``: the path itself, or a copy fetched within ``policy``'s limits
+    (operators/fetch.py; default limits when None)."""
+    from vidcurate.operators.fetch import FetchPolicy, fetch, scheme_of
+
+    if scheme_of(uri) == "file":
         path = uri[len("file://"):] if uri.startswith("file://") else uri
         if not os.path.exists(path):
             raise RecordError("file_not_found", f"{uri}: no such file")
         return path
-    import fsspec
-
     cache_dir = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "vidcurate", "inputs")
-    os.makedirs(cache_dir, exist_ok=True)
-    suffix = os.path.splitext(uri)[1][:8]
-    target = os.path.join(cache_dir, hashlib.sha1(uri.encode()).hexdigest() + suffix)
-    if not os.path.exists(target):
-        partial = target + ".part"
-        try:
-            with fsspec.open(uri, "rb") as src, open(partial, "wb") as dst:
-                while chunk := src.read(1 << 22):
-                    dst.write(chunk)
-        except FileNotFoundError as exc:
-            raise RecordError("file_not_found", f"{uri}: {exc}") from exc
-        except OSError as exc:
-            raise RecordError("fetch_failed", f"{uri}: {type(exc).__name__}: {exc}", transient=True) from exc
-        os.replace(partial, target)
-    return target
+    return fetch(uri, cache_dir, policy or FetchPolicy())
 
 
 def lowres_size(width: int, height: int, target_width: int) -> tuple[int, int]:
@@ -75,8 +66,16 @@ def lowres_size(width: int, height: int, target_width: int) -> tuple[int, int]:
     return w, h
 
 
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What one video's decoding may take (the ffmpeg decoder: a child process, killed past them)."""
+    seconds: float | None = None    # wall time of the whole pass
+    memory_mb: int | None = None    # address space of the decoder process (RLIMIT_AS)
+
+
 def iter_frames(path: str, width: int, height: int, chunk: int = 64,
-                decoder: str = "ffmpeg", constant_fps: float | None = None) -> Iterator[np.ndarray]:
+                decoder: str = "ffmpeg", constant_fps: float | None = None,
+                limits: DecodeLimits = DecodeLimits()) -> Iterator[np.ndarray]:
     """Decode every frame once, sequentially, at (width, height); yields RGB uint8 chunks [n, h, w, 3].
 
     ``ffmpeg`` (default): an ffmpeg process decodes and scales (area filter) into a pipe,
@@ -87,15 +86,47 @@ def iter_frames(path: str, width: int, height: int, chunk: int = 64,
     Every decoded frame is kept (no frame-rate conversion), so frame numbers match the
     source's, unless ``constant_fps`` is given (variable-frame-rate sources): then ffmpeg
     resamples to that rate so frame n is at n / constant_fps, as the clip cutter does.
-    Memory stays bounded by a few ``chunk``s of frames whatever the length.
+    Memory stays bounded by a few ``chunk``s of frames whatever the length. ``limits`` fence
+    the ffmpeg decoder in (its own process): past them it is killed and the video rejected
+    (``decode_timeout``, ``decode_memory``), and the caller's other work goes on.
     """
     if constant_fps:  # only ffmpeg resamples; the in-process decoders keep source frames
         decoder = "ffmpeg"
     if decoder == "ffmpeg":  # a thread drains the pipe so ffmpeg never waits for the caller
-        return prefetch(_ffmpeg_chunks(path, width, height, chunk, constant_fps), depth=4)
+        return prefetch(_ffmpeg_chunks(path, width, height, chunk, constant_fps, limits), depth=4)
     if decoder == "pyav":
         return prefetch(_iter_frames_pyav(path, width, height, chunk), depth=2)
     return prefetch(_decode_chunks(path, width, height, chunk), depth=2)
+
+
+def last_frame_time(path: str, duration: float, window: float = 3.0) -> float | None:
+    """When the video's last frame ends (seconds: its timestamp plus one frame), found by seeking
+    to ``window`` seconds before the declared ``duration`` and decoding to the end; None when
+    PyAV cannot tell. Completeness is judged by this, not by counting frames: an AVI whose index
+    holds empty "repeat the previous frame" chunks has fewer coded frames than its frame rate
+    and duration say, yet plays to its end."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            if stream.time_base is None:
+                return None
+            step = 1 / float(stream.average_rate or stream.guessed_rate or 25)
+            container.seek(max(0, int((duration - window) / stream.time_base)), stream=stream, backward=True,
+                           any_frame=False)
+            last = None
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError:  # a damaged packet: decoders go on after it, so do we
+                    continue
+                for frame in frames:
+                    if frame.time is not None:
+                        last = frame.time if last is None else max(last, frame.time)
+            return None if last is None else last + step
+    except Exception:  # noqa: BLE001  (a damaged tail: the caller's frame count stands)
+        return None
 
 
 def constant_rate_filter(fps: float) -> str:
@@ -104,7 +135,7 @@ def constant_rate_filter(fps: float) -> str:
 
 
 def _ffmpeg_chunks(path: str, width: int, height: int, chunk: int,
-                   constant_fps: float | None = None) -> Iterator[np.ndarray]:
+                   constant_fps: float | None = None, limits: DecodeLimits = DecodeLimits()) -> Iterator[np.ndarray]:
     # No deblocking: at a 128 px analysis size it changes nothing a detector sees, and it is
     # 15-20% of H.264 decoding time.
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-skip_loop_filter", "all",
@@ -114,6 +145,11 @@ def _ffmpeg_chunks(path: str, width: int, height: int, chunk: int,
                "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     frame_bytes = width * height * 3
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _cap_memory(process.pid, limits.memory_mb)
+    timer = threading.Timer(limits.seconds, process.kill) if limits.seconds else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
     try:
         while True:
             data = process.stdout.read(frame_bytes * chunk)
@@ -123,14 +159,38 @@ def _ffmpeg_chunks(path: str, width: int, height: int, chunk: int,
             if len(data) < frame_bytes * chunk:
                 break
         error = process.stderr.read().decode("utf-8", "replace").strip()
-        if process.wait() != 0:
+        code = process.wait()
+        if timer is not None and timer.finished.is_set() and code != 0:
+            raise RecordError("decode_timeout", f"{path}: decoding took longer than {limits.seconds:g} s; "
+                                                "the decoder was stopped")
+        if code != 0:
+            if limits.memory_mb and ("Cannot allocate memory" in error or "out of memory" in error.lower()
+                                     or code in (-6, -9, -11)):
+                raise RecordError("decode_memory", f"{path}: the decoder needed more than {limits.memory_mb} MB "
+                                                   f"(exit {code}: {error.splitlines()[-1:] or ''})")
             raise RecordError("decode_error", f"{path}: ffmpeg could not decode it: {error.splitlines()[-1:] or ''}")
     finally:
+        if timer is not None:
+            timer.cancel()
         if process.poll() is None:
             process.kill()
             process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+def _cap_memory(pid: int, memory_mb: int | None) -> None:
+    """Give process ``pid`` at most ``memory_mb`` of address space (Linux prlimit: set from here
+    right after the start, as a preexec_fn is not safe in a threaded process; the decoder's
+    large allocations come later, with its frames)."""
+    import resource
+
+    if memory_mb and hasattr(resource, "prlimit"):
+        limit = memory_mb * 1024 * 1024
+        try:
+            resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
+        except (ProcessLookupError, PermissionError):  # already gone, or not ours to limit
+            pass
 
 
 def prefetch(items: Iterator, depth: int = 2) -> Iterator:

@@ -7,6 +7,7 @@ from typing import ClassVar, Optional
 from pydantic import Field
 
 from vidcurate.operators.base import Operator, RecordError, Resources
+from vidcurate.operators.fetch import DEFAULT_SCHEMES, FetchPolicy
 from vidcurate.operators.media import local_path
 from vidcurate.schemas.records import PROBE
 
@@ -25,15 +26,29 @@ class ProbeVideo(Operator):
 
     min_duration: float = Field(0.5, ge=0, description="Reject videos shorter than this (seconds).")
     max_duration: float = Field(4 * 3600, gt=0, description="Reject videos longer than this (seconds).")
+    max_pixels: int = Field(8192 * 4320, gt=0, description="Reject videos whose frames declare more pixels than "
+                            "this (default: 8K), before any decoding.")
+    max_aspect_ratio: float = Field(8.0, ge=1, description="Reject videos whose longer side is more than this "
+                                    "many times the shorter, before any decoding.")
+    max_file_bytes: Optional[int] = Field(None, gt=0, description="Reject files larger than this (bytes); remote "
+                                          "inputs are not fetched past it.")
     cache_dir: Optional[str] = Field(None, description="Where remote (fsspec) inputs are copied before decoding.")
+    allowed_schemes: list[str] = Field(list(DEFAULT_SCHEMES), description="URL schemes of inputs that are fetched "
+                                       "(a local path is always read).")
+    fetch_timeout: float = Field(60.0, gt=0, description="Seconds a fetch may wait to connect or between bytes.")
+    fetch_retries: int = Field(3, ge=0, description="Retries of a fetch that failed transiently (network "
+                                                    "errors, timeouts, HTTP 408/429/5xx), with backoff.")
 
     def process_record(self, record: dict) -> dict:
         uri = record["uri"]
-        path = local_path(uri, self.cache_dir)
+        path = local_path(uri, self.cache_dir, FetchPolicy(tuple(self.allowed_schemes), self.max_file_bytes,
+                                                           self.fetch_timeout, self.fetch_retries))
         size = os.path.getsize(path)
         if size == 0:
             raise RecordError("empty_file", f"{uri}: the file is 0 bytes")
-        facts = probe_file(path, uri)
+        if self.max_file_bytes and size > self.max_file_bytes:
+            raise RecordError("file_too_large", f"{uri}: {size} bytes > max_file_bytes {self.max_file_bytes}")
+        facts = probe_file(path, uri, self.max_pixels, self.max_aspect_ratio)
         if facts["duration"] < self.min_duration:
             raise RecordError("too_short", f"{uri}: {facts['duration']:.2f} s < min_duration {self.min_duration} s")
         if facts["duration"] > self.max_duration:
@@ -41,7 +56,8 @@ class ProbeVideo(Operator):
         return {**record, **facts, "size_bytes": size, "local_path": path}
 
 
-def probe_file(path: str, uri: str) -> dict:
+def probe_file(path: str, uri: str, max_pixels: int | None = None, max_aspect_ratio: float | None = None) -> dict:
+    """The PROBE facts of one file; the limits are checked on what it declares, before decoding."""
     import av
 
     try:
@@ -67,6 +83,14 @@ def probe_file(path: str, uri: str) -> dict:
             duration = container.duration / 1_000_000
         else:
             raise RecordError("unknown_duration", f"{uri}: neither the stream nor the container declares a duration")
+        declared_w, declared_h = int(stream.codec_context.width), int(stream.codec_context.height)
+        if max_pixels and declared_w * declared_h > max_pixels:
+            raise RecordError("too_many_pixels", f"{uri}: {declared_w}x{declared_h} = {declared_w * declared_h} "
+                                                 f"pixels per frame > max_pixels {max_pixels}")
+        if max_aspect_ratio and min(declared_w, declared_h) > 0 and \
+                max(declared_w, declared_h) / min(declared_w, declared_h) > max_aspect_ratio:
+            raise RecordError("extreme_aspect", f"{uri}: {declared_w}x{declared_h} is more than {max_aspect_ratio:g} "
+                                                f"times as long as it is wide (max_aspect_ratio)")
         try:
             first = next(container.decode(stream))
         except StopIteration:

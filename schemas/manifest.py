@@ -29,6 +29,7 @@ import io
 import json
 import os
 import posixpath
+import re
 from dataclasses import dataclass, field
 
 import fsspec
@@ -58,7 +59,11 @@ class Inputs:
     skipped: list[str] = field(default_factory=list)
 
 
+INVALID = "__invalid__"  # a manifest row that could not be read: why
+
+
 def input_reject(uri: str, reason: str, detail: str) -> dict:
+    uri = uri.encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # a uri that was not UTF-8
     return rejected({"uri": uri, "video_id": video_id_for(uri)}, "input", reason, detail)
 
 
@@ -118,6 +123,10 @@ def _read_manifest(fs, path: str, location: str, max_chars: int = METADATA_MAX_C
     first_row_of: dict[str, int] = {}  # video_id -> manifest row that used it first
     for number, row in enumerate(rows, start=1):
         raw = row.get("uri")
+        if INVALID in row:
+            inputs.rejects.append(input_reject(
+                f"{location}#row{number}", "manifest_row_invalid", f"{location} {row[INVALID]}"))
+            continue
         if raw is None or str(raw).strip() == "":
             inputs.rejects.append(input_reject(
                 f"{location}#row{number}", "manifest_row_invalid", f"{location} row {number}: empty uri"))
@@ -163,7 +172,8 @@ def _manifest_rows(fs, path: str, location: str) -> list[dict]:
             rows = table.to_pylist()
         else:
             with fs.open(path, "rb") as handle:
-                text = handle.read().decode("utf-8-sig")
+                # A byte that is not UTF-8 becomes a lone surrogate: its row is rejected, not the manifest.
+                text = handle.read().decode("utf-8-sig", "surrogateescape")
             if lower.endswith(".csv"):
                 reader = csv.DictReader(io.StringIO(text))
                 columns = list(reader.fieldnames or [])
@@ -181,13 +191,16 @@ def _manifest_rows(fs, path: str, location: str) -> list[dict]:
                         continue
                     try:
                         value = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise ManifestError(f"manifest {location!r} line {number}: invalid JSON: {exc}") from exc
+                    except json.JSONDecodeError as exc:  # this row is a reject; the others are read
+                        value = {INVALID: f"line {number}: invalid JSON: {exc}"}
                     if not isinstance(value, dict):
-                        raise ManifestError(f"manifest {location!r} line {number}: expected a JSON object per line "
-                                            "(JSON lines), or a .json file holding one array of objects")
+                        value = {INVALID: f"line {number}: expected a JSON object per line (JSON lines), or a "
+                                          ".json file holding one array of objects"}
                     rows.append(value)
-                columns = sorted({k for r in rows for k in r})
+                columns = sorted({k for r in rows for k in r} - {INVALID})
+                if not columns and rows:
+                    raise ManifestError(f"manifest {location!r}: no line is a JSON object: "
+                                        f"{rows[0][INVALID]}")
     except ManifestError:
         raise
     except Exception as exc:  # unreadable file: name it and the reason
@@ -220,6 +233,33 @@ def _source(row: dict, where: str, max_chars: int = METADATA_MAX_CHARS) -> dict:
         if name in TEXT_COLUMNS and record[name] is not None and len(record[name]) > max_chars:
             record.setdefault("truncated_fields", {})[name] = len(value)
             record[name] = record[name][:max_chars].rstrip()
-    if "." in record["video_id"] or "/" in record["video_id"]:
-        raise ValueError(f"{where}video_id {record['video_id']!r} may not contain '.' or '/' (it names shard members)")
+    for name, value in row.items():  # decoded with surrogateescape: a lone surrogate is a byte that was not UTF-8
+        if isinstance(value, str) and _NOT_UTF8.search(value):
+            bad = _NOT_UTF8.search(value).group().encode("utf-8", "surrogateescape")
+            raise ValueError(f"{where}'{name}' is not valid UTF-8 (byte 0x{bad[0]:02x}); write the manifest as UTF-8")
+    problem = video_id_problem(record["video_id"])
+    if problem:
+        raise ValueError(f"{where}video_id {record['video_id']!r} {problem} (it names the clip ids, shard members "
+                         "and cache folders)")
     return record
+
+
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+VIDEO_ID_MAX_CHARS = 200
+
+
+def video_id_problem(video_id: str) -> str | None:
+    """Why ``video_id`` cannot name files and tar members, or None: ids become clip ids
+    (``<video_id>_<start>_<end>``), tar member names and cache folders, so nothing in one may
+    leave a folder, hide an extension, or read as an option or a control sequence."""
+    if not video_id:
+        return "is empty"
+    if len(video_id) > VIDEO_ID_MAX_CHARS:
+        return f"is longer than {VIDEO_ID_MAX_CHARS} characters"
+    if any(c in video_id for c in "./\\"):
+        return "may not contain '.', '/' or '\\'"
+    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in video_id):
+        return "may not contain control characters or bytes that are not UTF-8"
+    if video_id.startswith("-"):
+        return "may not start with '-'"
+    return None

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import tarfile
+import time
 from typing import ClassVar
 
 import apache_beam as beam
@@ -119,10 +121,15 @@ def _tables(out) -> tuple[list, list]:
     return index, rejects
 
 
-def _build(manifest, out, tmp_path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def _cheap_config(tmp_path):
     path = tmp_path / "cheap.yaml"
     path.write_text(yaml.safe_dump({"pipeline": CHEAP, "run": {"max_failure_ratio": 0.8},
                                     "output": {"shard_max_samples": 4}}))
+    return path
+
+
+def _build(manifest, out, tmp_path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    path = _cheap_config(tmp_path)
     return subprocess.run([*VIDCURATE, "build", "-i", str(manifest), "-o", str(out), "-c", str(path), *extra],
                           capture_output=True, text=True, timeout=900, env={**os.environ, **(env or {})})
 
@@ -181,3 +188,37 @@ def test_a_writer_killed_after_publishing_a_shard_leaves_every_sample_exactly_on
     assert done.returncode == 0, done.stderr[-3000:]
     assert _tables(out) == _tables(reference)
     _every_sample_once_and_no_stray_shard(out)
+
+
+
+def _beam_commit_files(out) -> list[str]:
+    folder = out / "_journal" / "beam"
+    return [name for _, _, names in os.walk(folder) for name in names if name.endswith(".jsonl")]
+
+
+@pytest.mark.slow
+def test_a_killed_beam_build_resumes_with_the_videos_its_pipeline_finished(corpus, local_build, tmp_path):
+    """Commit files are journaled as they appear, and a dead run's at the next start: the resumed
+    run does not redo the videos they hold, and the dataset holds every sample once."""
+    out = tmp_path / "beam"
+    config = _cheap_config(tmp_path)
+    command = [*VIDCURATE, "build", "-i", str(corpus["manifest"]), "-o", str(out), "-c", str(config),
+               "--runner", "beam"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while process.poll() is None and time.monotonic() < deadline and not _beam_commit_files(out):
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    left = _beam_commit_files(out)
+    assert left, "the build was not killed between a commit file and its journaling"
+    assert not (out / "index.parquet").exists()
+
+    done = _build(corpus["manifest"], out, tmp_path, "--runner", "beam")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _tables(out) == _tables(local_build)
+    _every_sample_once_and_no_stray_shard(out)
+    runs = json.loads((out / "stats.json").read_text())["runs"]
+    resumed = runs[-1]["counters"].get("write_samples.samples", 0)
+    assert resumed < len(index_table(out))  # the dead run's finished videos were journaled, not redone
+    assert not _beam_commit_files(out)

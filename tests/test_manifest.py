@@ -74,11 +74,37 @@ def test_bad_rows_become_rejects_with_row_numbers(videos):
     assert reasons[3][0] == "manifest_row_invalid" and "may not contain '.'" in reasons[3][1]
 
 
+@pytest.mark.parametrize("video_id,problem", [
+    ("../../etc/passwd", "may not contain '.', '/'"), ("/abs", "may not contain '.', '/'"),
+    ("back\\slash", "may not contain '.', '/' or '\\'"), ("nul\x00byte", "control characters"),
+    ("esc\x1b[31m", "control characters"), ("-rf", "may not start with '-'"), ("x" * 201, "longer than 200"),
+])
+def test_a_video_id_that_could_name_a_file_outside_out_is_a_reject(videos, video_id, problem):
+    manifest = videos / "m.jsonl"
+    manifest.write_text(json.dumps({"uri": "a.mp4"}) + "\n" + json.dumps({"uri": "b.MKV", "video_id": video_id}))
+    inputs = read_inputs(str(manifest))
+    assert [s["uri"].rsplit("/", 1)[1] for s in inputs.sources] == ["a.mp4"]
+    [reject] = inputs.rejects
+    assert reject["error_reason"] == "manifest_row_invalid" and problem in reject["error_detail"]
+    assert reject["uri"].endswith("b.MKV")
+
+
+def test_a_line_that_is_not_json_or_not_utf8_is_a_reject_and_the_other_rows_are_read(videos):
+    manifest = videos / "m.jsonl"
+    manifest.write_bytes(b'{"uri": "a.mp4"}\n{"uri": \n{"uri": "b.MKV", "title": "caf\xe9 cr\xe8me"}\n'
+                         b'{"uri": "nested/c.webm", "title": "caf\xc3\xa9"}\n')
+    inputs = read_inputs(str(manifest))
+    assert [s["uri"].rsplit("/", 1)[1] for s in inputs.sources] == ["a.mp4", "c.webm"]
+    assert inputs.sources[1]["title"] == "café"
+    invalid_json, latin1 = inputs.rejects
+    assert invalid_json["uri"].endswith("m.jsonl#row2") and "line 2: invalid JSON" in invalid_json["error_detail"]
+    assert latin1["uri"].endswith("b.MKV") and "'title' is not valid UTF-8 (byte 0xe9)" in latin1["error_detail"]
+
+
 @pytest.mark.parametrize("name,content,message", [
     ("m.csv", "path,title\na.mp4,t\n", r"no 'uri' column \(columns found: path, title\)"),
     ("m.csv", "uri,title\n", "header but no rows"),
-    ("m.jsonl", '{"uri": "a.mp4"}\n{"uri": \n', "line 2: invalid JSON"),
-    ("m.jsonl", '["a.mp4"]\n', "line 1: expected a JSON object"),
+    ("m.jsonl", '["a.mp4"]\n', "no line is a JSON object: line 1: expected a JSON object"),
     ("m.parquet", "not parquet", "cannot be read"),
     ("m.xml", "<x/>", "not a folder, a manifest"),
 ])

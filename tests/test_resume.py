@@ -193,15 +193,21 @@ def test_adding_inputs_to_a_finished_build_processes_only_the_new_ones(inputs, r
 def test_journal_compaction_survives_a_crash_between_snapshot_and_cleanup(tmp_path, monkeypatch):
     dest = Destination(str(tmp_path / "out"))
     journal = Journal(dest)
-    row = lambda uri, key: {"uri": uri, "shard": "train/s-0.tar", "key": key, "mp4_offset": 512}  # noqa: E731
+    row = lambda uri, key: {"uri": uri, "video_id": uri, "clip_id": key, "start": 0.0, "end": 1.0,  # noqa: E731
+                            "duration": 1.0, "split": "train", "shard": "train/s-0.tar", "key": key, "mp4_offset": 512}
     for i in range(3):
         journal.append({"kind": "commit", "config_hash": "h1", "shards": {f"train/s-{i}.tar": [f"k{i}"]},
                         "videos": [{"uri": f"v{i}", "source": {"uri": f"v{i}"}, "samples": [row(f"v{i}", f"k{i}")],
                                     "rejects": []}]})
     journal.append({"kind": "retract", "uris": ["v1"]})
     journal.append({"kind": "shards", "shards": {"train/s-1.tar": []}, "mp4_offsets": {"train/s-0.tar": {"k0": 9}}})
-    want = Journal(dest).state
-    assert sorted(want.videos) == ["v0", "v2"] and want.videos["v0"]["samples"][0]["mp4_offset"] == 9
+    replayed = Journal(dest)
+    want = replayed.state
+    assert sorted(want.videos) == ["v0", "v2"]
+    rows = lambda journal: [(r["uri"], r["key"], r["mp4_offset"]) for r in journal.rows("index")]  # noqa: E731
+    want_rows = rows(replayed)
+    assert want_rows == [("v0", "k0", 9), ("v2", "k2", 512)]
+    assert [r["reason"] for r in want.pending["v1"]["rejects"]] == ["redo_pending"]
 
     removed = []
 
@@ -219,11 +225,13 @@ def test_journal_compaction_survives_a_crash_between_snapshot_and_cleanup(tmp_pa
     replayed = Journal(dest)
     assert (replayed.state.videos, replayed.state.shards, replayed.state.config_hash) == \
            (want.videos, want.shards, want.config_hash)
+    assert rows(replayed) == want_rows
     replayed.compact()
     assert _journal_entries(dest.root) == 1
     again = Journal(dest)
     assert (again.state.videos, again.state.shards, again.state.config_hash) == \
            (want.videos, want.shards, want.config_hash)
+    assert rows(again) == want_rows
     again.append({"kind": "commit", "config_hash": "h1", "shards": {},
                   "videos": [{"uri": "v3", "source": {}, "samples": [], "rejects": []}]})
     assert sorted(Journal(dest).state.videos) == ["v0", "v2", "v3"]  # entries after a snapshot still apply

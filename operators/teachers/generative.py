@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
+import re
 import string
 from typing import ClassVar, Literal, Optional
 
@@ -51,12 +53,28 @@ class _Blank(string.Formatter):
         return "" if value is None else value
 
 
-def render_prompt(template: str, record: dict) -> str:
+def render_prompt(template: str, record: dict, max_chars: int = 2000) -> str:
+    """The prompt with the record's fields filled in, each text quoted as data (``as_data``)."""
     subtitles = record.get("transcript") or record.get("subtitles") or ""
     duration = record.get("duration")
     fields = {**record, "subtitles": subtitles,
               "duration": f"{duration:.1f}" if isinstance(duration, (int, float)) else ""}
+    fields = {k: as_data(v, max_chars) if isinstance(v, str) else v for k, v in fields.items()}
     return _Blank().format(template, **fields)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
+
+
+def as_data(text: str, max_chars: int) -> str:
+    """``text`` made safe to put between the template's quotes: control characters, line breaks
+    and bidirectional overrides become spaces, quotes and backslashes are escaped (as in a JSON
+    string), so a title cannot close its quote and talk to the model as the template; at most
+    ``max_chars`` characters, cut at a word with an ellipsis."""
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    if len(text) > max_chars:
+        text = text[:max_chars].rsplit(" ", 1)[0] + " …"
+    return json.dumps(text, ensure_ascii=False)[1:-1]
 
 
 class GenerativeTeacher(Operator):
@@ -82,6 +100,8 @@ class GenerativeTeacher(Operator):
     concurrency: int = Field(8, ge=1, le=256, description="Requests in flight at once (openai backend).")
     timeout_seconds: float = Field(60.0, gt=0)
     max_retries: int = Field(3, ge=0, le=20, description="Retries with exponential backoff on 429/5xx/network errors.")
+    prompt_field_max_chars: int = Field(2000, ge=16, description="Longest text of one field (title, description, "
+                                        "subtitles, ...) put into the prompt; longer text is cut at a word.")
     requests_per_second: Optional[float] = Field(None, gt=0, description="Client-side rate limit (openai backend).")
     # generation
     prompt: str = PANDA_VISION_PROMPT
@@ -138,7 +158,7 @@ class GenerativeTeacher(Operator):
                                 num_beams=self.num_beams, seed=self.seed)
 
     def request(self, record: dict) -> GenerationRequest:
-        return GenerationRequest(prompt=render_prompt(self.prompt, record), images=self.frames(record),
+        return GenerationRequest(prompt=render_prompt(self.prompt, record, self.prompt_field_max_chars), images=self.frames(record),
                                  system=self.system_prompt)
 
     def provenance(self) -> dict:

@@ -53,6 +53,10 @@ class Destination:
                 return handle.read()
         return self.fs.cat_file(self.path(rel))
 
+    def open(self, rel: str):
+        """A binary file object for reading (parquet tables are read batch by batch from it)."""
+        return open(self.path(rel), "rb") if self.local else self.fs.open(self.path(rel), "rb")
+
     def listdir(self, rel: str) -> list[str]:
         """Names (not paths) in a folder; [] if it does not exist."""
         if self.local:

@@ -48,6 +48,8 @@ WRITTEN = "written"        # metadata of a sample: its index row
 SHARD_SAMPLES = "shard_samples"  # ... and how many samples its shard holds
 REJECT = "reject"          # metadata of a reject: its reject row
 SOURCE_OF = "source"       # the video's source record, on the first metadata of a video per call
+HELD = "held"              # {uri, HELD: True}: the video has samples waiting in an open shard (long-lived
+                           # writer), told once as they start waiting: it is not failing, only not published
 FAULT_ENV = "VIDCURATE_FAULT_AFTER_PUBLISH"
 
 
@@ -89,7 +91,7 @@ class SampleWriter:
         self._token = ""
         self._held: dict[str, list[dict]] = {}      # open shard -> metadata waiting for its publication
         self._holding: dict[str, int] = {}          # uri -> samples in open shards
-        self._keys: dict[str, str] = {}             # sample key -> uri, written by this writer
+        self._keys: dict[str, str] = {}             # sample key -> uri, in this writer's open shards
         self._sent_source: set[str] = set()
         self._ready: list[dict] = []
 
@@ -172,6 +174,8 @@ class SampleWriter:
         self.stats.add_time(f"{self.name}.process", time.perf_counter() - clock)
         row = index_row(record, shard[len(SHARDS_DIR) + 1:], split, writer.last_members)
         self._held.setdefault(shard, []).append(self._metadata(record, {WRITTEN: row}))
+        if not self._holding.get(uri) and not self.flush_each_call:
+            self._ready.append({"uri": uri, HELD: True})
         self._holding[uri] = self._holding.get(uri, 0) + 1
         self.stats.incr(f"{self.name}.samples")
         self.stats.incr(f"{self.name}.bytes", sum(size for _, size in writer.last_members.values()))
@@ -203,6 +207,9 @@ class SampleWriter:
         for meta in self._held.pop(name, []):
             meta[SHARD_SAMPLES] = samples
             self._holding[meta["uri"]] -= 1
+            if not self._holding[meta["uri"]]:
+                del self._holding[meta["uri"]]
+            self._keys.pop(meta[WRITTEN]["key"], None)  # the sink checks keys across shards
             self._ready.append(meta)
         self.stats.incr(f"{self.name}.shards")
 

@@ -37,16 +37,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vidcurate.operators.stats import Stats
+from vidcurate.operators.write import commit_files
 from vidcurate.operators.write.destination import Destination
 from vidcurate.operators.write.journal import Journal
-from vidcurate.operators.write.layout import INDEX_FILE, REJECTS_FILE, SHARDS_DIR, shard_names, shard_path
+from vidcurate.operators.write.layout import BEAM_COMMITS_DIR, INDEX_FILE, REJECTS_FILE, SHARDS_DIR, shard_names, shard_path
 from vidcurate.operators.write.partition import bucket_of, split_of  # noqa: F401  (re-exported)
-from vidcurate.operators.write.sample_writer import REJECT, SHARD_SAMPLES, SOURCE_OF, WRITTEN, SampleWriter, SinkOptions
+from vidcurate.operators.write.sample_writer import (HELD, REJECT, SHARD_SAMPLES, SOURCE_OF, WRITTEN, SampleWriter,
+                                                    SinkOptions)
 from vidcurate.operators.write.samples import reject_row
 from vidcurate.operators.write.shards import drop_samples, shard_keys
+from vidcurate.operators.write.sorted_rows import TableFile
 from vidcurate.schemas.records import INDEX, REJECT as REJECT_SCHEMA, SOURCE, rejected
 
-__all__ = ["DatasetSink", "SinkOptions", "split_of", "bucket_of", "write_table"]
+__all__ = ["DatasetSink", "SinkOptions", "split_of", "bucket_of", "read_table", "write_table"]
 
 
 @dataclass
@@ -54,6 +57,7 @@ class _Pending:
     source: dict = field(default_factory=dict)
     samples: list = field(default_factory=list)
     rejects: list = field(default_factory=list)
+    keys: set = field(default_factory=set)  # its sample keys so far
     complete: bool = False  # every record of the video has arrived
 
 
@@ -71,7 +75,6 @@ class DatasetSink:
         self.config_hash = config_hash
         self.journal = journal or Journal(self.dest)
         self.on_commit = on_commit  # called with the uris of each commit, once it is in the journal
-        self.repaired = self.repair()
         self._pending: dict[str, _Pending] = {}
         self._shard_samples: dict[str, int] = {}  # shards named by metadata, not journaled yet -> samples
         self._local: SampleWriter | None = None   # write(): in-process writing
@@ -79,10 +82,20 @@ class DatasetSink:
         self._stats_source: Callable[[], Stats] | None = None
         self._stats_committed = Stats()
         self.metadata_bytes = 0  # what reached the coordinator (receive), for the scale-out checks
-        # Every sample key in the dataset -> the uri that wrote it (done videos, then this run):
-        # a tar holding one key twice is refused whole by webdataset, so a repeat is a reject.
-        self._written: dict[str, str] = {row["key"]: uri for uri, video in self.journal.state.videos.items()
-                                         for row in video["samples"]}
+        # A tar holding one key twice is refused whole by webdataset, so a repeated sample key is a
+        # reject. Keys are <video_id>_<start>_<end>: two files can only clash when they share a
+        # video_id, so the sink keeps the file of each video_id, and the keys only of the shared ones.
+        self._owner: dict[str, str] = {video["source"].get("video_id") or uri: uri
+                                       for uri, video in self.journal.state.videos.items()}
+        self._shared_keys: dict[str, dict[str, str]] = {}  # video_id of several files -> key -> uri
+        # Whole videos a dead distributed run published and did not journal: theirs, before the
+        # repair would take their shards for orphans.
+        recovered = 0
+        for uri, metas, _ in commit_files.read(self.dest):
+            self.receive(metas, [uri])
+            recovered += 1
+        self.dest.remove(BEAM_COMMITS_DIR)
+        self.repaired = {**self.repair(), "videos_recovered": recovered}
 
     # ---- what is already done ----------------------------------------------------------
     @property
@@ -96,26 +109,30 @@ class DatasetSink:
         partials = self.dest.remove_partials(SHARDS_DIR)
         on_disk = shard_names(self.dest)
         # A done video whose shard is gone (deleted by hand) is redone.
-        missing = {row["shard"] for v in state.videos.values() for row in v["samples"]} - set(on_disk)
-        redo = [uri for uri, v in state.videos.items() if any(r["shard"] in missing for r in v["samples"])]
+        missing = {name for video in state.videos.values() for name in video["shards"]} - set(on_disk)
+        redo = [uri for uri, video in state.videos.items() if missing.intersection(video["shards"])]
         if redo:
             self.journal.append({"kind": "retract", "uris": redo})
-        done = state.done_keys_by_shard()
+        done = state.done_samples_by_shard()
+        # Shards holding samples that are not done: no commit names them, or done videos have fewer
+        # samples in them than they hold.
+        rewrite = [name for name in on_disk if state.shards.get(name) != done.get(name, 0)]
+        keys: dict[str, set[str]] = {name: set() for name in rewrite}
+        if any(done.get(name) for name in rewrite):
+            for row in self.journal.rows("index", lambda row: row["shard"] in keys):
+                keys[row["shard"]].add(row["key"])
         updates: dict[str, int] = {}
         offsets: dict[str, dict[str, int]] = {}
         orphans = 0
-        for name in on_disk:
-            written = state.shards.get(name)
-            if written is not None and written == len(done.get(name, ())):
-                continue  # every sample in it belongs to a done video
+        for name in rewrite:
             path = shard_path(name)
             data = self.dest.read_bytes(path)
-            keys = shard_keys(data)
-            keep = [k for k in keys if k in done.get(name, set())]
-            orphans += len(keys) - len(keep)
+            held = shard_keys(data)
+            keep = [k for k in held if k in keys[name]]
+            orphans += len(held) - len(keep)
             if not keep:
                 self.dest.remove(path)
-            elif len(keep) < len(keys):
+            elif len(keep) < len(held):
                 rewritten, offsets[name] = drop_samples(data, set(keep))
                 self.dest.write_bytes(path, rewritten)
             updates[name] = len(keep)
@@ -136,7 +153,7 @@ class DatasetSink:
             self._local = self.writer()
         for record in records:  # a video whose samples all wait in open shards is still known here
             self._pending.setdefault(record["uri"], _Pending(source=_source_of(record)))
-        metas = [meta for batch in self._local.stream([records]) for meta in batch]
+        metas = [meta for batch in self._local.stream([records]) for meta in batch if not meta.get(HELD)]
         self.receive(metas, {r["uri"] for r in records} if finished is None else finished)
         return metas
 
@@ -145,21 +162,24 @@ class DatasetSink:
         uris whose every record's metadata has now arrived. A duplicate sample key is turned
         into a reject, in ``metas`` too, so the caller's accounting sees it."""
         for position, meta in enumerate(metas):
+            if meta.get(HELD):  # samples waiting in an open shard: news for the failure budget only
+                continue
             uri = meta["uri"]
             self.metadata_bytes += _size_of(meta)
             pending = self._pending.setdefault(uri, _Pending())
             if not pending.source and meta.get(SOURCE_OF):
                 pending.source = meta[SOURCE_OF]
             row = meta.get(WRITTEN)
-            if row is not None and row["key"] in self._written:
+            earlier = self._writer_of(row, uri, pending) if row is not None else None
+            if earlier is not None:
                 meta = metas[position] = rejected(
                     {k: v for k, v in meta.items() if k != WRITTEN}, "write", "duplicate_clip_id",
-                    f"{uri}: clip {row['key']} is already in the dataset, written from {self._written[row['key']]}; "
+                    f"{uri}: clip {row['key']} is already in the dataset, written from {earlier}; "
                     "sample keys must be unique (give each file its own video_id)")
                 meta[REJECT] = reject_row(meta)
                 row = None  # its copy in the shard is an orphan, removed by repair()
             if row is not None:
-                self._written[row["key"]] = uri
+                pending.keys.add(row["key"])
                 pending.samples.append(row)
                 self._shard_samples[row["shard"]] = meta[SHARD_SAMPLES]
             elif meta.get(REJECT):
@@ -168,6 +188,26 @@ class DatasetSink:
             if uri in self._pending:  # a video that gave no record at all is caught by the build's accounting
                 self._pending[uri].complete = True
         self._commit()
+
+    def _writer_of(self, row: dict, uri: str, pending: _Pending) -> str | None:
+        """The file that already wrote sample key ``row["key"]`` to the dataset (None: nobody);
+        remembers this file's key."""
+        key, video_id = row["key"], row.get("video_id") or uri
+        if key in pending.keys:
+            return uri
+        owner = self._owner.setdefault(video_id, uri)
+        if owner == uri and video_id not in self._shared_keys:
+            return None
+        shared = self._shared_keys.get(video_id)
+        if shared is None:  # a second file with this video_id: from now on its keys are kept
+            shared = self._shared_keys[video_id] = {
+                r["key"]: r["uri"] for r in self.journal.rows("index", lambda r: r.get("video_id") == video_id)}
+            for other, held in self._pending.items():
+                shared.update({r["key"]: other for r in held.samples if r.get("video_id") == video_id})
+        if key in shared:
+            return shared[key]
+        shared[key] = uri
+        return None
 
     def track_stats(self, run: str, started_at: str, source: Callable[[], Stats]) -> None:
         """Journal, with every commit, what ``source()`` (the runner's stats) gained since the last one."""
@@ -231,23 +271,27 @@ class DatasetSink:
         if left:  # cannot happen: every shard is published by now
             raise AssertionError(f"internal error: videos left uncommitted: {sorted(left)[:5]}")
         self.repair()
-        write_table(self.dest, self.index_rows, INDEX, INDEX_FILE)
-        write_table(self.dest, self.reject_rows, REJECT_SCHEMA, REJECTS_FILE)
-        self.journal.compact()
-        return sorted({row["shard"] for row in self.index_rows})
+        tables = {"index": TableFile(self.dest, INDEX_FILE, INDEX),
+                  "rejects": TableFile(self.dest, REJECTS_FILE, REJECT_SCHEMA)}
+        self.journal.compact({name: table.write for name, table in tables.items()})
+        for table in tables.values():
+            table.close()
+        return sorted({name for video in self.journal.state.videos.values() for name in video["shards"]})
 
-    # ---- what the tables hold --------------------------------------------------------
+    # ---- what the tables hold (read back from OUT: every row in memory, for small builds) --------
     @property
     def index_rows(self) -> list[dict]:
-        rows = [row for v in self.journal.state.videos.values() for row in v["samples"]]
-        return sorted(rows, key=lambda r: (r["uri"], r["start"], r["clip_id"]))
+        return read_table(self.dest, INDEX_FILE).to_pylist()
 
     @property
     def reject_rows(self) -> list[dict]:
-        state = self.journal.state
-        rows = ([row for v in state.videos.values() for row in v["rejects"]]
-                + [row for v in state.pending.values() for row in v["rejects"]])
-        return sorted(rows, key=lambda r: (r["uri"] or "", r["clip_id"] or "", r["stage"], r["reason"]))
+        return read_table(self.dest, REJECTS_FILE).to_pylist()
+
+
+def read_table(dest: Destination, name: str, columns: list[str] | None = None) -> pa.Table:
+    """A published table of OUT (index.parquet, rejects.parquet), or ``columns`` of it."""
+    with dest.open(name) as handle:
+        return pq.read_table(handle, columns=columns, use_threads=False)
 
 
 def _source_of(record: dict) -> dict:

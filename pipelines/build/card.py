@@ -9,6 +9,12 @@ dataset, also after a resume).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vidcurate.schemas.records import INDEX, REJECT
 
 # Teachers whose config names no model.
 BUILT_IN_MODELS = {"ocr_teacher": "bundled RapidOCR PP-OCRv4",
@@ -31,25 +37,29 @@ def teacher_name(step: dict) -> str:
     return step.get("label") or step["op"]
 
 
-def dataset_card(resolved: dict, index_rows: list[dict], reject_rows: list[dict], sources: list[dict],
+def dataset_card(resolved: dict, index_rows, reject_rows, sources: list[dict],
                  provenance: dict, version: dict | None = None) -> str:
-    """The card's text. ``version``: a caption version's record (operators/write/versions.py) whose
-    captions ``index_rows`` carry; the card then says which version it describes."""
-    seconds = sum(r["duration"] for r in index_rows)
-    videos = {r["uri"] for r in index_rows}
-    splits = Counter(r["split"] for r in index_rows)
-    split_videos = {name: len({r["uri"] for r in index_rows if r["split"] == name}) for name in splits}
+    """The card's text, from the index and the rejects (pyarrow tables, or lists of rows).
+    ``version``: a caption version's record (operators/write/versions.py) whose captions
+    ``index_rows`` carry; the card then says which version it describes."""
+    index, rejects = _table(index_rows, INDEX), _table(reject_rows, REJECT)
+    seconds = pc.sum(index["duration"]).as_py() or 0.0
+    clips, videos = index.num_rows, pc.count_distinct(index["uri"]).as_py()
+    per_split = index.group_by("split").aggregate([([], "count_all"), ("uri", "count_distinct")]).to_pylist()
+    splits = {row["split"]: row["count_all"] for row in per_split}
+    split_videos = {row["split"]: row["uri_count_distinct"] for row in per_split}
     teachers = [step for step in resolved.get("pipeline", []) if step["op"].endswith("_teacher")]
     selectors = [step for step in resolved.get("pipeline", []) if step["op"].endswith("_selector")]
     licences = Counter(s.get("license") or "not given" for s in sources)
-    reasons = Counter(f"{r['stage']}/{r['reason']}" for r in reject_rows)
-    winners = Counter(r.get("caption_teacher") for r in index_rows if r.get("caption_teacher"))
+    reasons = _counts(rejects, lambda row: f"{row['stage']}/{row['reason']}", ["stage", "reason"])
+    winners = _counts(index.filter(pc.is_valid(index["caption_teacher"])), lambda row: row["caption_teacher"],
+                      ["caption_teacher"])
     lines = [
         "# Video-text dataset built with vidcurate",
         "",
-        f"- clips: **{len(index_rows)}** from **{len(videos)}** source videos "
-        f"({readable_duration(seconds)} of video; mean clip {seconds / max(1, len(index_rows)):.1f} s)",
-        f"- rejected inputs and clips: {len(reject_rows)} (see `rejects.parquet`)",
+        f"- clips: **{clips}** from **{videos}** source videos "
+        f"({readable_duration(seconds)} of video; mean clip {seconds / max(1, clips):.1f} s)",
+        f"- rejected inputs and clips: {rejects.num_rows} (see `rejects.parquet`)",
         f"- config hash `{provenance.get('config_hash')}`, vidcurate {provenance.get('vidcurate_version')}; "
         "the full configuration is in `config.resolved.yaml`",
         "",
@@ -96,6 +106,16 @@ def dataset_card(resolved: dict, index_rows: list[dict], reject_rows: list[dict]
         "",
     ]
     return "\n".join(lines)
+
+
+def _table(rows, schema: pa.Schema) -> pa.Table:
+    return rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows), schema=schema)
+
+
+def _counts(table: pa.Table, name: Callable[[dict], str], columns: list[str]) -> Counter:
+    """How many rows of ``table`` have each value of ``columns`` (named by ``name``), counted by pyarrow."""
+    grouped = table.group_by(columns, use_threads=False).aggregate([([], "count_all")])
+    return Counter({name(row): row["count_all"] for row in grouped.to_pylist()})
 
 
 def write_card(out: str, version: str | None = None) -> str:

@@ -24,7 +24,16 @@ HINTS = {
     "probe/no_video_stream": "the files hold no video stream (audio only?)",
     "split_shots/too_short": "every shot is shorter than split_shots.min_clip_seconds: lower it, or use "
                              "another splitting preset",
+    "probe/too_long": "the videos are longer than probe.max_duration (4 hours by default)",
+    "probe/too_many_pixels": "the videos declare frames larger than probe.max_pixels (8K by default): raise it "
+                             "if you mean to keep them",
+    "probe/extreme_aspect": "the videos are far wider than tall or the reverse (probe.max_aspect_ratio)",
+    "probe/file_too_large": "the files are larger than probe.max_file_bytes",
+    "probe/scheme_not_allowed": "the inputs' URL scheme is not in probe.allowed_schemes",
     "split_shots/truncated_video": "the videos end early (damaged or partial files)",
+    "split_shots/decode_timeout": "decoding a video took longer than split_shots.decode_timeout: the files may be "
+                                  "damaged, or very long at a high resolution",
+    "split_shots/decode_memory": "decoding needed more memory than split_shots.decode_memory_mb",
     "build/build_stopped": "the build stopped before these inputs: run the same command again",
     "input/unsupported_extension": "the manifest lists files that are not videos by extension",
     "input/duplicate_uri": "the manifest lists the same file more than once",

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from vidcurate.operators.base import is_ok
+from vidcurate.operators.write.sample_writer import HELD
 from vidcurate.pipelines.build.hints import hint_for
 
 
@@ -70,15 +71,19 @@ class FailureBudget:
         self.max_ratio, self.min_inputs = max_ratio, min_inputs
         self.inputs: set[str] = set()
         self.samples: Counter = Counter()  # uri -> samples it gave
+        self.held: set[str] = set()  # inputs with samples still in an open shard: not failures
         self.reject_reasons: dict[str, Counter] = {}
 
-    def record(self, records: list[dict]) -> None:
+    def record(self, records: list[dict], times: int = 1) -> None:
+        """Count ``records`` (samples or rejects), each ``times`` times."""
         for r in records:
             self.inputs.add(r["uri"])
-            if is_ok(r):
-                self.samples[r["uri"]] += 1
+            if r.get(HELD):
+                self.held.add(r["uri"])
+            elif is_ok(r):
+                self.samples[r["uri"]] += times
             else:
-                self.reject_reasons.setdefault(r["uri"], Counter())[f"{r['error_stage']}/{r['error_reason']}"] += 1
+                self.reject_reasons.setdefault(r["uri"], Counter())[f"{r['error_stage']}/{r['error_reason']}"] += times
 
     def outcome(self, uri: str) -> str:
         """What one input gave: samples written and rejects by stage/reason."""
@@ -89,7 +94,7 @@ class FailureBudget:
         """Raise BuildError when too many inputs yielded no clip. Mid-build (``final`` False) only
         once ``min_inputs`` inputs are done; ``earlier``: every input was done by earlier runs."""
         total = len(self.inputs)
-        failed = total - len(self.samples)
+        failed = total - len(self.held.union(self.samples))
         if total and (final or total >= self.min_inputs) and failed / total > self.max_ratio:
             reasons = self.failure_reasons()
             common = ", ".join(f"{k} ({n})" for k, n in reasons.most_common(3))
@@ -107,4 +112,4 @@ class FailureBudget:
     def failure_reasons(self) -> Counter:
         """stage/reason -> inputs that yielded no clip with it as their most common reason."""
         return Counter(self.reject_reasons[u].most_common(1)[0][0]
-                       for u in self.inputs - self.samples.keys() if u in self.reject_reasons)
+                       for u in self.inputs - self.samples.keys() - self.held if u in self.reject_reasons)

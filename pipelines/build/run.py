@@ -30,13 +30,16 @@ from collections import Counter
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 
+import pyarrow.compute as pc
 import yaml
 
+from vidcurate.operators.base import DISK_FULL
 from vidcurate.operators.stats import Stats
 from vidcurate.operators.write.destination import Destination
 from vidcurate.operators.write.journal import Journal
-from vidcurate.operators.write.layout import BUILD_FILES, CARD_FILE, CONFIG_FILE, JOURNAL_DIR, REPORT_FILE, STATS_FILE
-from vidcurate.operators.write.sink import DatasetSink, SinkOptions
+from vidcurate.operators.write.layout import (BUILD_FILES, CARD_FILE, CONFIG_FILE, INDEX_FILE, JOURNAL_DIR, REJECTS_FILE,
+                                              REPORT_FILE, STATS_FILE)
+from vidcurate.operators.write.sink import DatasetSink, SinkOptions, read_table
 from vidcurate.operators.write.versions import list_versions
 from vidcurate.pipelines.build.card import dataset_card, write_card
 from vidcurate.pipelines.build.config import BuildConfig
@@ -64,7 +67,21 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
 
     ``sources`` replaces reading ``input_location`` (used by ``retry_failed``). ``progress``:
     None = bars on a terminal and a rare line in logs, False = silent (pipelines/build/progress.py).
-    ``report=False`` skips OUT/report.html (benchmarks; ``vidcurate report OUT`` writes it later)."""
+    ``report=False`` skips OUT/report.html (benchmarks; ``vidcurate report OUT`` writes it later).
+    A full disk stops the build with an OutputError: what was committed stays, files being
+    written were never visible, and the same command resumes once there is space."""
+    try:
+        return _build(input_location, output, config, overwrite, sources, progress, report)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise OutputError(f"output {output!r}: no space left on device ({exc.filename or exc.strerror or exc}); "
+                          "the videos committed so far are kept: free some space and run the same command "
+                          "again to resume") from None
+
+
+def _build(input_location: str | None, output: str, config: BuildConfig, overwrite: bool, sources, progress,
+           report: bool) -> BuildResult:
     started = time.perf_counter()
     operators = config.operators()          # a bad config fails before anything is touched,
     inputs = (read_inputs(input_location, config.output.metadata_max_chars) if sources is None
@@ -90,9 +107,10 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
                        journal=journal, on_commit=committed.extend)
     done = sink.done_uris
     if any(sink.repaired.values()):  # what a resume cleaned up after an interrupted run
-        log.info("%s: resumed: %d partial file(s) and %d sample(s) of unfinished videos removed, %d video(s) "
-                 "to redo (their shard was gone)", output, sink.repaired["partial_files"],
-                 sink.repaired["orphan_samples"], sink.repaired["videos_redone"])
+        log.info("%s: resumed: %d video(s) a dead run had finished journaled, %d partial file(s) and %d "
+                 "sample(s) of unfinished videos removed, %d video(s) to redo (their shard was gone)", output,
+                 sink.repaired["videos_recovered"], sink.repaired["partial_files"], sink.repaired["orphan_samples"],
+                 sink.repaired["videos_redone"])
     todo = [s for s in inputs.sources if s["uri"] not in done]
 
     finished: set[str] = set()
@@ -145,12 +163,18 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     log_committed()
     runs = sink.journal.state.runs
     dest.write_bytes(STATS_FILE, json.dumps(build_stats(runs), indent=2).encode("utf-8"))
-    _account_for_every_input(inputs, sink)
+    # Read back in columns, never as rows: the coordinator's memory stays flat in the number of clips.
+    index = read_table(dest, INDEX_FILE, ["uri", "split", "duration", "caption_teacher"])
+    rejects = read_table(dest, REJECTS_FILE, ["uri", "stage", "reason"])
+    rejects_by_reason = rejects.group_by(["uri", "stage", "reason"], use_threads=False).aggregate(
+        [([], "count_all")]).to_pylist()
+    clip_uris = set(pc.unique(index["uri"]).to_pylist())
+    _account_for_every_input(inputs, clip_uris | {row["uri"] for row in rejects_by_reason})
     if dest.local and list_versions(dest.root):  # a resumed build with caption versions: the latest's card
         write_card(dest.root)
     else:
-        card = dataset_card(resolved, sink.index_rows, sink.reject_rows,
-                            [v["source"] for v in sink.journal.state.videos.values()], provenance)
+        card = dataset_card(resolved, index, rejects, [v["source"] for v in sink.journal.state.videos.values()],
+                            provenance)
         dest.write_bytes(CARD_FILE, card.encode("utf-8"))
     if report and dest.local:  # the report reads the output folder back
         try:
@@ -166,9 +190,10 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     result.inputs_done_before = len({s["uri"] for s in inputs.sources} & done)
     result.skipped_files = len(inputs.skipped)
     result.inputs_with_samples = len(budget.samples)
-    index_rows = sink.index_rows
-    result.clips = len(index_rows)
-    result.rejects = Counter(f"{r['stage']}/{r['reason']}" for r in sink.reject_rows)
+    result.clips = index.num_rows
+    result.rejects = Counter()
+    for row in rejects_by_reason:
+        result.rejects[f"{row['stage']}/{row['reason']}"] += row["count_all"]
     result.wall_seconds = time.perf_counter() - started
     dest.close()
     if error is not None:
@@ -177,9 +202,10 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     # Judged on the whole dataset of these inputs, including videos done by earlier runs.
     final = FailureBudget(config.run.max_failure_ratio, config.run.failure_ratio_min_inputs)
     wanted = {s["uri"] for s in inputs.sources} | {r["uri"] for r in inputs.rejects}
-    final.record([{"uri": row["uri"], "status": "ok"} for row in index_rows if row["uri"] in wanted])
-    final.record([rejected({"uri": row["uri"]}, row["stage"], row["reason"]) for row in sink.reject_rows
-                  if row["uri"] in wanted])
+    final.record([{"uri": uri, "status": "ok"} for uri in clip_uris if uri in wanted])
+    for row in rejects_by_reason:
+        if row["uri"] in wanted:
+            final.record([rejected({"uri": row["uri"]}, row["stage"], row["reason"])], times=row["count_all"])
     try:
         final.check(final=True, earlier=not todo and any(s["uri"] in done for s in inputs.sources))
     except BuildError as exc:
@@ -214,8 +240,7 @@ def retry_failed(output: str) -> BuildResult:
         raise OutputError(f"{output!r} holds no resumable build (no {CONFIG_FILE} and {JOURNAL_DIR}/)")
     journal = Journal(dest)
     state = journal.state
-    failed = sorted(uri for uri, video in state.videos.items()
-                    if any(row.get("transient") for row in video["rejects"]))
+    failed = sorted(uri for uri, video in state.videos.items() if video["transient"])
     waiting = [v["source"] for _, v in sorted(state.pending.items()) if any(r["transient"] for r in v["rejects"])]
     sources = [state.videos[uri]["source"] for uri in failed] + waiting
     if failed:  # their samples become orphans, removed by the build below; the new run's rows replace them
@@ -260,9 +285,9 @@ def _prepare_output(output: str, overwrite: bool, config_hash: str, resolved_con
     return dest, journal
 
 
-def _account_for_every_input(inputs, sink: DatasetSink) -> None:
-    """Every input must be in the index or the rejects table; anything else is a bug in vidcurate."""
-    seen = {row["uri"] for row in sink.index_rows} | {row["uri"] for row in sink.reject_rows}
+def _account_for_every_input(inputs, seen: set[str]) -> None:
+    """Every input must be in the index or the rejects table (``seen``: the uris they hold);
+    anything else is a bug in vidcurate."""
     missing = [s["uri"] for s in inputs.sources if s["uri"] not in seen]
     if missing:
         raise AssertionError(f"internal error: {len(missing)} input(s) vanished without a sample or a reject: "

@@ -108,6 +108,22 @@ def bench_ray(config_path: str | None, workdir: str | None, copies: int, repeats
     click.echo(report(run(config_path, workdir, copies, repeats, ("local", "ray"))))
 
 
+@bench.command("coordinator")
+@click.option("--clips", default=1_000_000, show_default=True, help="Clips of the build (a tenth is rejected).")
+@click.option("--clips-per-video", default=20, show_default=True)
+@click.option("--workers", default=2, show_default=True, help="Processes writing the shards.")
+@click.option("--workdir", default=None, help="Where the build's output goes (default: the system temp dir).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench_coordinator(clips: int, clips_per_video: int, workers: int, workdir: str | None, as_json: bool) -> None:
+    """The coordinator's memory on a build of many clips vs a process holding every row."""
+    import json
+
+    from vidcurate.pipelines.bench.coordinator import report, run
+
+    result = run(clips, clips_per_video, workers, workdir)
+    click.echo(json.dumps(result, indent=2) if as_json else report(result))
+
+
 @bench.command("teachers")
 @click.option("--model", default=None, help="Model folder or hub id (default: a tiny random VLM built locally).")
 @click.option("--teacher", type=click.Choice(["video_teacher", "frame_teacher", "text_teacher"]),

@@ -306,21 +306,28 @@ class RayRunner:
             ds = ds.map_batches(_run_task, fn_kwargs={"op": self.writer}, batch_size=self.rows_per_write(),
                                 batch_format="pyarrow", zero_copy_batch=True,
                                 num_cpus=self.writer.declared_resources().cpus)
-        received: dict[str, Fraction] = {}  # per video, the weight of its parts received so far
-        seen: set[str] = set()
+        # Per unfinished video: the weight of its parts received so far, and which parts; a finished
+        # video keeps only its uri (the driver's memory grows with videos, not clips).
+        received: dict[str, Fraction] = {}
+        parts: dict[str, set] = {}
+        finished: set[str] = set()
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
             for uri, row, weight, payload, stats in zip(*(batch.column(name).to_pylist() for name in
                                                          ("uri", "row", "weight", "payload", "stats"))):
-                if row in seen:  # sent again by a retried task
+                if uri in finished or row in parts.get(uri, ()):  # sent again by a retried task
                     self._stats.incr("ray.repeated_parts_dropped")
                     continue
-                seen.add(row)
+                parts.setdefault(uri, set()).add(row)
                 for part in pickle.loads(stats) if stats else []:
                     self._stats.merge(Stats.from_dict(part))
                 received[uri] = received.get(uri, Fraction(0)) + Fraction(weight)
                 self._stats.incr("ray.parts")
                 self._stats.incr("ray.driver_bytes", len(payload) + len(stats or b""))
-                emit(pickle.loads(payload), [uri] if received[uri] == 1 else [])
+                done = received[uri] == 1
+                if done:
+                    finished.add(uri)
+                    del received[uri], parts[uri]
+                emit(pickle.loads(payload), [uri] if done else [])
 
     def stats(self) -> Stats:
         return self._stats

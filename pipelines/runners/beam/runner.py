@@ -17,20 +17,24 @@ The pipeline, one transform per stage, labelled by step number and operator name
       |                     workers, published per bundle; metadata only from here on
       | commit              GroupByKey(uri) -> ParDo(CommitPartsDoFn): a file per bundle
 
-When the pipeline is done, this process reads the commit files one at a time and hands each
-video's metadata to ``emit`` (the build's sink journals it), so it never holds the dataset.
-Commit files of a run that died before journaling them are removed at the next start; the
-shards they named are then unreferenced and the sink's repair removes them.
+While the pipeline runs, this process reads each new commit file (polled every
+``POLL_SECONDS``, and once more when the pipeline is done) and hands each video's metadata
+to ``emit``: the build's sink journals it, so videos are committed as the pipeline finishes
+them and this process never holds the dataset. A commit file is published whole after the
+shards it names, so the commit files of a run that died are whole videos too: the sink
+journals them when the next build opens OUT (operators/write/commit_files.py), and those
+videos are done.
 """
 from __future__ import annotations
 
-import json
 import logging
+import threading
 import time
 import uuid
 from typing import ClassVar, Iterable
 
 from vidcurate.operators.stats import Stats
+from vidcurate.operators.write import commit_files
 from vidcurate.operators.write.destination import Destination
 from vidcurate.operators.write.layout import BEAM_COMMITS_DIR
 from vidcurate.pipelines.runners.base import Emit
@@ -38,6 +42,7 @@ from vidcurate.pipelines.runners.base import Emit
 log = logging.getLogger(__name__)
 
 DEFAULT_BEAM_RUNNER = "FnApiRunner"
+POLL_SECONDS = 2.0
 
 
 class BeamRunner:
@@ -69,25 +74,48 @@ class BeamRunner:
         if not sources:
             return self.stats()
         dest = Destination(self.writer.root)
-        dest.remove(BEAM_COMMITS_DIR)  # a dead run's commit files: their shards are orphans now
+        dest.remove(BEAM_COMMITS_DIR)  # a dead run's commit files were journaled when the sink opened OUT
         folder = f"{BEAM_COMMITS_DIR}/{uuid.uuid4().hex[:12]}"
+        seen: set[str] = set()
+        stop = threading.Event()
+        failed: list[BaseException] = []
+        poller = threading.Thread(target=self._poll, args=(dest, folder, emit, seen, stop, failed), daemon=True)
         clock = time.perf_counter()
-        result = self._pipeline(sources, folder).run()
-        result.wait_until_finish()
+        poller.start()
+        try:
+            result = self._pipeline(sources, folder).run()
+            result.wait_until_finish()
+        finally:
+            stop.set()
+            poller.join()
+        if failed:  # emit refused (the failure budget stopped the build): the rest is not journaled
+            raise failed[0]
         self._stats.add_time("beam.execute", time.perf_counter() - clock)
         from vidcurate.pipelines.runners.beam.transforms import stats_from_metrics
 
         self._stats.merge(stats_from_metrics(result))
-        for name in dest.listdir(folder):  # one bundle's videos at a time
-            for line in dest.read_bytes(f"{folder}/{name}").decode("utf-8").splitlines():
-                video = json.loads(line)
-                self._stats.incr("beam.driver_bytes", len(line))
-                emit(video["metas"], [video["uri"]])
-                if self.progress is not None:
-                    self.progress.videos_done(1)
+        self._journal_commits(dest, folder, emit, seen)  # what the last poll did not see
         dest.remove(BEAM_COMMITS_DIR)
         dest.close()
         return self.stats()
+
+    def _poll(self, dest: Destination, folder: str, emit: Emit, seen: set[str], stop: threading.Event,
+              failed: list[BaseException]) -> None:
+        """Journal commit files as they appear, until ``stop`` (the only caller of ``emit`` meanwhile);
+        an error ends the polling and is kept in ``failed`` for the caller to raise."""
+        try:
+            while not stop.wait(POLL_SECONDS):
+                self._journal_commits(dest, folder, emit, seen)
+        except BaseException as exc:  # noqa: BLE001  (re-raised by run())
+            failed.append(exc)
+
+    def _journal_commits(self, dest: Destination, folder: str, emit: Emit, seen: set[str]) -> None:
+        """Hand the videos of the commit files in ``folder`` not in ``seen`` to ``emit``, a file at a time."""
+        for uri, metas, size in commit_files.read(dest, folder, seen):
+            self._stats.incr("beam.driver_bytes", size)
+            emit(metas, [uri])
+            if self.progress is not None:
+                self.progress.videos_done(1)
 
     def _pipeline(self, sources: list[dict], folder: str):
         import apache_beam as beam

@@ -18,8 +18,6 @@ integer microseconds in ``vidcurate.seconds``), which the runner reads back into
 """
 from __future__ import annotations
 
-import json
-import uuid
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -28,6 +26,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from vidcurate.operators.base import is_ok
 from vidcurate.operators.stats import Stats
+from vidcurate.operators.write import commit_files
 from vidcurate.operators.write.destination import Destination
 from vidcurate.operators.write.sample_writer import reject_metadata
 
@@ -139,13 +138,12 @@ class CommitPartsDoFn(beam.DoFn):
 
     def process(self, grouped):
         uri, metas = grouped
-        self._lines.append(json.dumps({"uri": uri, "metas": list(metas)}, ensure_ascii=False, default=str))
+        self._lines.append(commit_files.encode_video(uri, list(metas)))
         Metrics.counter(COUNTERS, "beam.videos_committed").inc()
 
     def finish_bundle(self):
         if self._lines:
-            name = f"{self.folder}/commit-{uuid.uuid4().hex}.jsonl"
-            self.dest.write_bytes(name, ("\n".join(self._lines) + "\n").encode("utf-8"))
+            commit_files.publish(self.dest, self.folder, self._lines)
         self._lines = []
 
     def teardown(self):
