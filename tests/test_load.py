@@ -19,12 +19,13 @@ CONFIG = {"pipeline": [{"op": "probe"}, {"op": "split_shots", "min_clip_seconds"
           "run": {"max_failure_ratio": 0.5}}
 # The build in a process of its own that prints its peak RSS (the build's process is the coordinator).
 _BUILD = """
-import json, resource, sys
+import json, sys
+from vidcurate.pipelines.bench.coordinator import peak_rss_mb
 from vidcurate.pipelines.cli import cli
 try:
     cli(sys.argv[1:], standalone_mode=False)
 finally:
-    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), file=sys.stderr)
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}), file=sys.stderr)
 """
 
 

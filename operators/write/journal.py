@@ -181,6 +181,8 @@ class Journal:
         snapshot = len(names) > 1 or bool(names) and _number(names[-1]) != self.state.snapshot
         if not snapshot and not publish:
             return
+        if pa.default_memory_pool().backend_name == "jemalloc":  # the vidcurate command's pool
+            pa.jemalloc_set_decay_ms(0)  # give freed batches back at once: the close's peak is what it holds
         number = self.state.entries + 1
         tables = {table: f"snapshot-{number:08d}.{table}.parquet" for table in TABLES}
         for table, (schema, order) in TABLES.items():

@@ -18,7 +18,6 @@ import json
 import os
 import pickle
 import queue
-import resource
 import subprocess
 import sys
 import tempfile
@@ -51,16 +50,22 @@ def video_records(video: int, clips: int) -> list[dict]:
     return records
 
 
-def rss_mb() -> float:
+def _status_mb(field: str) -> float:
     with open("/proc/self/status") as handle:
         for line in handle:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
 
+def rss_mb() -> float:
+    return _status_mb("VmRSS")
+
+
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak RSS (VmHWM). Not getrusage's ru_maxrss: a child keeps the RSS its
+    parent had when it forked as its maximum (a test runner's hundreds of MB)."""
+    return _status_mb("VmHWM")
 
 
 def _worker(out: str, first: int, last: int, clips: int) -> None:

@@ -36,7 +36,8 @@ _RECEIVED = {"ray": "ray.driver_bytes", "beam": "beam.driver_bytes", "local": "c
 
 # One build in a fresh process: prints a JSON line with its wall time and its own peak RSS.
 _BUILD = """
-import json, resource, sys, time
+import json, sys, time
+from vidcurate.pipelines.bench.coordinator import peak_rss_mb
 from vidcurate.pipelines.build import build
 from vidcurate.pipelines.build.config import load_config
 runner, manifest, out, config_path = sys.argv[1:5]
@@ -45,7 +46,7 @@ config.run = config.run.model_copy(update={"max_failure_ratio": 0.9})
 started = time.perf_counter()
 result = build(manifest, out, config, progress=False, report=False)
 print(json.dumps({"seconds": time.perf_counter() - started, "clips": result.clips,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": peak_rss_mb()}))
 """
 
 _BEAM_STARTUP = """
