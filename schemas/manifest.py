@@ -234,8 +234,9 @@ def _source(row: dict, where: str, max_chars: int = METADATA_MAX_CHARS) -> dict:
             record.setdefault("truncated_fields", {})[name] = len(value)
             record[name] = record[name][:max_chars].rstrip()
     for name, value in row.items():  # decoded with surrogateescape: a lone surrogate is a byte that was not UTF-8
-        if isinstance(value, str) and _NOT_UTF8.search(value):
-            bad = _NOT_UTF8.search(value).group().encode("utf-8", "surrogateescape")
+        found = _NOT_UTF8.search(value) if isinstance(value, str) else None
+        if found:
+            bad = found.group().encode("utf-8", "surrogateescape")
             raise ValueError(f"{where}'{name}' is not valid UTF-8 (byte 0x{bad[0]:02x}); write the manifest as UTF-8")
     problem = video_id_problem(record["video_id"])
     if problem:
@@ -258,8 +259,8 @@ def video_id_problem(video_id: str) -> str | None:
         return f"is longer than {VIDEO_ID_MAX_CHARS} characters"
     if any(c in video_id for c in "./\\"):
         return "may not contain '.', '/' or '\\'"
-    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in video_id):
-        return "may not contain control characters or bytes that are not UTF-8"
+    if any(ord(c) < 32 or ord(c) == 127 for c in video_id):  # bytes that are not UTF-8: caught per field
+        return "may not contain control characters"
     if video_id.startswith("-"):
         return "may not start with '-'"
     return None

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import sys
 
-from vidcurate.pipelines.bench.coordinator import VIDEOS_PER_CALL, peak_rss_mb, rss_mb, video_records
+from vidcurate.pipelines.bench.coordinator import VIDEOS_PER_CALL, video_records
+from vidcurate.pipelines.bench.memory import peak_rss_mb, rss_mb
 
 
 def journal(out: str, videos: int, clips: int) -> None:

@@ -20,7 +20,7 @@ CONFIG = {"pipeline": [{"op": "probe"}, {"op": "split_shots", "min_clip_seconds"
 # The build in a process of its own that prints its peak RSS (the build's process is the coordinator).
 _BUILD = """
 import json, sys
-from vidcurate.pipelines.bench.coordinator import peak_rss_mb
+from vidcurate.pipelines.bench.memory import peak_rss_mb
 from vidcurate.pipelines.cli import cli
 try:
     cli(sys.argv[1:], standalone_mode=False)

@@ -158,8 +158,8 @@ class GenerativeTeacher(Operator):
                                 num_beams=self.num_beams, seed=self.seed)
 
     def request(self, record: dict) -> GenerationRequest:
-        return GenerationRequest(prompt=render_prompt(self.prompt, record, self.prompt_field_max_chars), images=self.frames(record),
-                                 system=self.system_prompt)
+        return GenerationRequest(prompt=render_prompt(self.prompt, record, self.prompt_field_max_chars),
+                                 images=self.frames(record), system=self.system_prompt)
 
     def provenance(self) -> dict:
         """What produced a candidate: backend, prompt as used, decoding parameters, device and kind."""

@@ -40,7 +40,8 @@ from vidcurate.operators.stats import Stats
 from vidcurate.operators.write import commit_files
 from vidcurate.operators.write.destination import Destination
 from vidcurate.operators.write.journal import Journal
-from vidcurate.operators.write.layout import BEAM_COMMITS_DIR, INDEX_FILE, REJECTS_FILE, SHARDS_DIR, shard_names, shard_path
+from vidcurate.operators.write.layout import (BEAM_COMMITS_DIR, INDEX_FILE, REJECTS_FILE, SHARDS_DIR, shard_names,
+                                              shard_path)
 from vidcurate.operators.write.partition import bucket_of, split_of  # noqa: F401  (re-exported)
 from vidcurate.operators.write.sample_writer import (HELD, REJECT, SHARD_SAMPLES, SOURCE_OF, WRITTEN, SampleWriter,
                                                     SinkOptions)

@@ -9,7 +9,6 @@ clips. One range (a build of up to ``max_rows`` rows) needs no spill file.
 """
 from __future__ import annotations
 
-import bisect
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -60,13 +59,11 @@ def sorted_tables(parts: Iterable[pa.Table], sort_keys: list[tuple[str, str]], r
 def _spill(parts: Iterable[pa.Table], bounds: list[str], spill: str, flush_at: int) -> dict[int, list[str]]:
     """Write the rows of ``parts`` to spill files by uri range; returns range -> its files."""
     buffers: dict[int, list[pa.Table]] = {}
-    held: dict[int, int] = {}
     files: dict[int, list[str]] = {}
 
     def flush(part: int) -> None:
         name = os.path.join(spill, f"{part:06d}-{len(files.get(part, [])):06d}.parquet")
         pq.write_table(pa.concat_tables(buffers.pop(part)), name)
-        held.pop(part)
         files.setdefault(part, []).append(name)
 
     for table in parts:
@@ -75,11 +72,10 @@ def _spill(parts: Iterable[pa.Table], bounds: list[str], spill: str, flush_at: i
         uris = np.array(pc.fill_null(table["uri"], "").to_pylist(), dtype=object)
         ranges = np.searchsorted(np.array(bounds, dtype=object), uris, side="left")  # bisect_left, per row
         for part in np.unique(ranges):
-            rows = table.filter(pa.array(ranges == part))
-            buffers.setdefault(int(part), []).append(rows)
-            held[int(part)] = held.get(int(part), 0) + rows.num_rows
-            if held[int(part)] >= flush_at:
-                flush(int(part))
+            part = int(part)
+            buffers.setdefault(part, []).append(table.filter(pa.array(ranges == part)))
+            if sum(rows.num_rows for rows in buffers[part]) >= flush_at:
+                flush(part)
     for part in list(buffers):
         flush(part)
     return files

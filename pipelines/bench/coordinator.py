@@ -23,6 +23,8 @@ import sys
 import tempfile
 import threading
 
+from vidcurate.pipelines.bench.memory import peak_rss_mb, rss_mb
+
 VIDEOS_PER_CALL = 100
 MODULE = "vidcurate.pipelines.bench.coordinator"  # run as a module by its own processes
 OPTIONS = {"shard_max_samples": 5000, "splits": {"train": 0.9, "validation": 0.1}}
@@ -48,24 +50,6 @@ def video_records(video: int, clips: int) -> list[dict]:
                         "caption": f"a person walks a dog past shop {clip} in video {video}",
                         "caption_teacher": "video_teacher", "score": 0.5, "status": "ok"})
     return records
-
-
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def rss_mb() -> float:
-    return _status_mb("VmRSS")
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM). Not getrusage's ru_maxrss: a child keeps the RSS its
-    parent had when it forked as its maximum (a test runner's hundreds of MB)."""
-    return _status_mb("VmHWM")
 
 
 def _worker(out: str, first: int, last: int, clips: int) -> None:

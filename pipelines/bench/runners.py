@@ -37,7 +37,7 @@ _RECEIVED = {"ray": "ray.driver_bytes", "beam": "beam.driver_bytes", "local": "c
 # One build in a fresh process: prints a JSON line with its wall time and its own peak RSS.
 _BUILD = """
 import json, sys, time
-from vidcurate.pipelines.bench.coordinator import peak_rss_mb
+from vidcurate.pipelines.bench.memory import peak_rss_mb
 from vidcurate.pipelines.build import build
 from vidcurate.pipelines.build.config import load_config
 runner, manifest, out, config_path = sys.argv[1:5]

@@ -74,7 +74,6 @@ class BeamRunner:
         if not sources:
             return self.stats()
         dest = Destination(self.writer.root)
-        dest.remove(BEAM_COMMITS_DIR)  # a dead run's commit files were journaled when the sink opened OUT
         folder = f"{BEAM_COMMITS_DIR}/{uuid.uuid4().hex[:12]}"
         seen: set[str] = set()
         stop = threading.Event()

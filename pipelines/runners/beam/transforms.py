@@ -18,7 +18,6 @@ integer microseconds in ``vidcurate.seconds``), which the runner reads back into
 """
 from __future__ import annotations
 
-
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
