@@ -28,6 +28,7 @@ from typing import ClassVar, Iterable, Iterator
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
+from vidcurate.operators import crash_ledger, kill_points
 from vidcurate.operators.stats import Stats
 from vidcurate.schemas.records import is_ok, rejected
 
@@ -176,7 +177,7 @@ class Operator(BaseModel):
         todo = [r for r in records if is_ok(r)]
         self._stats.incr(f"{self.name}.records_in", len(todo))
         started = time.perf_counter()
-        out = self._guarded_batch(todo) if todo else []
+        out = self._watched(todo) if todo else []
         self._stats.add_time(f"{self.name}.process", time.perf_counter() - started)
         for record in out:
             if is_ok(record):
@@ -186,6 +187,43 @@ class Operator(BaseModel):
         return passthrough + out
 
     # ---- failure handling ------------------------------------------------------------
+    def _watched(self, records: list[dict]) -> list[dict]:
+        """``records`` through the operator with the crash ledger told which videos it is on
+        (operators/crash_ledger.py): videos that were on a process when it died are worked on
+        alone, and set aside once they have killed ``MAX_STRIKES`` processes."""
+        ledger = crash_ledger.active()
+        if ledger is None:
+            kill_points.worker_reached(self.name, [r["uri"] for r in records])
+            return self._guarded_batch(records)
+        ledger.harvest()
+        strikes = ledger.strikes()
+        out, groups = [], [records]
+        if any(strikes[r["uri"]] for r in records):
+            poison = [r for r in records if strikes[r["uri"]] >= crash_ledger.MAX_STRIKES]
+            out = [self._set_aside(r, ledger) for r in poison]
+            groups = crash_ledger.alone_if_struck([r for r in records if strikes[r["uri"]] < crash_ledger.MAX_STRIKES],
+                                                  strikes)
+            self._stats.incr(f"{self.name}.worked_alone_after_a_crash", sum(len(g) for g in groups[1:]))
+        for group in groups:
+            if not group:
+                continue
+            uris = [r["uri"] for r in group]
+            ledger.busy(self.name, uris)
+            try:
+                kill_points.worker_reached(self.name, uris)
+                out.extend(self._guarded_batch(group))
+            finally:
+                ledger.idle()
+        return out
+
+    def _set_aside(self, record: dict, ledger) -> dict:
+        stages = ledger.stages(record["uri"])
+        where = ", ".join(dict.fromkeys(stages)) or self.name
+        # transient: an out-of-memory death may not recur, and `vidcurate retry-failed` gives it a fresh try
+        return reject(record, stages[-1] if stages else self.name, "worker_crashed",
+                      f"{record['uri']}: the process working on it died {len(stages)} times (in {where}): a crash "
+                      "in native code or out of memory; set aside so the build goes on", transient=True)
+
     def fail(self, record: dict, reason: str, detail: str = "", transient: bool = False) -> dict:
         return reject(record, self.name, reason, detail, transient)
 

@@ -12,6 +12,8 @@ import posixpath
 import shutil
 import tempfile
 
+from vidcurate.operators import kill_points
+
 
 class Destination:
     def __init__(self, root: str):
@@ -96,11 +98,13 @@ class Destination:
 
     def publish(self, staged: str, rel: str) -> None:
         """Make the finished local file ``staged`` visible as ``rel``, whole."""
+        kill_points.reached(f"before:{rel}")
         if self.local:
             os.replace(staged, self.path(rel))
         else:
             self.fs.put_file(staged, self.path(rel))
             os.remove(staged)
+        kill_points.reached(f"after:{rel}")
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         staged = self.staging_path(rel)

@@ -12,6 +12,7 @@
                              `vidcurate annotate` (its store: OUT/labels.sqlite) and `vidcurate synth`
     OUT/_journal/            what is done (operators/write/journal.py): re-running resumes
     OUT/_cache/              per-video records after run.cache_after (pipelines/build/stage_cache.py)
+    OUT/_crashes/            which videos were on a process when it died (operators/crash_ledger.py)
 
 The sink, the journal, the build, the report and the training loaders name these files only
 through this module. ``OUT`` is a local folder or any fsspec URL. An index row names its shard
@@ -38,10 +39,22 @@ EVALS_DIR = "evals"  # selector evaluations against judgments (vidcurate retriev
 LABELS_FILE = "labels.parquet"  # human judgments (schemas/labels.py): vidcurate annotate, vidcurate synth
 BUILD_VERSION = "build"  # the captions the build itself selected (index.parquet and the shards)
 CACHE_DIR = "_cache"
+CRASHES_DIR = "_crashes"  # the crash ledger: which videos processes died on (operators/crash_ledger.py)
 # What a build writes and --overwrite replaces (the stage cache survives an overwrite on purpose).
 BUILD_FILES = (SHARDS_DIR, INDEX_FILE, REJECTS_FILE, STATS_FILE, CONFIG_FILE, JOURNAL_DIR, CARD_FILE, REPORT_FILE,
-               VERSIONS_DIR, EVALS_DIR)
+               VERSIONS_DIR, EVALS_DIR, CRASHES_DIR)
 DEFAULT_SPLIT = "train"
+
+
+def crash_ledger_folder(out: str) -> str:
+    """The build's crash ledger: OUT/_crashes, or for an object-store OUT a local folder named
+    after it (the ledger needs file locks, so it serves the processes of this machine)."""
+    if "://" not in out or out.startswith("file://"):
+        return os.path.join(os.path.abspath(out.removeprefix("file://")), CRASHES_DIR)
+    import hashlib
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"vidcurate-crashes-{hashlib.sha1(out.encode()).hexdigest()[:12]}")
 
 
 def join(out: str, *parts: str) -> str:

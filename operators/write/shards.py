@@ -16,6 +16,7 @@ import json
 import tarfile
 from typing import Callable
 
+from vidcurate.operators import kill_points
 from vidcurate.operators.write.destination import Destination
 
 
@@ -73,6 +74,7 @@ class ShardWriter:
         self.last_members = shard.add(key, data)
         shard.samples += 1
         shard.bytes += size
+        kill_points.reached(f"sample:{shard.name}")
         return shard.name
 
     def close(self) -> list[str]:

@@ -34,6 +34,10 @@ HINTS = {
     "split_shots/decode_timeout": "decoding a video took longer than split_shots.decode_timeout: the files may be "
                                   "damaged, or very long at a high resolution",
     "split_shots/decode_memory": "decoding needed more memory than split_shots.decode_memory_mb",
+    "extract_clips/worker_crashed": (
+        "these videos killed the process working on them twice (a crash in a native decoder, or out of memory) "
+        "and were set aside (OUT/_crashes/strikes.jsonl says in which stage); `vidcurate retry-failed OUT` gives "
+        "them one more try, e.g. with more memory"),
     "build/build_stopped": "the build stopped before these inputs: run the same command again",
     "input/unsupported_extension": "the manifest lists files that are not videos by extension",
     "input/duplicate_uri": "the manifest lists the same file more than once",

@@ -29,6 +29,11 @@ class OutputError(ValueError):
     """The output folder cannot take this build (it is a file, unwritable, or holds another build)."""
 
 
+class WorkerLost(RuntimeError):
+    """The runner lost a worker process in the middle of a video and gave up; the crash is charged
+    to the videos it was on (operators/crash_ledger.py), and the supervisor restarts the build."""
+
+
 @dataclass
 class BuildResult:
     output: str

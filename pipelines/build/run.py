@@ -33,20 +33,22 @@ from importlib.metadata import PackageNotFoundError, version
 import pyarrow.compute as pc
 import yaml
 
+from vidcurate.operators import crash_ledger, kill_points
 from vidcurate.operators.base import DISK_FULL
 from vidcurate.operators.stats import Stats
 from vidcurate.operators.write.destination import Destination
 from vidcurate.operators.write.journal import Journal
-from vidcurate.operators.write.layout import (BUILD_FILES, CARD_FILE, CONFIG_FILE, INDEX_FILE, JOURNAL_DIR, REJECTS_FILE,
-                                              REPORT_FILE, STATS_FILE)
+from vidcurate.operators.write.layout import (BUILD_FILES, CARD_FILE, CONFIG_FILE, INDEX_FILE, JOURNAL_DIR,
+                                              REJECTS_FILE, REPORT_FILE, STATS_FILE, crash_ledger_folder)
 from vidcurate.operators.write.sink import DatasetSink, SinkOptions, read_table
 from vidcurate.operators.write.versions import list_versions
 from vidcurate.pipelines.build.card import dataset_card, write_card
 from vidcurate.pipelines.build.config import BuildConfig
 from vidcurate.pipelines.build.progress import Progress
-from vidcurate.pipelines.build.outcome import BuildError, BuildResult, FailureBudget, OutputError
+from vidcurate.pipelines.build.outcome import BuildError, BuildResult, FailureBudget, OutputError, WorkerLost
 from vidcurate.pipelines.report import write_report
 from vidcurate.pipelines.runners import runner_class
+from vidcurate.pipelines.build.supervisor import restarted
 from vidcurate.pipelines.build.stage_cache import CachedStages, prefix_digest, split_at
 from vidcurate.schemas.manifest import Inputs, read_inputs
 from vidcurate.schemas.records import rejected
@@ -70,6 +72,10 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     ``report=False`` skips OUT/report.html (benchmarks; ``vidcurate report OUT`` writes it later).
     A full disk stops the build with an OutputError: what was committed stays, files being
     written were never visible, and the same command resumes once there is space."""
+    # Every process of the build (Ray's and Beam's local workers inherit it) tells the ledger
+    # which videos it is on, so a video that kills processes is set aside (operators/crash_ledger.py).
+    previous = os.environ.get(crash_ledger.LEDGER_ENV)
+    os.environ[crash_ledger.LEDGER_ENV] = crash_ledger_folder(output)
     try:
         return _build(input_location, output, config, overwrite, sources, progress, report)
     except OSError as exc:
@@ -78,6 +84,11 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
         raise OutputError(f"output {output!r}: no space left on device ({exc.filename or exc.strerror or exc}); "
                           "the videos committed so far are kept: free some space and run the same command "
                           "again to resume") from None
+    finally:
+        if previous is None:
+            os.environ.pop(crash_ledger.LEDGER_ENV, None)
+        else:
+            os.environ[crash_ledger.LEDGER_ENV] = previous
 
 
 def _build(input_location: str | None, output: str, config: BuildConfig, overwrite: bool, sources, progress,
@@ -88,6 +99,7 @@ def _build(input_location: str | None, output: str, config: BuildConfig, overwri
               else Inputs(sources=sources, rejects=[]))
     resolved = config.resolved(operators)   # and so does a bad manifest: OUT is left as it was
     config_hash = config.digest(resolved)
+    kill_points.reached("start")
     dest, journal = _prepare_output(output, overwrite, config_hash,
                                     yaml.safe_dump(resolved, sort_keys=False).encode("utf-8"))
     provenance = {"config_hash": config_hash, "vidcurate_version": vidcurate_version()}
@@ -152,7 +164,7 @@ def _build(input_location: str | None, output: str, config: BuildConfig, overwri
         budget.check()
         if todo:  # nothing left to do: no model is loaded
             with display:
-                runner.run(todo, emit)
+                _run_charging_crashes(runner, todo, emit)
     except BuildError as exc:
         error = exc
         # Inputs the stop left unfinished are journaled as transient rejects: re-running the
@@ -214,6 +226,22 @@ def _build(input_location: str | None, output: str, config: BuildConfig, overwri
     return result
 
 
+def _run_charging_crashes(runner, todo: list[dict], emit) -> None:
+    """``runner.run``; when it fails because a worker process died in the middle of a video (Beam's
+    direct runner gives up then), WorkerLost: the ledger has charged the crash to that video."""
+    try:
+        runner.run(todo, emit)
+    except (BuildError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        ledger = crash_ledger.active()
+        struck = ledger.harvest() if ledger is not None else []
+        if not struck:
+            raise
+        raise WorkerLost(f"a worker process died while {struck[0]['stage']} worked on "
+                         f"{', '.join(sorted({s['uri'] for s in struck})[:3])} ({type(exc).__name__})") from exc
+
+
 def build_stats(runs: dict[str, dict]) -> dict:
     """stats.json: every run's counters and timers (from the journal, so killed runs count too)
     and their sum; a resume or re-run adds a run, never replaces the earlier ones."""
@@ -245,6 +273,9 @@ def retry_failed(output: str) -> BuildResult:
     sources = [state.videos[uri]["source"] for uri in failed] + waiting
     if failed:  # their samples become orphans, removed by the build below; the new run's rows replace them
         journal.append({"kind": "retract", "uris": failed})
+    # Videos set aside after crashes get a fresh try, once: not again when the supervisor restarts this command.
+    if dest.local and os.path.isdir(crash_ledger_folder(output)) and not restarted():
+        crash_ledger.CrashLedger(crash_ledger_folder(output)).forgive({s["uri"] for s in sources})
     result = build(None, output, load_config(dest.path(CONFIG_FILE)), sources=sources)
     result.retried = len(sources)
     return result

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 # A build's process is the coordinator: Arrow's jemalloc pool gives freed memory back, where
 # mimalloc (pyarrow's default on Linux) kept ~90 MB more at the peak of a 1M-clip close
@@ -23,7 +24,8 @@ os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
 import click  # noqa: E402
 
-from vidcurate.pipelines.cli import annotate, bench, refine, build, info, retriever, submit, synth, teachers, versions
+from vidcurate.pipelines.cli import (annotate, bench, build, info, options, refine, retriever, submit, synth,  # noqa: E402
+                                     teachers, versions)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,4 +47,7 @@ for command in (build.build, build.split, build.demo, info.report, info.ops, inf
 
 
 def main() -> None:
+    """The ``vidcurate`` program. Only here, in a process of its own, does a build run under its
+    supervisor (pipelines/build/supervisor.py); ``cli.main(args)`` in a program runs it in-process."""
+    options.PROCESS_ARGV = sys.argv[1:]
     cli(prog_name="vidcurate")

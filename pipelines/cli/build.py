@@ -7,7 +7,8 @@ import click
 
 from vidcurate.pipelines.build.config import bundled_configs
 from vidcurate.pipelines.cli.options import (BEAM_OPTIONS_ARGUMENT, PASS_UNKNOWN_OPTIONS, RUNNER_OPTION,
-                                             forwarded_build_options, report_build, run_build, run_overrides)
+                                             forwarded_build_options, report_build, run_build, run_overrides,
+                                             supervise_if_program)
 from vidcurate.pipelines.runners import runner_names
 
 
@@ -116,4 +117,5 @@ def retry_failed_command(output: str) -> None:
     """
     from vidcurate.pipelines.build import retry_failed
 
+    supervise_if_program(output)
     report_build(lambda: retry_failed(output), f"`vidcurate retry-failed {output}`")

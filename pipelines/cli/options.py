@@ -13,6 +13,7 @@ from vidcurate.pipelines.runners import describe_runners, runner_names
 from vidcurate.schemas.manifest import ManifestError
 
 USAGE_ERRORS = (ConfigError, ManifestError, OperatorSetupError)
+PROCESS_ARGV: list[str] | None = None  # the program's arguments, when run as the `vidcurate` program (main())
 
 
 # Options of `build` that `split` shares and `submit` passes on to the build it submits:
@@ -58,6 +59,8 @@ def report_build(run, resume_command: str = "the same command") -> None:
     """Run a build; print its summary. Errors: exit 2 (usage, output), 1 (stopped or failed: the
     summary, the reason and a hint), 130 (Ctrl-C: what is committed stays, the command resumes)."""
     from vidcurate.pipelines.build import BuildError, OutputError
+    from vidcurate.pipelines.build.outcome import WorkerLost
+    from vidcurate.pipelines.build.supervisor import WORKER_LOST
 
     try:
         result = run()
@@ -69,16 +72,31 @@ def report_build(run, resume_command: str = "the same command") -> None:
             click.echo(exc.result.summary())
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except WorkerLost as exc:  # the supervisor restarts the build
+        click.echo(f"vidcurate: {exc}", err=True)
+        sys.exit(WORKER_LOST)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: finished videos are kept; run {resume_command} again to resume", err=True)
         sys.exit(130)
     click.echo(result.summary())
 
 
+def supervise_if_program(output: str) -> None:
+    """As the `vidcurate` program, run the build in a child this process restarts if it dies
+    (pipelines/build/supervisor.py), and exit with its code; otherwise return."""
+    from vidcurate.pipelines.build.supervisor import supervise, supervising
+
+    if PROCESS_ARGV is not None and supervising():
+        from vidcurate.operators.write.layout import crash_ledger_folder
+
+        sys.exit(supervise(PROCESS_ARGV, crash_ledger_folder(output)))
+
+
 def run_build(input_location, output, config_path, runner, overwrite, verbose, run_overrides=None,
                step_overrides=None) -> None:
     from vidcurate.pipelines.build import build
 
+    supervise_if_program(output)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
 
     def run():

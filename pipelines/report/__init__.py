@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 
+from vidcurate.operators.write.destination import Destination
 from vidcurate.operators.write.layout import REPORT_FILE
 from vidcurate.pipelines.report.read import SCAN_CLIPS, ReportError
 
@@ -42,9 +43,6 @@ def write_report(out: str, samples: int = 12, scan_clips: int = SCAN_CLIPS, vers
     data = read.load(os.fspath(out), version)
     shards = read.scan_shards(data, read.pick_samples(data["index"], samples), scan_clips)
     page = html.render(data, shards)
-    path = os.path.join(data["out"], REPORT_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(page)
-    os.replace(tmp, path)
-    return path
+    dest = Destination(data["out"])
+    dest.write_bytes(REPORT_FILE, page.encode("utf-8"))  # published whole
+    return dest.path(REPORT_FILE)
