@@ -71,6 +71,7 @@ class CutSettings:
     timeout: float
     source_filters: list[str] = field(default_factory=list)  # before frames are picked by number
     out_fps: float | None = None  # resample clips down to this rate (None: the source's)
+    memory_mb: int | None = None  # address space of the ffmpeg run (None: no cap)
 
 
 @dataclass
@@ -143,7 +144,7 @@ def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: lis
     pcm_path = os.path.join(tmp, "audio.pcm")
     if has_audio and settings.asr_audio:
         args += ["-map", "0:a:0", "-ac", "1", "-ar", str(ASR_SAMPLE_RATE), "-f", "s16le", pcm_path]
-    run_ffmpeg(args, what, timeout=settings.timeout * max(1, len(spans)))
+    run_ffmpeg(args, what, timeout=settings.timeout * max(1, len(spans)), memory_mb=settings.memory_mb)
 
     jpegs = {f: jpeg for f, jpeg in zip(all_keyframes, read_keyframes(tmp, len(all_keyframes))) if jpeg}
     pcm = np.memmap(pcm_path, dtype=np.int16, mode="r") if os.path.exists(pcm_path) else None

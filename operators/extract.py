@@ -60,6 +60,8 @@ class ExtractClips(Operator):
     audio: bool = Field(True, description="Keep the audio track (AAC) in the clip when the source has one.")
     asr_audio: bool = Field(True, description="Also extract 16 kHz mono audio for speech teachers.")
     timeout: float = Field(600, gt=0, description="Seconds before one ffmpeg run is abandoned (transient reject).")
+    memory_mb: Optional[int] = Field(4096, ge=64, description="Address space one ffmpeg run may take, in MB "
+                                     "(reject ffmpeg_memory past it; None: no cap).")
     keyframes: Literal["none", "middle", "uniform", "panda_random"] = Field(
         "middle", description="Which frames become JPEG keyframes for teachers and filters.")
     num_keyframes: int = Field(4, ge=1, le=64, description="How many frames 'uniform' takes.")
@@ -123,7 +125,7 @@ class ExtractClips(Operator):
                 args += ["-map", "0:a:0", *(["-c:a", "copy"] if record.get("audio_codec") == "aac" else AAC_ARGS)]
             args += ["-avoid_negative_ts", "make_zero", "-movflags", "+faststart", clip_path]
             run_ffmpeg(args, f"{record['uri']} clip {record['start']:.2f}-{record['end']:.2f} s (stream copy)",
-                       timeout=self.timeout)
+                       timeout=self.timeout, memory_mb=self.memory_mb)
             frames, width, height = _video_facts(clip_path)
             if frames != end - start or not _starts_on_keyframe(clip_path):
                 return None
@@ -140,7 +142,7 @@ class ExtractClips(Operator):
         first = group[0]
         settings = CutSettings(self._codec_args(), self._filters(first), self.audio, self.asr_audio,
                                self.keyframe_max_side, self.timeout, self._source_filters(first),
-                               self.max_fps if self._ratio(first) is not None else None)
+                               self.max_fps if self._ratio(first) is not None else None, self.memory_mb)
         keyframes = [[r["start_frame"] + i for i in self.keyframe_indices(r["clip_id"], r["end_frame"] - r["start_frame"])]
                      for r in group]
         with tempfile.TemporaryDirectory(prefix="vidcurate-cut-") as tmp:
@@ -197,7 +199,7 @@ class ExtractClips(Operator):
                          "-frames:v", str(len(picks)), *keyframe_output(tmp)]
             if encode or want_pcm or picks:
                 run_ffmpeg(["-y", *args], f"{record['uri']} clip {record['start']:.2f}-{record['end']:.2f} s",
-                           timeout=self.timeout)
+                           timeout=self.timeout, memory_mb=self.memory_mb)
             if not encode:
                 keyframes = [jpeg for jpeg in read_keyframes(tmp, len(picks)) if jpeg]
                 audio_pcm = np.fromfile(pcm_path, dtype=np.int16).tobytes() if want_pcm and os.path.exists(

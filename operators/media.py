@@ -23,19 +23,27 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def run_ffmpeg(args: list[str], what: str, timeout: float | None = None) -> bytes:
-    """Run ffmpeg with ``args``; a failure becomes a RecordError naming ``what`` and ffmpeg's message."""
+def run_ffmpeg(args: list[str], what: str, timeout: float | None = None, memory_mb: int | None = None) -> bytes:
+    """Run ffmpeg with ``args``, stopped after ``timeout`` s and given at most ``memory_mb`` of
+    address space; a failure becomes a RecordError naming ``what`` and ffmpeg's message."""
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _cap_memory(process.pid, memory_mb)
     try:
-        done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+        stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
+        process.kill()
+        process.communicate()
         raise RecordError("ffmpeg_timeout", f"{what}: ffmpeg ran longer than {timeout} s", transient=True) from exc
-    if done.returncode != 0:
-        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    if process.returncode != 0:
+        message = stderr.decode("utf-8", "replace").strip().splitlines()
         if any("No space left on device" in line for line in message):  # the machine's fault, not the video's
             raise OSError(errno.ENOSPC, f"no space left on device: ffmpeg, {what}")
-        raise RecordError("ffmpeg_failed", f"{what}: {' | '.join(message[-3:]) or f'exit {done.returncode}'}")
-    return done.stdout
+        if memory_mb and (process.returncode < 0 or any("Cannot allocate memory" in line for line in message)):
+            raise RecordError("ffmpeg_memory", f"{what}: ffmpeg needed more than {memory_mb} MB of memory "
+                                               f"({' | '.join(message[-2:]) or f'exit {process.returncode}'})")
+        raise RecordError("ffmpeg_failed", f"{what}: {' | '.join(message[-3:]) or f'exit {process.returncode}'}")
+    return stdout
 
 
 def present_path(record: dict) -> str:

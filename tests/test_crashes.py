@@ -17,13 +17,16 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
+import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import VIDCURATE, index_table, rejects_table, run_cli
-from test_resume import _check_shards_match_index, _journal_entries, _tables, _write_manifest
+from test_resume import _check_shards_match_index, _commits, _journal_entries, _tables, _write_manifest
 from test_resume import inputs, reference  # noqa: F401  (fixtures: five real videos and a broken file; their build)
 from vidcurate.operators.kill_points import BUILD_PID_ENV, KILL_ENV
 
@@ -133,3 +136,32 @@ def test_an_input_that_kills_its_worker_is_retried_once_then_rejected_and_the_bu
     assert sum("poison" in line for line in strikes) == 2  # the old strikes forgiven, two new ones
     assert {os.path.basename(r["uri"]) for r in index_table(out)} == {"v0_bikes.mp4", "v1_bigbuckbunny.mp4"}
     assert [r["reason"] for r in rejects_table(out) if "poison" in r["uri"]] == ["worker_crashed"]
+
+
+def test_a_build_process_killed_from_outside_is_restarted_and_finishes(inputs, reference, tmp_path):
+    """The kernel's OOM killer takes the build's process (not the supervisor): the build restarts and resumes."""
+    out = tmp_path / "out"
+    args = ["build", "-i", inputs["manifest"], "-o", str(out), "-c", inputs["config"]]
+    supervisor = subprocess.Popen([*VIDCURATE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not _commits(out) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    children = (Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split())
+    assert len(children) == 1
+    os.kill(int(children[0]), signal.SIGKILL)
+    stdout, stderr = supervisor.communicate(timeout=600)
+    assert supervisor.returncode == 0, stderr[-3000:]
+    assert "killed by SIGKILL" in stderr and "restarting it" in stderr
+    assert _tables(out) == (reference["index"], reference["rejects"])
+    _check_shards_match_index(out)
+
+
+def test_the_supervisor_gives_up_on_a_build_that_dies_twice_outside_any_video(tmp_path):
+    from vidcurate.pipelines.build.supervisor import supervise
+
+    said = []
+    crash = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
+    assert supervise([], str(tmp_path / "_crashes"), said.append, program=crash) == 1
+    assert len(said) == 2 and "restarting it once" in said[0]
+    assert said[1].startswith("error: the build was killed by SIGKILL twice in a row outside the work on any video")
+    assert supervise([], str(tmp_path / "_crashes"), said.append, program=[sys.executable, "-c", "exit(3)"]) == 3

@@ -116,6 +116,21 @@ def test_a_decoder_that_hangs_or_runs_out_of_memory_is_stopped_and_its_video_rej
     assert "more than 64 MB" in starved["error_detail"]
 
 
+def test_the_clip_cutter_is_fenced_in_by_a_memory_cap(hostile):
+    """extract_clips' ffmpeg gets extract_clips.memory_mb of address space; past it, the clip's reject says so."""
+    from vidcurate.operators.extract import ExtractClips
+    from vidcurate.operators.probe import ProbeVideo
+    from vidcurate.operators.split.shots import ShotSplit
+
+    good = ProbeVideo()([{"uri": hostile["cases"]["hevc.mp4"].uri, "video_id": "good"}])[0]
+    clips = ShotSplit(min_clip_seconds=1.0)([good])
+    assert clips and not any(c.get("error_reason") for c in clips)
+    assert not any(c.get("error_reason") for c in ExtractClips(keyframes="none", max_height=144)(clips))
+    starved = ExtractClips(keyframes="none", max_height=144, memory_mb=64)(clips)
+    assert {r.get("error_reason") for r in starved} == {"ffmpeg_memory"}, starved
+    assert "more than 64 MB" in starved[0]["error_detail"]
+
+
 def test_metadata_in_a_prompt_is_quoted_data_and_length_limited():
     from vidcurate.operators.teachers.generative import PANDA_TEXT_PROMPT, render_prompt
 

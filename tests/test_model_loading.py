@@ -99,6 +99,24 @@ def test_every_wrong_reference_is_a_setup_error_naming_it(tmp_path, offline):
         load_pretrained(transformers.AutoModel, "vidcurate-tests/no-such-model")
 
 
+def test_pickled_weights_are_refused_unless_the_user_allows_them(tiny_clip, tmp_path, monkeypatch, offline):
+    """Weights load from safetensors only: a pytorch_model.bin can run code when unpickled."""
+    import transformers
+
+    import shutil
+
+    import torch
+
+    pickled = tmp_path / "pickled"  # the same model with its weights as a pickle, as old checkpoints ship
+    shutil.copytree(tiny_clip, pickled, ignore=shutil.ignore_patterns("*.safetensors"))
+    torch.save(transformers.AutoModel.from_pretrained(tiny_clip).state_dict(), pickled / "pytorch_model.bin")
+    with pytest.raises(OperatorSetupError, match=r"its weights are a pickle \(pytorch_model.bin\), which can run "
+                                                 r"code when loaded: .*VIDCURATE_ALLOW_PICKLE_WEIGHTS=1"):
+        load_pretrained(transformers.AutoModel, str(pickled))
+    monkeypatch.setenv("VIDCURATE_ALLOW_PICKLE_WEIGHTS", "1")
+    assert load_pretrained(transformers.AutoModel, str(pickled)).config.projection_dim == 16
+
+
 def test_folders_are_read_locally_and_hub_ids_at_their_revision(tmp_path, monkeypatch):
     calls = []
 

@@ -18,6 +18,22 @@ import os
 from vidcurate.operators.base import OperatorSetupError
 
 BUNDLED_PREFIX = "bundled:"
+# Model weights load from safetensors only: a pickled checkpoint (pytorch_model.bin) can run code
+# when it loads. A user who trusts such a checkpoint allows it explicitly with this variable.
+ALLOW_PICKLE_ENV = "VIDCURATE_ALLOW_PICKLE_WEIGHTS"
+
+
+def pickle_weights_allowed() -> bool:
+    return os.environ.get(ALLOW_PICKLE_ENV, "").lower() in ("1", "true", "yes")
+
+
+def _weights_kwargs(loader) -> dict:
+    """``use_safetensors=True`` for transformers model classes (configs, tokenizers and processors hold
+    no weights), unless pickled weights are allowed."""
+    name = getattr(loader, "__name__", "")
+    is_model = name.startswith("AutoModel") or any(
+        base.__name__ == "PreTrainedModel" for base in getattr(loader, "__mro__", ()))
+    return {"use_safetensors": True} if is_model and not pickle_weights_allowed() else {}
 
 
 def require(module: str, package: str, purpose: str):
@@ -93,11 +109,17 @@ def load_pretrained(loader, ref: str, revision: str | None = None, what: str = "
     quiet_progress_bars()
     load = getattr(loader, "from_pretrained", loader)
     try:
-        loaded = load(path, revision=revision, local_files_only=local, **kwargs)
+        loaded = load(path, revision=revision, local_files_only=local, **_weights_kwargs(loader), **kwargs)
         if to_device is not None:
             loaded = loaded.to(to_device).eval()
     except OperatorSetupError:
         raise
     except Exception as exc:
-        raise OperatorSetupError(f"cannot load the {what} from {describe(ref)}: {type(exc).__name__}: {exc}") from exc
+        pickled = local and any(os.path.exists(os.path.join(path, n)) for n in ("pytorch_model.bin",
+                                                                               "pytorch_model.bin.index.json"))
+        advice = (f"; its weights are a pickle (pytorch_model.bin), which can run code when loaded: convert them "
+                  f"to safetensors, or set {ALLOW_PICKLE_ENV}=1 if you trust this checkpoint"
+                  if pickled and _weights_kwargs(loader) else "")
+        raise OperatorSetupError(f"cannot load the {what} from {describe(ref)}: {type(exc).__name__}: {exc}{advice}"
+                                 ) from exc
     return loaded

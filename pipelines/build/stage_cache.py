@@ -12,12 +12,22 @@ even loaded when every video is cached. Videos with a transient reject are not c
 so a retry really retries.
 
 The cache costs about the size of the clips; set ``run.cache_after: null`` to disable it.
+
+Parts are pickles, and unpickling runs code: each part is sealed with an HMAC-SHA256 under a
+key that lives outside OUT (``~/.cache/vidcurate/stage-cache.key``, made on first use, mode
+0600), and a part whose seal does not verify (written by someone else, copied from another
+machine, tampered with) is never unpickled: the video is computed again
+(``stage_cache.untrusted``). The key travels with this object to Ray's and Beam's workers.
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import logging
+import os
 import pickle
+import secrets
 from typing import Iterable, Iterator
 
 from vidcurate.operators.base import Operator, Resources, is_ok
@@ -27,6 +37,54 @@ from vidcurate.operators.write.layout import CACHE_DIR
 
 NAME = "stage_cache"
 DONE = "done.json"
+SEAL = b"vidcurate-cache-1\n"  # then the 32-byte HMAC of the pickle, then the pickle
+log = logging.getLogger(__name__)
+
+
+class UntrustedPart(ValueError):
+    """A cached part whose seal does not verify under this user's key."""
+
+
+def cache_key() -> bytes:
+    """This user's stage-cache key (``$XDG_CACHE_HOME`` or ``~/.cache``/vidcurate/stage-cache.key),
+    made on first use; a random key of this process if it cannot be stored (nothing is then reused)."""
+    folder = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vidcurate")
+    path = os.path.join(folder, "stage-cache.key")
+    try:
+        with open(path, "rb") as handle:
+            key = handle.read()
+        if len(key) == 32:
+            return key
+    except OSError:
+        pass
+    key = secrets.token_bytes(32)
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        fd = os.open(path + f".{os.getpid()}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+        os.replace(path + f".{os.getpid()}.tmp", path)
+        with open(path, "rb") as handle:  # another process may have won the race: use the stored key
+            return handle.read()
+    except OSError as exc:
+        log.warning("cannot store the stage-cache key in %s (%s): cached clips will not be reused", path, exc)
+        return key
+
+
+def seal(records: list[dict], key: bytes) -> bytes:
+    data = pickle.dumps(records, protocol=5)
+    return SEAL + hmac.new(key, data, hashlib.sha256).digest() + data
+
+
+def unseal(blob: bytes, key: bytes) -> list[dict]:
+    """The records of a sealed part; UntrustedPart, before any unpickling, if the seal does not verify."""
+    head = len(SEAL)
+    if not blob.startswith(SEAL) or len(blob) < head + 32:
+        raise UntrustedPart("no seal")
+    mac, data = blob[head:head + 32], blob[head + 32:]
+    if not hmac.compare_digest(mac, hmac.new(key, data, hashlib.sha256).digest()):
+        raise UntrustedPart("the seal does not verify")
+    return pickle.loads(data)
 
 
 class CachedStages:
@@ -38,9 +96,10 @@ class CachedStages:
 
     name = NAME
 
-    def __init__(self, operators: list[Operator], dest: Destination, prefix_digest: str):
+    def __init__(self, operators: list[Operator], dest: Destination, prefix_digest: str, key: bytes | None = None):
         self.operators = operators
         self.dest = dest
+        self.key = key if key is not None else cache_key()
         self.folder = f"{CACHE_DIR}/{prefix_digest}"
         self._own = Stats()
         self._ready = False
@@ -87,10 +146,15 @@ class CachedStages:
                         given.update(r.get("clip_id") for r in records)
                         yield records
                     self._own.incr(f"{NAME}.hits")
-                except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError):
-                    # A damaged entry is recomputed, never trusted; clip ids are deterministic,
-                    # so what earlier parts gave is not given twice.
-                    self._own.incr(f"{NAME}.unreadable")
+                except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+                    # A damaged or untrusted entry is recomputed, never trusted; clip ids are
+                    # deterministic, so what earlier parts gave is not given twice.
+                    if isinstance(exc, UntrustedPart):
+                        self._own.incr(f"{NAME}.untrusted")
+                        log.warning("%s: a cached part is not sealed by this user's key (%s): not loaded, "
+                                    "computed again", source["uri"], exc)
+                    else:
+                        self._own.incr(f"{NAME}.unreadable")
                     for records in self._compute(source, progress):
                         yield [r for r in records if r.get("clip_id") not in given or r.get("clip_id") is None]
 
@@ -110,7 +174,7 @@ class CachedStages:
             cacheable = cacheable and not any(not is_ok(r) and r.get("error_transient") for r in records)
             if cacheable:  # a video with a transient reject is not cached, so a retry really retries
                 self.dest.makedirs(folder)
-                self.dest.write_bytes(f"{folder}/part-{parts:05d}.pkl", pickle.dumps(records, protocol=5))
+                self.dest.write_bytes(f"{folder}/part-{parts:05d}.pkl", seal(records, self.key))
                 parts += 1
             yield records
         if cacheable:  # written last: a video is cached only once all its parts are
@@ -139,7 +203,7 @@ class CachedStages:
         return parts
 
     def _load_part(self, part: str, source: dict) -> list[dict]:
-        records = pickle.loads(self.dest.read_bytes(part))
+        records = unseal(self.dest.read_bytes(part), self.key)
         # The manifest's metadata may have changed (titles fixed): take it from the source.
         return [{**record, **source} if is_ok(record) else record for record in records]
 

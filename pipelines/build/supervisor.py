@@ -39,12 +39,12 @@ def supervising() -> bool:
     return not os.environ.get(SUPERVISED_ENV) and sys.platform.startswith("linux")
 
 
-def supervise(argv: list[str], ledger_folder: str, say=None) -> int:
-    """Run ``vidcurate <argv>`` as a child until it finishes; its exit code."""
+def supervise(argv: list[str], ledger_folder: str, say=None, program: list[str] | None = None) -> int:
+    """Run ``vidcurate <argv>`` (or ``program``) as a child until it finishes; its exit code."""
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     kill_points.mark_build_process()
     env = {**os.environ, SUPERVISED_ENV: "1", LEDGER_ENV: ledger_folder}
-    command = [sys.executable, "-m", "vidcurate.pipelines.cli", *argv]
+    command = program or [sys.executable, "-m", "vidcurate.pipelines.cli", *argv]
     blank_crashes = restarts = 0
     while True:
         code = _run_child(command, {**env, RESTART_ENV: str(restarts)})
