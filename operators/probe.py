@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from typing import ClassVar, Optional
 
 from pydantic import Field
@@ -36,6 +37,8 @@ class ProbeVideo(Operator):
     allowed_schemes: list[str] = Field(list(DEFAULT_SCHEMES), description="URL schemes of inputs that are fetched "
                                        "(a local path is always read).")
     fetch_timeout: float = Field(60.0, gt=0, description="Seconds a fetch may wait to connect or between bytes.")
+    read_timeout: float = Field(60.0, gt=0, description="Seconds opening the container or one read of it may "
+                                "take (a stalled network filesystem): reject read_timeout, transient.")
     fetch_retries: int = Field(3, ge=0, description="Retries of a fetch that failed transiently (network "
                                                     "errors, timeouts, HTTP 408/429/5xx), with backoff.")
 
@@ -43,12 +46,15 @@ class ProbeVideo(Operator):
         uri = record["uri"]
         path = local_path(uri, self.cache_dir, FetchPolicy(tuple(self.allowed_schemes), self.max_file_bytes,
                                                            self.fetch_timeout, self.fetch_retries))
-        size = os.path.getsize(path)
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO, device or folder: reading it could block or never end
+            raise RecordError("not_a_file", f"{uri}: not a regular file (a pipe, device or folder)")
+        size = info.st_size
         if size == 0:
             raise RecordError("empty_file", f"{uri}: the file is 0 bytes")
         if self.max_file_bytes and size > self.max_file_bytes:
             raise RecordError("file_too_large", f"{uri}: {size} bytes > max_file_bytes {self.max_file_bytes}")
-        facts = probe_file(path, uri, self.max_pixels, self.max_aspect_ratio)
+        facts = probe_file(path, uri, self.max_pixels, self.max_aspect_ratio, self.read_timeout)
         if facts["duration"] < self.min_duration:
             raise RecordError("too_short", f"{uri}: {facts['duration']:.2f} s < min_duration {self.min_duration} s")
         if facts["duration"] > self.max_duration:
@@ -56,13 +62,17 @@ class ProbeVideo(Operator):
         return {**record, **facts, "size_bytes": size, "local_path": path}
 
 
-def probe_file(path: str, uri: str, max_pixels: int | None = None, max_aspect_ratio: float | None = None) -> dict:
+def probe_file(path: str, uri: str, max_pixels: int | None = None, max_aspect_ratio: float | None = None,
+               read_timeout: float | None = None) -> dict:
     """The PROBE facts of one file; the limits are checked on what it declares, before decoding."""
     import av
 
     try:
-        container = av.open(path)
+        container = av.open(path, timeout=read_timeout)
     except Exception as exc:
+        if "Immediate exit requested" in str(exc) or isinstance(exc, TimeoutError):  # PyAV's timeout
+            raise RecordError("read_timeout", f"{uri}: opening it took longer than {read_timeout:g} s",
+                              transient=True) from exc
         raise RecordError("unreadable_container", f"{uri}: {type(exc).__name__}: {exc}") from exc
     with container:
         if not container.streams.video:

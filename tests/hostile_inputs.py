@@ -152,6 +152,8 @@ def make(folder: str, http_base: str | None = None) -> dict[str, Case]:
 
     # ---- manifest rows --------------------------------------------------------------------
     cases.append(Case("missing.mp4", ("probe", "file_not_found")))
+    os.mkfifo(at("named_pipe.mp4"))  # reading it would block forever: refused before it is opened
+    case("named_pipe.mp4", ("probe", "not_a_file"))
     cases.append(Case("unreachable-url", ("probe", "fetch_failed"), uri="http://127.0.0.1:9/video.mp4"))
     os.link(at("whole.mp4"), at("long_description.mp4"))
     case("long_description.mp4", SAMPLES, title="a megabyte of description", description="words " * 180_000)

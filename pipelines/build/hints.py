@@ -20,6 +20,9 @@ HINTS = {
                             "against the manifest's folder",
     "probe/fetch_failed": "remote inputs could not be fetched: check the URLs, credentials and network, "
                           "then run `vidcurate retry-failed OUT`",
+    "probe/not_a_file": "the inputs are pipes, devices or folders, not regular files",
+    "probe/read_timeout": "opening the files stalled past probe.read_timeout (a slow network filesystem?); "
+                          "run `vidcurate retry-failed OUT`",
     "probe/too_short": "the videos are shorter than probe.min_duration",
     "probe/no_video_stream": "the files hold no video stream (audio only?)",
     "split_shots/too_short": "every shot is shorter than split_shots.min_clip_seconds: lower it, or use "

@@ -78,12 +78,12 @@ def build(input_location: str | None, output: str, config: BuildConfig, overwrit
     os.environ[crash_ledger.LEDGER_ENV] = crash_ledger_folder(output)
     try:
         return _build(input_location, output, config, overwrite, sources, progress, report)
-    except OSError as exc:
-        if exc.errno not in DISK_FULL:
+    except Exception as exc:
+        full = _disk_full(exc)
+        if full is None:
             raise
-        raise OutputError(f"output {output!r}: no space left on device ({exc.filename or exc.strerror or exc}); "
-                          "the videos committed so far are kept: free some space and run the same command "
-                          "again to resume") from None
+        raise OutputError(f"output {output!r}: no space left on device ({full}); the videos committed so far are "
+                          "kept: free some space and run the same command again to resume") from None
     finally:
         if previous is None:
             os.environ.pop(crash_ledger.LEDGER_ENV, None)
@@ -224,6 +224,22 @@ def _build(input_location: str | None, output: str, config: BuildConfig, overwri
         exc.result = result
         raise
     return result
+
+
+def _disk_full(exc: BaseException) -> str | None:
+    """What ran out of space, if ``exc`` is (or wraps: Ray's task errors, Beam's job errors) a full disk."""
+    seen, todo = set(), [exc]
+    while todo:
+        error = todo.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            return str(error.filename or error.strerror or error)
+        if "No space left on device" in str(error) or "Disk quota exceeded" in str(error):
+            return "a worker's write"
+        todo += [error.__cause__, error.__context__, getattr(error, "cause", None)]
+    return None
 
 
 def _run_charging_crashes(runner, todo: list[dict], emit) -> None:
