@@ -193,24 +193,23 @@ class Operator(BaseModel):
         alone, and set aside once they have killed ``MAX_STRIKES`` processes."""
         ledger = crash_ledger.active()
         if ledger is None:
-            kill_points.worker_reached(self.name, [r["uri"] for r in records])
+            kill_points.worker_reached(self.name, records)
             return self._guarded_batch(records)
         ledger.harvest()
         strikes = ledger.strikes()
         out, groups = [], [records]
-        if any(strikes[r["uri"]] for r in records):
-            poison = [r for r in records if strikes[r["uri"]] >= crash_ledger.MAX_STRIKES]
+        if any(strikes[r.get("uri")] for r in records):
+            poison = [r for r in records if strikes[r.get("uri")] >= crash_ledger.MAX_STRIKES]
             out = [self._set_aside(r, ledger) for r in poison]
-            groups = crash_ledger.alone_if_struck([r for r in records if strikes[r["uri"]] < crash_ledger.MAX_STRIKES],
-                                                  strikes)
+            groups = crash_ledger.alone_if_struck(
+                [r for r in records if strikes[r.get("uri")] < crash_ledger.MAX_STRIKES], strikes)
             self._stats.incr(f"{self.name}.worked_alone_after_a_crash", sum(len(g) for g in groups[1:]))
         for group in groups:
             if not group:
                 continue
-            uris = [r["uri"] for r in group]
-            ledger.busy(self.name, uris)
+            ledger.busy(self.name, [r["uri"] for r in group if r.get("uri")])
             try:
-                kill_points.worker_reached(self.name, uris)
+                kill_points.worker_reached(self.name, group)
                 out.extend(self._guarded_batch(group))
             finally:
                 ledger.idle()

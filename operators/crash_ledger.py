@@ -148,7 +148,7 @@ def alone_if_struck(records: list[dict], strikes: Counter) -> list[list[dict]]:
     groups: dict[str, list[dict]] = {}
     clean = []
     for record in records:
-        if strikes[record["uri"]]:
+        if strikes[record.get("uri")]:
             groups.setdefault(record["uri"], []).append(record)
         else:
             clean.append(record)

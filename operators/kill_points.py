@@ -47,13 +47,13 @@ def reached(moment: str) -> None:
         kill_build()
 
 
-def worker_reached(stage: str, uris) -> None:
+def worker_reached(stage: str, records: list[dict]) -> None:
     """Kill this worker (alone) if the crash tests made an input of this batch a poison for ``stage``."""
     spec = os.environ.get(KILL_ENV)
     if not spec or "@" not in spec:
         return
     pattern, _, needle = spec.partition("@")
-    if fnmatchcase(f"worker:{stage}", pattern) and any(needle in uri for uri in uris):
+    if fnmatchcase(f"worker:{stage}", pattern) and any(needle in (r.get("uri") or "") for r in records):
         os.kill(os.getpid(), signal.SIGKILL)
 
 

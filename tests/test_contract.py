@@ -119,6 +119,17 @@ def test_failures_become_reject_records_and_the_rest_flows_on():
     assert counters["doubler.rejected.unlucky"] == 1 and counters["doubler.rejected.unexpected_error"] == 1
 
 
+@pytest.mark.parametrize("ledger", [False, True], ids=["plain", "inside-a-build"])
+def test_records_without_a_uri_go_through_an_operator_too(tmp_path, monkeypatch, ledger):
+    """Tools and benchmarks call operators on records of their own (no source uri), also while a
+    build's crash ledger is active in the process."""
+    from vidcurate.operators.crash_ledger import LEDGER_ENV
+
+    if ledger:
+        monkeypatch.setenv(LEDGER_ENV, str(tmp_path / "_crashes"))
+    assert [r["x"] for r in Doubler()([{"x": 1}, {"x": 2}])] == [2, 4]
+
+
 def test_rejected_records_pass_through_untouched_and_lose_heavy_payloads():
     earlier = reject({"uri": "z", "x": 13, "mp4": b"\0" * 100}, "probe", "empty_file", "0 bytes")
     assert "mp4" not in earlier

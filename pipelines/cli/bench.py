@@ -4,9 +4,95 @@ from __future__ import annotations
 import click
 
 
-@click.group()
-def bench() -> None:
-    """Benchmarks that print speed and memory ratios against baselines measured in the same run."""
+class _SuiteOrBenchmark(click.Group):
+    """``vidcurate bench [NAME ...] [--quick] [--json FILE] [--workdir DIR]`` runs the suite (every
+    benchmark, or the NAMEs, at the suite's sizes); ``vidcurate bench NAME --option ...`` runs one
+    benchmark with its own options (``vidcurate bench NAME --help``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        suite = _suite_call(args)
+        if suite is not None:
+            ctx.meta["vidcurate.suite"] = suite
+            args = []
+        return super().parse_args(ctx, args)
+
+
+def _suite_call(args: list[str]) -> dict | None:
+    """The suite's names and flags if ``args`` hold nothing else; None otherwise."""
+    from vidcurate.pipelines.bench.suite import names
+
+    call = {"names": [], "quick": False, "json": None, "workdir": None}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        flag, _, value = arg.partition("=")
+        if arg in names():
+            call["names"].append(arg)
+        elif arg == "--quick":
+            call["quick"] = True
+        elif flag in ("--json", "--workdir"):
+            if not value:
+                if i + 1 == len(args):
+                    return None
+                i, value = i + 1, args[i + 1]
+            call[flag[2:]] = value
+        else:
+            return None
+        i += 1
+    return call
+
+
+@click.group(cls=_SuiteOrBenchmark, invoke_without_command=True)
+@click.pass_context
+def bench(ctx: click.Context) -> None:
+    """Benchmarks: ratios against baselines measured in the same run, on the same inputs.
+
+    \b
+    vidcurate bench [NAME ...] [--quick] [--json FILE] [--workdir DIR]
+        the suite: every benchmark (or the NAMEs) at the suite's sizes, each one's report,
+        then one table of headline figures and targets; --quick: sizes that only check that
+        each runs (about 3 minutes); --json: every figure, for machines.
+    vidcurate bench NAME [OPTIONS]
+        one benchmark with its own options (vidcurate bench NAME --help).
+
+    Suite names: split, scenes, shards, teachers, loader, runners, coordinator, selection,
+    refinement, annotate. docs/PERFORMANCE.md holds the latest full run.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from vidcurate.pipelines.bench import suite
+
+    call = ctx.meta.get("vidcurate.suite") or {"names": [], "quick": False, "json": None, "workdir": None}
+    result = suite.run(call["names"], call["quick"], call["workdir"], echo=click.echo)
+    if call["json"]:
+        suite.write_json(result, call["json"])
+        click.echo(f"figures written to {call['json']}")
+    failed = [name for name, entry in result["benchmarks"].items() if "error" in entry]
+    if failed:
+        raise click.ClickException(f"benchmark(s) failed: {', '.join(failed)}")
+
+
+@bench.command("scenes")
+@click.option("--videos", default=6, show_default=True, help="Spliced videos of real footage.")
+@click.option("--shots", default=10, show_default=True, help="Shots per video.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--workdir", default=None, help="Where the videos and bench_scenes.json go (default: a temp dir).")
+def bench_scenes(videos: int, shots: int, seed: int, workdir: str | None) -> None:
+    """Shot detection vs PySceneDetect detect(ContentDetector) on videos with known cuts: speed, precision, recall."""
+    from vidcurate.pipelines.bench.scenes import report, run
+
+    click.echo(report(run(videos, shots, seed, workdir)))
+
+
+@bench.command("loader")
+@click.option("--copies", default=4, show_default=True, help="How many times the demo inputs are built.")
+@click.option("--repeats", default=2, show_default=True, help="Runs per measurement; the best is kept.")
+@click.option("--workdir", default=None, help="Where the dataset goes (default: a temp dir; one there is reused).")
+def bench_loader(copies: int, repeats: int, workdir: str | None) -> None:
+    """The training loader's clips/s vs decord alone on the same shards."""
+    from vidcurate.pipelines.bench.loader import report, run
+
+    click.echo(report(run(copies, repeats, workdir)))
 
 
 @bench.command("split")

@@ -1,0 +1,48 @@
+"""`vidcurate bench [NAME ...] [--quick] [--json FILE]`: the suite runs its benchmarks and prints
+their ratios (never timed assertions: only that each figure is there and is a number)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from conftest import run_cli
+from vidcurate.pipelines.bench.scenes import score
+from vidcurate.pipelines.cli.bench import _suite_call
+
+
+def test_names_and_suite_flags_run_the_suite_and_anything_else_one_benchmark():
+    assert _suite_call([]) == {"names": [], "quick": False, "json": None, "workdir": None}
+    assert _suite_call(["split", "shards", "--quick", "--json", "f.json"]) == {
+        "names": ["split", "shards"], "quick": True, "json": "f.json", "workdir": None}
+    assert _suite_call(["--json=f.json", "--workdir", "w", "loader"])["workdir"] == "w"
+    assert _suite_call(["split", "--seconds", "10"]) is None  # split with its own options
+    assert _suite_call(["split", "--json"]) is None  # a flag without its value: click reports it
+    assert _suite_call(["--help"]) is None
+
+
+def test_a_detected_cut_counts_once_within_the_tolerance():
+    assert score([10, 11, 50, 90], [10, 52, 70]) == (2, 4, 3)  # 10 and 50 hit; 11 is 10's twin; 90 is wrong
+    assert score([], [5]) == (0, 0, 1)
+
+
+@pytest.mark.slow
+def test_the_quick_suite_prints_a_table_of_ratios_and_writes_every_figure(tmp_path):
+    figures = tmp_path / "bench.json"
+    done = run_cli("bench", "scenes", "shards", "loader", "--quick", "--json", str(figures),
+                   "--workdir", str(tmp_path / "work"), timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    suite = json.loads(figures.read_text())
+    assert list(suite["benchmarks"]) == ["scenes", "shards", "loader"] and suite["quick"]
+    assert suite["machine"]["cpus"] >= 1
+    for name, entry in suite["benchmarks"].items():
+        assert entry["headlines"] and entry["result"], name
+        for headline in entry["headlines"]:
+            assert math.isfinite(headline["value"]) and headline["label"] in done.stdout, headline
+    scenes = suite["benchmarks"]["scenes"]["result"]
+    assert set(scenes["detectors"]) == {"ours (split_shots content)", "ours (split_shots transnetv2)",
+                                        "PySceneDetect detect(ContentDetector)"}
+    assert scenes["true_cuts"] > 0 and all(0 <= d["recall"] <= 1 for d in scenes["detectors"].values())
+    assert "shot detection on" in done.stdout and "training loader on" in done.stdout  # each one's own report
+    assert "vidcurate bench --quick:" in done.stdout and "no verdicts" in done.stdout
