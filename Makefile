@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TEST_SYSTEM := $(VENV)/.test-system-packages
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast install clean
+.PHONY: demo test test-fast bench bench-quick install clean
 
 $(STAMP): pyproject.toml infra/constraints-cpu.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 2; }
@@ -40,6 +40,13 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/vidcurate demo --output out/demo
+
+# The benchmark suite (docs/PERFORMANCE.md): every benchmark as ratios, the figures in out/bench.json.
+bench: $(STAMP)
+	$(BIN)/vidcurate bench --json out/bench.json
+
+bench-quick: $(STAMP)
+	$(BIN)/vidcurate bench --quick --json out/bench-quick.json
 
 test: $(STAMP) $(TEST_SYSTEM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -58,7 +58,7 @@ def _at_most(label: str, value: float, target: float, unit: str = "x") -> Headli
 def _split(quick: bool, workdir: str) -> dict:
     from vidcurate.pipelines.bench import split
 
-    return split.run(seconds=12 if quick else 40, repeats=1 if quick else 2, long_factor=20,
+    return split.run(seconds=12 if quick else 20, repeats=1 if quick else 2, long_factor=20,
                      workdir=os.path.join(workdir, "split"), echo=lambda _text: None)
 
 
@@ -74,7 +74,7 @@ def _split_headlines(r: dict) -> list[Headline]:
 def _scenes(quick: bool, workdir: str) -> dict:
     from vidcurate.pipelines.bench import scenes
 
-    return scenes.run(videos=2 if quick else 6, shots=6 if quick else 10, workdir=os.path.join(workdir, "scenes"))
+    return scenes.run(videos=2 if quick else 4, shots=6 if quick else 8, workdir=os.path.join(workdir, "scenes"))
 
 
 def _scenes_headlines(r: dict) -> list[Headline]:
@@ -105,7 +105,7 @@ def _loader(quick: bool, workdir: str) -> dict:
 def _runners(quick: bool, workdir: str) -> dict:
     from vidcurate.pipelines.bench import runners
 
-    return runners.run(workdir=workdir, copies=1 if quick else 2, runners=("local", "beam") if quick else
+    return runners.run(workdir=workdir, copies=1, runners=("local", "beam") if quick else
                        runners.RUNNERS)
 
 
@@ -118,7 +118,7 @@ def _coordinator(quick: bool, workdir: str) -> dict:
 def _selection(quick: bool, workdir: str) -> dict:
     from vidcurate.pipelines.bench import selection
 
-    return selection.run(clips=150 if quick else None, epochs=1 if quick else None, seed=0, noise=0.2, quick=True,
+    return selection.run(clips=150 if quick else 400, epochs=1 if quick else 3, seed=0, noise=0.2, quick=True,
                          workdir=os.path.join(workdir, "selection"), repeats=1, echo=lambda _text: None)
 
 
@@ -135,7 +135,7 @@ def _selection_headlines(r: dict) -> list[Headline]:
 def _refinement(quick: bool, workdir: str) -> dict:
     from vidcurate.pipelines.bench import refinement
 
-    return refinement.run(clips=120 if quick else None, epochs=1 if quick else None, rounds=1 if quick else None,
+    return refinement.run(clips=120 if quick else 300, epochs=1 if quick else 8, rounds=1,
                           noises=[0.2], seed=0, quick=True, workdir=os.path.join(workdir, "refinement"),
                           echo=lambda _text: None)
 
