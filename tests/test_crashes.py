@@ -165,3 +165,21 @@ def test_the_supervisor_gives_up_on_a_build_that_dies_twice_outside_any_video(tm
     assert len(said) == 2 and "restarting it once" in said[0]
     assert said[1].startswith("error: the build was killed by SIGKILL twice in a row outside the work on any video")
     assert supervise([], str(tmp_path / "_crashes"), said.append, program=[sys.executable, "-c", "exit(3)"]) == 3
+    # Killed by SIGTERM (someone stopping it, e.g. `ray job stop`): passed on as 143, never restarted.
+    said.clear()
+    term = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"]
+    assert supervise([], str(tmp_path / "_crashes"), said.append, program=term) == 128 + signal.SIGTERM
+    assert said == []
+
+
+def test_sigterm_to_the_command_stops_the_build_without_a_restart(inputs, tmp_path):
+    out = tmp_path / "out"
+    args = ["build", "-i", inputs["manifest"], "-o", str(out), "-c", inputs["config"]]
+    supervisor = subprocess.Popen([*VIDCURATE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not _commits(out) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    supervisor.send_signal(signal.SIGTERM)
+    _, stderr = supervisor.communicate(timeout=300)
+    assert supervisor.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "restarting" not in stderr and not (out / "index.parquet").exists()

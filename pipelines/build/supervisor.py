@@ -10,9 +10,10 @@ poison input never stops a build, and each restart sets a video closer to aside,
 the restarts. A crash that left no video behind (not an input's fault) is restarted once; a
 second one in a row stops the build with an error.
 
-Ctrl-C and SIGTERM are passed on to the child (it runs in its own process group, so a
+Ctrl-C, SIGTERM and SIGHUP are passed on to the child (it runs in its own process group, so a
 terminal's Ctrl-C reaches it once, through here), which exits as an unsupervised build
-does. The child dies with the supervisor (``PR_SET_PDEATHSIG``): ``kill -9`` of the build's
+does, and a stopped build is never restarted; nor is one that died of a signal that is not a
+crash (``CRASH_SIGNALS``). The child dies with the supervisor (``PR_SET_PDEATHSIG``): ``kill -9`` of the build's
 process stops all of it, and the same command resumes. Ray restarts its own workers; on Ray
 the supervisor only matters when the driver process itself dies.
 """
@@ -30,6 +31,9 @@ from vidcurate.operators.crash_ledger import LEDGER_ENV, CrashLedger
 SUPERVISED_ENV = "VIDCURATE_SUPERVISED"  # set in the child: it runs the build itself
 RESTART_ENV = "VIDCURATE_RESTART"  # in the child: how many times the supervisor restarted the build (0: first run)
 WORKER_LOST = 75  # EX_TEMPFAIL: the runner lost a worker mid-video; the supervisor restarts the build
+# Deaths that are crashes (a native library, the OOM killer's SIGKILL): restarted. Any other signal
+# (SIGTERM, SIGHUP, ...) is someone stopping the build: passed on as the exit status, never restarted.
+CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE, signal.SIGKILL}
 _PR_SET_PDEATHSIG = 1
 
 
@@ -47,11 +51,11 @@ def supervise(argv: list[str], ledger_folder: str, say=None, program: list[str] 
     command = program or [sys.executable, "-m", "vidcurate.pipelines.cli", *argv]
     blank_crashes = restarts = 0
     while True:
-        code = _run_child(command, {**env, RESTART_ENV: str(restarts)})
+        code, stopped = _run_child(command, {**env, RESTART_ENV: str(restarts)})
         restarts += 1
-        died = code < 0 or code == WORKER_LOST
-        if not died:
-            return code
+        crashed = (code < 0 and -code in CRASH_SIGNALS) or code == WORKER_LOST
+        if stopped or not crashed:  # finished, failed, or stopped by Ctrl-C / SIGTERM: as the child says
+            return 128 - code if code < 0 else code
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else "lost a worker process"
         struck = CrashLedger(ledger_folder).harvest() if os.path.isdir(ledger_folder) else []
         if struck:
@@ -82,25 +86,26 @@ def _on(struck: list[dict]) -> str:
     return " and ".join(stages)
 
 
-def _run_child(command: list[str], env: dict) -> int:
-    supervisor = os.getpid()
+def _run_child(command: list[str], env: dict) -> tuple[int, bool]:
+    """The child's exit code, and whether a stop signal (Ctrl-C, SIGTERM, SIGHUP) was passed on to it."""
+    supervisor, stopped = os.getpid(), []
+
+    def send(number: int, _frame=None) -> None:
+        stopped.append(number)
+        if child.poll() is None:
+            child.send_signal(number)
+
     child = subprocess.Popen(command, env=env, preexec_fn=lambda: _child_setup(supervisor))
-    forward = {sig: signal.signal(sig, lambda number, _frame: _send(child, number))
-               for sig in (signal.SIGINT, signal.SIGTERM)}
+    forward = {sig: signal.signal(sig, send) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         while True:
             try:
-                return child.wait()
+                return child.wait(), bool(stopped)
             except KeyboardInterrupt:  # a handler may not be installed yet on a very early signal
-                _send(child, signal.SIGINT)
+                send(signal.SIGINT)
     finally:
         for sig, previous in forward.items():
             signal.signal(sig, previous)
-
-
-def _send(child: subprocess.Popen, number: int) -> None:
-    if child.poll() is None:
-        child.send_signal(number)
 
 
 def _child_setup(supervisor: int) -> None:
