@@ -66,8 +66,11 @@ class CrashLedger:
     def _hold_lock(self) -> None:
         if self._lock_handle is None or self._lock_pid != os.getpid():
             self._token = f"{os.getpid()}-{secrets.token_hex(4)}"
-            self._lock_handle = open(os.path.join(self.folder, f"{self._token}.lock"), "w")
+            path = os.path.join(self.folder, f"{self._token}.lock")
+            # Locked before it is visible: a harvester never sees a live process's lock file free.
+            self._lock_handle = open(path + ".new", "w")
             fcntl.flock(self._lock_handle, fcntl.LOCK_EX)
+            os.rename(path + ".new", path)
             self._lock_pid = os.getpid()
 
     # ---- what dead processes left ----------------------------------------------------------

@@ -183,3 +183,36 @@ def test_sigterm_to_the_command_stops_the_build_without_a_restart(inputs, tmp_pa
     _, stderr = supervisor.communicate(timeout=300)
     assert supervisor.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     assert "restarting" not in stderr and not (out / "index.parquet").exists()
+
+
+_BUSY_THEN = """
+import os, sys, time
+from vidcurate.operators.crash_ledger import CrashLedger
+ledger = CrashLedger(sys.argv[1])
+ledger.busy("probe", [sys.argv[2]])
+print("busy", flush=True)
+if sys.argv[3] == "die":
+    os._exit(1)
+time.sleep(60)
+"""
+
+
+def test_the_ledger_strikes_only_the_videos_of_dead_processes(tmp_path):
+    from vidcurate.operators.crash_ledger import CrashLedger
+
+    folder = str(tmp_path / "_crashes")
+    alive = subprocess.Popen([sys.executable, "-c", _BUSY_THEN, folder, "alive.mp4", "wait"], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert alive.stdout.readline() == "busy\n"
+        assert subprocess.run([sys.executable, "-c", _BUSY_THEN, folder, "dead.mp4", "die"]).returncode == 1
+        ledger = CrashLedger(folder)
+        assert ledger.harvest() == [{"uri": "dead.mp4", "stage": "probe"}]
+        assert ledger.harvest() == []  # each death is charged once
+        assert ledger.strikes() == {"dead.mp4": 1}
+        ledger.forgive({"dead.mp4"})
+        assert ledger.strikes() == {}
+    finally:
+        alive.kill()
+        alive.wait()
+    assert CrashLedger(folder).harvest() == [{"uri": "alive.mp4", "stage": "probe"}]  # now it is dead too
