@@ -8,7 +8,7 @@ and reads back what it wrote.
 
 Everything video2dataset-specific runs in its own virtual environment, made once with this
 Python (``sys.executable -m venv``) under ~/.cache/vidcurate/peers/video2dataset and reused
-while its pins (PINS) are unchanged. Its requirements clash with ours (numpy<2, torch==2.2.0,
+while its pins (PINS) are unchanged. Its requirements clash with ours (numpy<2, torch==2.1.2,
 pyarrow<15), hence the separate venv; this side uses the standard library only (ffmpeg's
 path comes from imageio-ffmpeg, vidcurate's own ffmpeg, or from PATH).
 
@@ -19,7 +19,8 @@ ClippingSubsampler (precision PRECISION); output_format "files"; 2 processes x 2
 the videos split into 2 shards, since video2dataset parallelises over shards. ``ffmpeg`` is
 a symlink in a bin dir put first on PATH (ffmpeg-python calls it by name; no ffprobe is
 needed). Timed: the whole subprocess (its python start-up, imports and spawned workers
-included) and, apart, ``python -c "import video2dataset"``. Counted from its per-clip JSON
+included), apart ``python -c "import video2dataset"``, and the workers' own per-shard durations
+from its ``*_stats.json``. Counted from its per-clip JSON
 and per-shard stats: videos that succeeded, scene boundaries per video (frame numbers at
 the source fps: the start frame of every scene but the first), and mp4 clips written.
 
@@ -124,7 +125,7 @@ def _read_output(out: str) -> dict:
         clips[name] = clips.get(name, 0) + os.path.exists(path[:-len(".json")] + ".mp4")
     return {"ok_videos": sum(s.get("successes", 0) for s in stats), "cuts": cuts, "fps": fps,
             "clips": sum(clips.values()), "clips_per_video": clips, "errors": errors,
-            "shards": len(stats)}
+            "shards": len(stats), "shard_seconds": sum(s.get("duration", 0.0) for s in stats)}
 
 
 def run(videos: list[str], workdir: str) -> dict:
@@ -157,7 +158,7 @@ def run(videos: list[str], workdir: str) -> dict:
             json.dump(config, handle, indent=2)  # JSON is YAML: OmegaConf.load reads it
         cmd = [os.path.join(VENV, "bin", "video2dataset"), f"--url_list={urls}", "--input_format=csv",
                "--url_col=url", f"--output_folder={out}", "--output_format=files", f"--tmp_dir={tmp}",
-               "--incremental_mode=overwrite", f"--config={cfg_path}"]
+               f"--config={cfg_path}"]  # incremental (default): "overwrite" deletes its own _tmp/
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=folder, timeout=TIMEOUT)
         seconds = time.perf_counter() - start
@@ -189,6 +190,8 @@ def report(r: dict) -> str:
              f"  videos ok      {r['ok_videos']}/{r['videos']}   shards {r['shards']}",
              f"  wall time      {r['seconds']:.2f} s   (python -c 'import video2dataset': "
              f"{r['import_seconds']:.2f} s; install {r['install_seconds']:.0f} s)",
+             f"  in its shards  {r['shard_seconds']:.2f} s   (the workers' own per-shard durations, summed; "
+             "the rest is start-up)",
              f"  clips written  {r['clips']}",
              f"  {'video':<26}{'fps':>7}{'clips':>7}  cut frames (scene starts)"]
     for name in sorted(set(r["cuts"]) | set(r["errors"])):

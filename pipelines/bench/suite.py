@@ -84,6 +84,70 @@ def _scenes_headlines(r: dict) -> list[Headline]:
             Headline("splitting: cut F1 PySceneDetect (known cuts)", peer["f1"], "%")]
 
 
+PEER_VIDEOS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
+
+
+def _peers(quick: bool, workdir: str) -> dict:
+    """video2dataset's cut detection + exact clipping (its own venv, installed once) and `vidcurate split`
+    on the same three real videos, each a fresh process timed from outside (start-up included on both sides)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    from vidcurate.pipelines import sample_media
+    from vidcurate.pipelines.bench import peers
+
+    folder = os.path.join(workdir, "peers")
+    os.makedirs(folder, exist_ok=True)
+    videos = [sample_media.sample(name) for name in PEER_VIDEOS]
+    peer = peers.run(videos, folder)
+    inputs = os.path.join(folder, "inputs")
+    os.makedirs(inputs, exist_ok=True)
+    for video in videos:
+        if not os.path.exists(os.path.join(inputs, os.path.basename(video))):
+            shutil.copy(video, inputs)
+    out = os.path.join(folder, "ours")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "vidcurate.pipelines.cli", "split", inputs, "-o", out, "--overwrite"],
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"vidcurate split failed: {done.stderr[-2000:]}")
+    rows = pq.read_table(os.path.join(out, "index.parquet"), columns=["uri", "start"]).to_pylist()
+    ours = {name: [round(t, 2) for t in sorted(r["start"] for r in rows if os.path.basename(r["uri"]) == name)[1:]]
+            for name in PEER_VIDEOS}  # clip starts (s) after the first: where the split cut
+    return {"peer": peer, "ours": {"seconds": seconds, "cuts": ours, "clips": len(rows),
+                                   "inputs": sorted(os.listdir(inputs))}}
+
+
+def _peers_report(r: dict) -> str:
+    from vidcurate.pipelines.bench import peers
+
+    ours = r["ours"]
+    lines = [peers.report(r["peer"]),
+             f"vidcurate split on the sample folder ({len(ours['inputs'])} files): {ours['seconds']:.1f} s, "
+             f"{ours['clips']} clips; clip starts (s) after the first: "
+             + "; ".join(f"{n}: {' '.join(map(str, c)) or '(none)'}" for n, c in ours["cuts"].items())]
+    return "\n".join(lines)
+
+
+def _peers_headlines(r: dict) -> list[Headline]:
+    peer = r["peer"]
+    if "error" in peer:
+        raise RuntimeError(f"the peer could not run: {peer['error']}")
+    return [Headline("video2dataset wall time / vidcurate split (3 real videos, start-up incl.)",
+                     peer["seconds"] / r["ours"]["seconds"], "x"),
+            Headline("video2dataset's own shard time / vidcurate split's wall time", peer["shard_seconds"]
+                     / r["ours"]["seconds"], "x"),
+            Headline("bikes.mp4 (5 true cuts): cuts video2dataset found", len(peer["cuts"].get("bikes.mp4", [])),
+                     "cuts"),
+            Headline("clips written: video2dataset (every scene, no length rule)", peer["clips"], "clips"),
+            Headline("clips written: vidcurate split (Panda-70M's rules: shots under 2 s dropped)",
+                     r["ours"]["clips"], "clips")]
+
+
 def _shards(quick: bool, workdir: str) -> dict:
     from vidcurate.pipelines.bench import shards
 
@@ -192,6 +256,9 @@ def _modules():
         "scenes": Benchmark("scenes", "shot detection vs PySceneDetect's detect(ContentDetector) (Panda-70M's own "
                             "splitter) on synthetic videos with known cuts: speed, precision and recall",
                             _scenes, scenes.report, _scenes_headlines),
+        "peers": Benchmark("peers", "a real peer from PyPI in its own venv (video2dataset: cut detection + exact "
+                           "clipping) beside `vidcurate split` on the same real videos: wall time and cuts found",
+                           _peers, _peers_report, _peers_headlines),
         "shards": Benchmark("shards", "shard writing vs a plain tar write of the same bytes", _shards, shards.report,
                             lambda r: [_at_least("shard writer vs plain tar throughput", r["ratio"], 0.9, "%")]),
         "teachers": Benchmark("teachers", "a teacher inside the pipeline vs its model called directly", _teachers,
@@ -220,7 +287,7 @@ def _modules():
 
 
 def names() -> list[str]:
-    return ["split", "scenes", "shards", "teachers", "loader", "runners", "coordinator", "selection", "refinement",
+    return ["split", "scenes", "peers", "shards", "teachers", "loader", "runners", "coordinator", "selection", "refinement",
             "annotate"]
 
 

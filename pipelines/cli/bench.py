@@ -55,7 +55,7 @@ def bench(ctx: click.Context) -> None:
     vidcurate bench NAME [OPTIONS]
         one benchmark with its own options (vidcurate bench NAME --help).
 
-    Suite names: split, scenes, shards, teachers, loader, runners, coordinator, selection,
+    Suite names: split, scenes, peers, shards, teachers, loader, runners, coordinator, selection,
     refinement, annotate. docs/PERFORMANCE.md holds the latest full run.
     """
     if ctx.invoked_subcommand is not None:
