@@ -64,12 +64,26 @@ def _visible_tables_are_whole(out) -> None:
             pq.read_table(out / name)
 
 
+def _env_killing_at(moment: str) -> dict:
+    """This process's environment (without a kill point or build pid of its own) with ``moment`` to kill at."""
+    env = {k: v for k, v in os.environ.items() if k not in (KILL_ENV, BUILD_PID_ENV)}
+    return {**env, KILL_ENV: moment}
+
+
+def _build_at_its_first_commit(args: list[str], out) -> subprocess.Popen:
+    """``vidcurate <args>`` started, once it has committed its first video."""
+    supervisor = subprocess.Popen([*VIDCURATE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not _commits(out) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return supervisor
+
+
 def _killed_at_each_moment_then_resumed(args: list[str], out, reference, moments=MOMENTS) -> list[str]:
     """Run ``vidcurate <args>`` killed at each moment in turn, then once more to the end."""
-    env = {k: v for k, v in os.environ.items() if k not in (KILL_ENV, BUILD_PID_ENV)}
     for moment in moments:
         run = subprocess.run([*VIDCURATE, *args], capture_output=True, text=True, timeout=900,
-                             env={**env, KILL_ENV: moment})
+                             env=_env_killing_at(moment))
         assert run.returncode == -signal.SIGKILL, (moment, run.returncode, run.stderr[-3000:])
         _visible_shards_are_whole(out)
         _visible_tables_are_whole(out)
@@ -112,9 +126,8 @@ def test_an_input_that_kills_its_worker_is_retried_once_then_rejected_and_the_bu
         inputs, poisoned, tmp_path, runner):
     out = tmp_path / "out"
     args = ["build", "-i", poisoned["manifest"], "-o", str(out), "-c", inputs["config"], "--runner", runner]
-    env = {k: v for k, v in os.environ.items() if k not in (KILL_ENV, BUILD_PID_ENV)}
     done = subprocess.run([*VIDCURATE, *args], capture_output=True, text=True, timeout=900,
-                          env={**env, KILL_ENV: "worker:extract_clips@poison_"})
+                          env=_env_killing_at("worker:extract_clips@poison_"))
     assert done.returncode == 0, done.stderr[-3000:]
     rejects = [r for r in rejects_table(out) if "poison" in r["uri"]]
     assert [(r["stage"], r["reason"]) for r in rejects] == [("extract_clips", "worker_crashed")], rejects
@@ -130,7 +143,7 @@ def test_an_input_that_kills_its_worker_is_retried_once_then_rejected_and_the_bu
     # retry-failed gives the set-aside video a fresh try: here it crashes twice again, and the
     # retried input yielding no clip, retry-failed reports failure (exit 1), as for any reason.
     again = subprocess.run([*VIDCURATE, "retry-failed", str(out)], capture_output=True, text=True, timeout=900,
-                           env={**env, KILL_ENV: "worker:extract_clips@poison_"})
+                           env=_env_killing_at("worker:extract_clips@poison_"))
     assert again.returncode == 1 and "extract_clips/worker_crashed (1)" in again.stderr, again.stderr[-3000:]
     strikes = (out / "_crashes" / "strikes.jsonl").read_text().splitlines()
     assert sum("poison" in line for line in strikes) == 2  # the old strikes forgiven, two new ones
@@ -142,10 +155,7 @@ def test_a_build_process_killed_from_outside_is_restarted_and_finishes(inputs, r
     """The kernel's OOM killer takes the build's process (not the supervisor): the build restarts and resumes."""
     out = tmp_path / "out"
     args = ["build", "-i", inputs["manifest"], "-o", str(out), "-c", inputs["config"]]
-    supervisor = subprocess.Popen([*VIDCURATE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not _commits(out) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    supervisor = _build_at_its_first_commit(args, out)
     children = (Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split())
     assert len(children) == 1
     os.kill(int(children[0]), signal.SIGKILL)
@@ -175,10 +185,7 @@ def test_the_supervisor_gives_up_on_a_build_that_dies_twice_outside_any_video(tm
 def test_sigterm_to_the_command_stops_the_build_without_a_restart(inputs, tmp_path):
     out = tmp_path / "out"
     args = ["build", "-i", inputs["manifest"], "-o", str(out), "-c", inputs["config"]]
-    supervisor = subprocess.Popen([*VIDCURATE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not _commits(out) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    supervisor = _build_at_its_first_commit(args, out)
     supervisor.send_signal(signal.SIGTERM)
     _, stderr = supervisor.communicate(timeout=300)
     assert supervisor.returncode == 128 + signal.SIGTERM, stderr[-2000:]
