@@ -123,9 +123,7 @@ def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: lis
     graph.append(f"{video_in}select='{ranges}',{timing},{','.join(settings.video_filters)}[v]")
     with_audio = has_audio and settings.keep_audio
     if with_audio:
-        graph.append(f"[0:a:0]asplit={len(spans)}" + "".join(f"[as{i}]" for i in range(len(spans))))
-        graph += [f"[as{i}]atrim=start={(s + base) / fps - t0:.6f}:end={(e + base) / fps - t0:.6f},"
-                  f"asetpts=PTS-STARTPTS[a{i}]" for i, (s, e) in enumerate(spans)]
+        graph += clip_audio_graph(spans, base, fps, t0)
     args = ["-y", *(["-ss", f"{t0:.6f}"] if base else []), "-i", source,
             "-filter_complex", ";".join(graph), "-map", "[v]"]
     boundaries = [str(c) for c in starts[1:]]
@@ -138,27 +136,69 @@ def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: lis
     args.append(os.path.join(tmp, "clip_%05d.mp4"))
     if all_keyframes:
         args += ["-map", "[kf]", *keyframe_output(tmp)]
-    if with_audio:
-        for i in range(len(spans)):
-            args += ["-map", f"[a{i}]", *AAC_ARGS, os.path.join(tmp, f"audio_{i:05d}.m4a")]
-    pcm_path = os.path.join(tmp, "audio.pcm")
-    if has_audio and settings.asr_audio:
-        args += ["-map", "0:a:0", "-ac", "1", "-ar", str(ASR_SAMPLE_RATE), "-f", "s16le", pcm_path]
+    args += audio_outputs(len(spans), with_audio, has_audio and settings.asr_audio, tmp)
     run_ffmpeg(args, what, timeout=settings.timeout * max(1, len(spans)), memory_mb=settings.memory_mb)
 
     jpegs = {f: jpeg for f, jpeg in zip(all_keyframes, read_keyframes(tmp, len(all_keyframes))) if jpeg}
-    pcm = np.memmap(pcm_path, dtype=np.int16, mode="r") if os.path.exists(pcm_path) else None
+    pcms = read_pcm_slices(tmp, spans, base, fps, t0)
     clips = []
     for index, ((s, e), frames) in enumerate(zip(spans, keyframe_frames)):
-        audio = None
-        if pcm is not None:
-            a, b = (int(round(((f + base) / fps - t0) * ASR_SAMPLE_RATE)) for f in (s, e))
-            audio = np.asarray(pcm[a:b]).tobytes()
+        audio = pcms[index]
         path = os.path.join(tmp, f"clip_{index:05d}.mp4")
         if with_audio and os.path.exists(path):
             path = mux_audio(path, os.path.join(tmp, f"audio_{index:05d}.m4a"), os.path.join(tmp, f"av_{index:05d}.mp4"))
         clips.append(CutClip(path, [jpegs[f] for f in frames if f in jpegs], audio))
     return clips
+
+
+def clip_audio_graph(spans: list[tuple[int, int]], base: int, fps: float, t0: float) -> list[str]:
+    """Filter-graph chains [a0], [a1], ...: each span's audio (spans counted from ``base``; the
+    first decoded sample is at source time ``t0``), sample-accurate, starting at 0."""
+    graph = [f"[0:a:0]asplit={len(spans)}" + "".join(f"[as{i}]" for i in range(len(spans)))]
+    graph += [f"[as{i}]atrim=start={(s + base) / fps - t0:.6f}:end={(e + base) / fps - t0:.6f},"
+              f"asetpts=PTS-STARTPTS[a{i}]" for i, (s, e) in enumerate(spans)]
+    return graph
+
+
+def audio_outputs(count: int, clip_audio: bool, asr_audio: bool, tmp: str) -> list[str]:
+    """ffmpeg outputs: each clip's AAC file from the graph's [a<i>], the whole 16 kHz PCM track."""
+    args = []
+    if clip_audio:
+        for i in range(count):
+            args += ["-map", f"[a{i}]", *AAC_ARGS, os.path.join(tmp, f"audio_{i:05d}.m4a")]
+    if asr_audio:
+        args += ["-map", "0:a:0", "-ac", "1", "-ar", str(ASR_SAMPLE_RATE), "-f", "s16le", os.path.join(tmp, "audio.pcm")]
+    return args
+
+
+def read_pcm_slices(tmp: str, spans: list[tuple[int, int]], base: int, fps: float, t0: float) -> list[bytes | None]:
+    """Each span's slice of the 16 kHz PCM track written by ``audio_outputs`` (None without one)."""
+    pcm_path = os.path.join(tmp, "audio.pcm")
+    if not os.path.exists(pcm_path):
+        return [None] * len(spans)
+    pcm = np.memmap(pcm_path, dtype=np.int16, mode="r") if os.path.getsize(pcm_path) else np.zeros(0, np.int16)
+    out = []
+    for s, e in spans:
+        a, b = (int(round(((f + base) / fps - t0) * ASR_SAMPLE_RATE)) for f in (s, e))
+        out.append(np.asarray(pcm[a:b]).tobytes())
+    return out
+
+
+def cut_audio(source: str, spans: list[tuple[int, int]], fps: float, settings: CutSettings, tmp: str,
+              what: str) -> list[tuple[str | None, bytes | None]]:
+    """Only the audio of ``spans``, for clips whose video is made elsewhere (smart cutting):
+    per clip its AAC file (None when not kept) and its 16 kHz PCM (None when not asked for)."""
+    base = spans[0][0] if spans and spans[0][0] > 0 else 0
+    t0 = (base - 0.5) / fps if base else 0.0
+    spans = [(s - base, e - base) for s, e in spans]
+    args = ["-y", *(["-ss", f"{t0:.6f}"] if base else []), "-i", source, "-vn"]
+    if settings.keep_audio:
+        args += ["-filter_complex", ";".join(clip_audio_graph(spans, base, fps, t0))]
+    args += audio_outputs(len(spans), settings.keep_audio, settings.asr_audio, tmp)
+    run_ffmpeg(args, what, timeout=settings.timeout * max(1, len(spans)), memory_mb=settings.memory_mb)
+    pcms = read_pcm_slices(tmp, spans, base, fps, t0) if settings.asr_audio else [None] * len(spans)
+    return [(os.path.join(tmp, f"audio_{i:05d}.m4a") if settings.keep_audio else None, pcms[i])
+            for i in range(len(spans))]
 
 
 def mux_audio(video_path: str, audio_path: str, out_path: str) -> str:
@@ -189,3 +229,13 @@ def mux_audio(video_path: str, audio_path: str, out_path: str) -> str:
             packet.stream = target
             out.mux(packet)
     return out_path
+
+
+def video_facts(path: str) -> tuple[int, int, int]:
+    """(frames, width, height) of an mp4's video track, read from its index (no decoding)."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        frames = stream.frames or sum(1 for _ in container.demux(stream) if _.size)
+        return int(frames), int(stream.codec_context.width), int(stream.codec_context.height)

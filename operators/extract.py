@@ -27,8 +27,10 @@ from pydantic import Field
 from vidcurate.operators.base import Operator, RecordError, Resources
 from vidcurate.operators.clip_cutter import (AAC_ARGS, ASR_SAMPLE_RATE, CutSettings, cut_one_pass, keyframe_filter,
                                              keyframe_output, pick_frames, rate_ratio, read_keyframes,
-                                             resampled_frames, spans_are_cuttable)
+                                             resampled_frames, spans_are_cuttable, video_facts)
+from vidcurate.operators.extract_smart import smart_batch, smart_blocker
 from vidcurate.operators.media import constant_rate_filter, present_path, run_ffmpeg
+from vidcurate.operators.smart_cut import EncodeSettings
 
 
 class ExtractClips(Operator):
@@ -45,9 +47,11 @@ class ExtractClips(Operator):
     provides: ClassVar[tuple[str, ...]] = ("mp4", "clip_num_frames", "clip_fps", "clip_width", "clip_height",
                                            "audio_pcm", "keyframes", "keyframe_frames")
 
-    mode: Literal["one_pass", "per_clip"] = Field(
+    mode: Literal["one_pass", "per_clip", "smart"] = Field(
         "one_pass", description="one_pass: one ffmpeg run per batch of a video's clips; per_clip: one seeking run "
-                                "per clip.")
+                                "per clip; smart: re-encode only each clip's frames before the first and after the "
+                                "last source IDR frame inside it and copy the packets between (H.264 sources kept at "
+                                "their size and rate; other clips are cut one_pass, counted as smart_fallback).")
     batch_size: int = Field(64, ge=1, le=4096, description="Clips cut per ffmpeg run (one seek, one decode); also "
                             "how many clips of a long video are in memory at once.")
     max_height: Optional[int] = Field(720, ge=16, description="Downscale clips taller than this (None: keep).")
@@ -84,7 +88,9 @@ class ExtractClips(Operator):
                 group = [r for r in group if not any(r is c for c in copies)]
             if not group:
                 continue
-            if self.mode == "per_clip":
+            if self.mode == "smart":
+                out.extend(self._smart(group))
+            elif self.mode == "per_clip":
                 out.extend(super().process_batch(group))
             else:
                 out.extend(self._one_pass(group))
@@ -126,7 +132,7 @@ class ExtractClips(Operator):
             args += ["-avoid_negative_ts", "make_zero", "-movflags", "+faststart", clip_path]
             run_ffmpeg(args, f"{record['uri']} clip {record['start']:.2f}-{record['end']:.2f} s (stream copy)",
                        timeout=self.timeout, memory_mb=self.memory_mb)
-            frames, width, height = _video_facts(clip_path)
+            frames, width, height = video_facts(clip_path)
             if frames != end - start or not _starts_on_keyframe(clip_path):
                 return None
             with open(clip_path, "rb") as handle:
@@ -134,6 +140,20 @@ class ExtractClips(Operator):
         extras = self._cut(record, encode=False)  # keyframes and 16 kHz audio from the source, as usual
         return {**extras, "mp4": mp4, "clip_num_frames": frames, "clip_fps": record["fps"], "clip_width": width,
                 "clip_height": height}
+
+    def _smart(self, group: list[dict]) -> list[dict]:
+        first = group[0]
+        blocker = smart_blocker(first, self.max_height, self._ratio(first) is not None)
+        if blocker:
+            self.stats.incr(f"{self.name}.smart_fallback.{blocker}", len(group))
+            return self._one_pass(group)
+        picks = [[r["start_frame"] + i for i in self.keyframe_indices(r["clip_id"], r["end_frame"] - r["start_frame"])]
+                 for r in group]
+        audio = CutSettings([], [], self.audio, self.asr_audio, self.keyframe_max_side, self.timeout,
+                            memory_mb=self.memory_mb)
+        done, rest = smart_batch(group, picks, EncodeSettings(self.preset, self.crf, self.keyframe_max_side), audio,
+                                 self.stats, self.name)
+        return done + (self._one_pass(rest) if rest else [])
 
     def _one_pass(self, group: list[dict]) -> list[dict]:
         spans = [(r["start_frame"], r["end_frame"]) for r in group]
@@ -155,7 +175,7 @@ class ExtractClips(Operator):
                 return super().process_batch(group)  # per clip: isolates the clip that breaks
             out = []
             for record, cut, frames in zip(group, cuts, keyframes):
-                facts = _video_facts(cut.path) if os.path.exists(cut.path) else None
+                facts = video_facts(cut.path) if os.path.exists(cut.path) else None
                 if facts is None or facts[0] != self._clip_frames(record):
                     self.stats.incr(f"{self.name}.one_pass_clip_redone")
                     out.extend(self._guarded_record(record))
@@ -208,7 +228,7 @@ class ExtractClips(Operator):
                         "keyframe_frames": [record["start_frame"] + i for i in picks][: len(keyframes)]}
             with open(clip_path, "rb") as handle:
                 mp4 = handle.read()
-            clip_frames, clip_w, clip_h = _video_facts(clip_path)
+            clip_frames, clip_w, clip_h = video_facts(clip_path)
             keyframes = [jpeg for jpeg in read_keyframes(tmp, len(picks)) if jpeg]
             audio_pcm = None
             if want_pcm and os.path.exists(pcm_path):
@@ -286,11 +306,3 @@ def _starts_on_keyframe(path: str) -> bool:
         first = next((p for p in container.demux(container.streams.video[0]) if p.size), None)
         return bool(first is not None and first.is_keyframe)
 
-
-def _video_facts(path: str) -> tuple[int, int, int]:
-    import av
-
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        frames = stream.frames or sum(1 for _ in container.demux(stream) if _.size)
-        return int(frames), int(stream.codec_context.width), int(stream.codec_context.height)

@@ -50,12 +50,13 @@ def make_input(path: str, seconds: float, height: int | None) -> None:
 
 
 # ---- measurements: each runs in its own process (see worker()) ------------------------------
-def _ours(video: str, out: str) -> dict:
+def _ours(video: str, out: str, mode: str = "one_pass") -> dict:
     from vidcurate.pipelines.build import build
     from vidcurate.pipelines.build.config import BuildConfig
 
     config = BuildConfig(pipeline=[{"op": "probe"}, {"op": "split_shots", "preset": PRESET},
-                                   {"op": "extract_clips", "asr_audio": False, "keyframes": "middle"}],
+                                   {"op": "extract_clips", "asr_audio": False, "keyframes": "middle",
+                                    "mode": mode}],
                          output={"require_caption": False},
                          run={"cache_after": None})  # every repeat cuts the video again
     for op in config.operators():  # imports and model loading happen before the clock starts,
@@ -158,8 +159,8 @@ def _detect(video: str, detector: str) -> dict:
 def worker(argv: list[str]) -> None:
     kind, video, out = argv[:3]
     os.makedirs(out, exist_ok=True)
-    if kind == "ours":
-        result = _ours(video, out)
+    if kind.split(":")[0] == "ours":
+        result = _ours(video, out, *kind.split(":")[1:])
     elif kind == "panda_style":
         result = _panda_style(video, out, json.loads(argv[3]))
     elif kind in ("one_pass_limit", "decode_only"):
