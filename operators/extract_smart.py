@@ -85,7 +85,11 @@ def smart_batch(group: list[dict], picks: list[list[int]], encode: EncodeSetting
                 return [], rest + fall_back([r for r, _ in todo], "audio")
         for i, ((record, pick), plan, found, (aac, pcm)) in enumerate(zip(todo, plans, jpegs, sounds)):
             video = video_paths[i]
-            facts = video_facts(video) if found is not None and os.path.exists(video) else None
+            try:
+                facts = video_facts(video) if found is not None and os.path.exists(video) else None
+            except Exception:  # noqa: BLE001 - the joined file does not even demux: re-encode it whole
+                rest += fall_back([record], "unreadable")
+                continue
             if facts is None or facts[0] != record["end_frame"] - record["start_frame"]:
                 rest += fall_back([record], "frame_count" if facts else "incomplete")
                 continue
