@@ -48,7 +48,7 @@ class ExtractClips(Operator):
                                            "audio_pcm", "keyframes", "keyframe_frames")
 
     mode: Literal["one_pass", "per_clip", "smart"] = Field(
-        "one_pass", description="one_pass: one ffmpeg run per batch of a video's clips; per_clip: one seeking run "
+        "smart", description="one_pass: one ffmpeg run per batch of a video's clips; per_clip: one seeking run "
                                 "per clip; smart: re-encode only each clip's frames before the first and after the "
                                 "last source IDR frame inside it and copy the packets between (H.264 sources kept at "
                                 "their size and rate; other clips are cut one_pass, counted as smart_fallback).")

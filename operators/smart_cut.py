@@ -166,12 +166,13 @@ class _Piece:
     done: bool = False
 
 
-@dataclass
+@dataclass(eq=False)
 class _Clip:
     plan: ClipPlan
     picks: list[int]
     head: _Piece
     tail: _Piece
+    path: str
     middle: list = field(default_factory=list)
     jpegs: dict = field(default_factory=dict)
     written: bool = False
@@ -187,27 +188,32 @@ def cut_smart(path: str, index: SourceIndex, plans: list[ClipPlan], picks: list[
     (source frame -> bytes), or None when the clip could not be completed."""
     import av
 
-    clips = [_Clip(plan, sorted(set(p)), _Piece(plan.head, done=not plan.head), _Piece(plan.tail, done=not plan.tail))
-             for plan, p in zip(plans, picks)]
+    clips = [_Clip(plan, sorted(set(p)), _Piece(plan.head, done=not plan.head), _Piece(plan.tail, done=not plan.tail),
+                   path) for plan, p, path in zip(plans, picks, out_paths)]
     wanted: dict[int, list[tuple[_Clip, str]]] = {}
     for clip in clips:
         for role, frames in (("head", clip.plan.head), ("tail", clip.plan.tail), ("pick", clip.picks)):
             for frame in frames:
                 wanted.setdefault(frame, []).append((clip, role))
-    gops = {index.gop_of(frame) for frame in wanted}
+    # Decoding: each GOP holding a wanted frame, from its first packet to the last wanted one's.
+    feed_until: dict[int, int] = {}
+    for frame in wanted:
+        gop = index.gop_of(frame)
+        feed_until[gop] = max(feed_until.get(gop, -1), index.frame_position[frame])
     copy_frames: dict[int, list[_Clip]] = {}
     for clip in clips:
         for frame in range(clip.plan.copy_from, clip.plan.copy_to):
             copy_frames.setdefault(frame, []).append(clip)
-    first_position = min([index.gop_starts[g] for g in gops] + [index.frame_position[c.plan.copy_from] for c in clips])
+    first_position = min([index.gop_starts[g] for g in feed_until] +
+                         [index.frame_position[c.plan.copy_from] for c in clips])
     pts_frame = {pts: n for n, pts in enumerate(index.frame_pts)}
 
     with av.open(path) as container:
         stream = container.streams.video[0]
         decoder = stream.codec_context
+        decoder.thread_type = "AUTO"  # frame threads: decoding keeps pace with the encoders
         if first_position > 0:
             container.seek(index.frame_pts[index.packet_frame[first_position]], stream=stream, backward=True)
-        last_gop = None
 
         def take(frames):
             for frame in frames:
@@ -217,8 +223,9 @@ def cut_smart(path: str, index: SourceIndex, plans: list[ClipPlan], picks: list[
                         clip.jpegs[number] = _jpeg(frame, settings.keyframe_max_side)
                     else:
                         _encode(getattr(clip, role), clip.plan, number, frame, index, settings)
-                    _write_if_complete(clip, index, out_paths[clips.index(clip)])
+                    _write_if_complete(clip, index)
 
+        last_fed = None
         for packet in container.demux(stream):
             if not packet.size or packet.pts not in pts_frame:
                 continue
@@ -226,20 +233,17 @@ def cut_smart(path: str, index: SourceIndex, plans: list[ClipPlan], picks: list[
             position = index.frame_position[number]
             if position < first_position:
                 continue
-            gop = index.gop_at(position)
             for clip in copy_frames.get(number, ()):
                 clip.middle.append((bytes(packet), packet.pts, packet.dts, position, packet.is_keyframe))
-                _write_if_complete(clip, index, out_paths[clips.index(clip)])
-            if gop in gops:
-                if last_gop is not None and gop != last_gop and gop != last_gop + 1:
+                _write_if_complete(clip, index)
+            if position <= feed_until.get(index.gop_at(position), -1):
+                if last_fed is not None and position != last_fed + 1:
                     take(decoder.decode(None))  # a gap: drain what the decoder holds, start afresh
                     decoder.flush_buffers()
-                last_gop = gop
+                last_fed = position
                 take(decoder.decode(packet))
             if all(c.written for c in clips):
                 break
-        else:
-            take(decoder.decode(None))
         if not all(c.written for c in clips):
             take(decoder.decode(None))
     return [clip.jpegs if clip.written else None for clip in clips]
@@ -279,7 +283,7 @@ def _encode(piece: _Piece, plan: ClipPlan, number: int, frame, index: SourceInde
         piece.encoder = None
 
 
-def _write_if_complete(clip: _Clip, index: SourceIndex, path: str) -> None:
+def _write_if_complete(clip: _Clip, index: SourceIndex) -> None:
     if clip.written or not clip.complete():
         return
     if clip.head.packets is None or clip.tail.packets is None:
@@ -299,7 +303,7 @@ def _write_if_complete(clip: _Clip, index: SourceIndex, path: str) -> None:
     tail_shift = max(0, clip.tail.packets[0][2] - middle_packets[-1][2] - tick) if clip.tail.packets else 0
     head = [(data, pts, dts - head_shift, key) for data, pts, dts, key in clip.head.packets]
     tail = [(data, pts, dts - tail_shift, key) for data, pts, dts, key in clip.tail.packets]
-    _mux(head + middle_packets + tail, index, path)
+    _mux(head + middle_packets + tail, index, clip.path)
     clip.written = True
     clip.middle = []
 

@@ -12,6 +12,10 @@ slows both sides of a ratio alike; the best of the rounds is kept.
                  (the issue's baseline); also timed, and reported apart: the frame reads
                  of Panda's stitching step between the two (event_stitching.py opens the
                  video and seeks for 2 frames per cutscene), its model left out
+  ours_smart     ours with extract_clips mode smart (re-encode only heads and tails)
+  *_gop2s        ours_smart, panda_style and the limit on the input re-encoded with a
+                 keyframe every 2 s and none on the cuts (how streaming services encode)
+  quality        PSNR of every frame's luma against the source frame (cut_quality.py)
   one_pass_limit ffmpeg decoding and encoding the whole video once, same settings
   detect_only    our decode pass + ContentDetector (no rules, no extraction)
   decode_only    ffmpeg -threads 1 decoding the whole video (the decoder's limit)
@@ -33,6 +37,7 @@ import tempfile
 import time
 
 from vidcurate.operators.media import ffmpeg_exe, run_ffmpeg
+from vidcurate.pipelines.bench import cut_quality
 from vidcurate.pipelines.bench.memory import peak_rss_mb
 from vidcurate.operators.write.layout import INDEX_FILE, STATS_FILE
 from vidcurate.pipelines import sample_media
@@ -41,12 +46,16 @@ ENCODER = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "
 PRESET = "panda70m-code"
 
 
-def make_input(path: str, seconds: float, height: int | None) -> None:
-    """bikes.mp4 looped to ``seconds`` (every loop adds real hard cuts), optionally rescaled."""
+GOP_2S = ["-g", "50", "-x264-params", "scenecut=0"]  # a keyframe every 2 s and nowhere else (streaming encodes)
+
+
+def make_input(path: str, seconds: float, height: int | None, gop: list[str] = ()) -> None:
+    """bikes.mp4 looped to ``seconds`` (every loop adds real hard cuts), optionally rescaled.
+    x264's defaults put IDR frames on the scene cuts; ``gop`` arguments change that."""
     loops = max(0, int(seconds // 10) - 1)
     scale = ["-vf", f"scale=-2:{height}"] if height else []
     run_ffmpeg(["-y", "-stream_loop", str(loops), "-i", sample_media.sample("bikes.mp4"), "-t", str(seconds), *scale,
-                *ENCODER, path], f"building benchmark input {path}")
+                *ENCODER, *gop, path], f"building benchmark input {path}")
 
 
 # ---- measurements: each runs in its own process (see worker()) ------------------------------
@@ -68,8 +77,13 @@ def _ours(video: str, out: str, mode: str = "one_pass") -> dict:
 
     spans = [(r["start"], r["end"]) for r in pq.read_table(os.path.join(out, INDEX_FILE)).to_pylist()]
     with open(os.path.join(out, STATS_FILE)) as handle:
-        steps = json.load(handle)["seconds"]
+        stats = json.load(handle)
+    steps, counters = stats["seconds"], stats["counters"]
+    copied = counters.get("extract_clips.smart_frames_copied", 0)
+    encoded = counters.get("extract_clips.smart_frames_encoded", 0)
     return {"seconds": seconds, "cpu_seconds": cpu, "clips": result.clips, "spans": spans,
+            "smart_clips": counters.get("extract_clips.smart_clips", 0),
+            "copied_share": copied / (copied + encoded) if copied + encoded else 0.0,
             "split": steps.get("probe.process", 0.0) + steps.get("split_shots.process", 0.0),
             "extract": steps.get("extract_clips.process", 0.0)}
 
@@ -191,12 +205,13 @@ def run(seconds: float = 80, height: int | None = None, repeats: int = 3, long_f
     workdir = workdir or tempfile.mkdtemp(prefix="vidcurate-bench-")
     os.makedirs(workdir, exist_ok=True)
     video = os.path.join(workdir, f"bikes_{int(seconds)}s_{height or 'native'}.mp4")
+    video_gop = os.path.join(workdir, f"bikes_{int(seconds)}s_{height or 'native'}_gop2s.mp4")
     short_video = os.path.join(workdir, f"bikes_{int(seconds)}s_mem.mp4")
     long_video = os.path.join(workdir, f"bikes_{int(seconds * long_factor)}s_mem.mp4")
-    for path, length, h in ((video, seconds, height), (short_video, seconds, None),
-                            (long_video, seconds * long_factor, None)):
+    for path, length, h, gop in ((video, seconds, height, ()), (video_gop, seconds, height, GOP_2S),
+                                 (short_video, seconds, None, ()), (long_video, seconds * long_factor, None, ())):
         if not os.path.exists(path):
-            make_input(path, length, h)
+            make_input(path, length, h, gop)
     out = lambda name: os.path.join(workdir, name)  # noqa: E731
     r = {"input": video, "seconds_of_video": seconds, "cores": len(os.sched_getaffinity(0)), "rounds": repeats}
     runs: dict[str, list[dict]] = defaultdict(list)  # rounds: see the module docstring
@@ -205,12 +220,27 @@ def run(seconds: float = 80, height: int | None = None, repeats: int = 3, long_f
         spans = json.dumps(runs["ours"][0]["spans"])  # Panda-style cuts the clips ours cut first
         runs["panda_style"].append(measure("panda_style", video, out("panda"), spans))
         runs["one_pass_limit"].append(measure("one_pass_limit", video, out("limit")))
+        runs["ours_smart"].append(measure("ours:smart", video, out("ours_smart")))
+        runs["ours_smart_gop2s"].append(measure("ours:smart", video_gop, out("ours_smart_gop2s")))
+        runs["panda_style_gop2s"].append(measure("panda_style", video_gop, out("panda_gop2s"), spans))
+        runs["one_pass_limit_gop2s"].append(measure("one_pass_limit", video_gop, out("limit")))
         for _ in range(2):  # the short measurements (about a second each) are the noisiest
             runs["detect_only"].append(measure("detect:content", video, out("x")))
             runs["decode_only"].append(measure("decode_only", video, out("x")))
     for kind, results in runs.items():
         r[kind] = min(results, key=lambda result: result["seconds"])
-    r["ours"].pop("spans")
+    starts = [start for start, _ in r["ours"]["spans"]]
+    for key in ("ours", "ours_smart", "ours_smart_gop2s"):
+        r[key].pop("spans")
+    source, source_gop = cut_quality.luma_frames(video), cut_quality.luma_frames(video_gop)
+    r["quality"] = {  # the last round's clips, every frame against the source
+        "ours": cut_quality.build_quality(out("ours"), source),
+        "ours_smart": cut_quality.build_quality(out("ours_smart"), source),
+        "panda_style": cut_quality.files_quality(out("panda"), starts, 25.0, source),
+        "ours_smart_gop2s": cut_quality.build_quality(out("ours_smart_gop2s"), source_gop),
+        "panda_style_gop2s": cut_quality.files_quality(out("panda_gop2s"), starts, 25.0, source_gop),
+    }
+    del source, source_gop
     r["transnetv2"] = measure("detect:transnetv2", video, out("x"))
     r["memory_short"] = measure("ours", short_video, out("mem_short"))
     r["memory_long"] = measure("ours", long_video, out("mem_long"))
@@ -224,6 +254,13 @@ def run(seconds: float = 80, height: int | None = None, repeats: int = 3, long_f
         "ceiling_vs_panda_style": panda / (r["ours"]["cpu_seconds"] / r["cores"]),
         "speedup_vs_panda_with_stitch_reads": r["panda_style"]["with_stitch_reads"] / ours,
         "fraction_of_one_pass_limit": limit / ours,
+        "smart_speedup_vs_panda_style": panda / r["ours_smart"]["seconds"],
+        "smart_over_one_pass_limit": limit / r["ours_smart"]["seconds"],
+        "smart_speedup_vs_panda_style_gop2s": r["panda_style_gop2s"]["seconds"] / r["ours_smart_gop2s"]["seconds"],
+        "smart_over_one_pass_limit_gop2s": r["one_pass_limit_gop2s"]["seconds"] / r["ours_smart_gop2s"]["seconds"],
+        "smart_psnr_minus_panda_db": r["quality"]["ours_smart"]["psnr_db"] - r["quality"]["panda_style"]["psnr_db"],
+        "smart_psnr_minus_panda_db_gop2s": r["quality"]["ours_smart_gop2s"]["psnr_db"]
+        - r["quality"]["panda_style_gop2s"]["psnr_db"],
         "detection_vs_decode_only": (frames / r["detect_only"]["seconds"]) / (frames / r["decode_only"]["seconds"]),
         "peak_rss_long_over_short": r["memory_long"]["peak_rss_mib"] / r["memory_short"]["peak_rss_mib"],
     }
@@ -246,6 +283,15 @@ def report(r: dict, long_factor: int) -> str:
         f"    + its stitching step's frame reads        {r['panda_style']['with_stitch_reads']:7.2f} s "
         f"({r['panda_style']['frames_read']} frames read by seeking: {r['panda_style']['stitch_reads']:.2f} s)",
         f"  one-pass limit (decode+encode whole video)  {r['one_pass_limit']['seconds']:7.2f} s",
+        f"  ours with extract_clips mode smart          {r['ours_smart']['seconds']:7.2f} s "
+        f"({r['ours_smart']['smart_clips']} of {r['ours_smart']['clips']} clips smart-cut, "
+        f"{r['ours_smart']['copied_share']:.0%} of their frames copied)",
+        f"  the input re-encoded with a keyframe every 2 s and none on cuts: smart "
+        f"{r['ours_smart_gop2s']['seconds']:.2f} s ({r['ours_smart_gop2s']['copied_share']:.0%} copied), "
+        f"panda-style {r['panda_style_gop2s']['seconds']:.2f} s, one-pass limit "
+        f"{r['one_pass_limit_gop2s']['seconds']:.2f} s",
+        "  quality, PSNR of every frame's luma vs the source (worst frame): " + ", ".join(
+            f"{name} {q['psnr_db']:.1f} dB ({q['worst_frame_psnr_db']:.1f})" for name, q in r["quality"].items()),
         f"  content detection (decode pass + detector)  {r['detect_only']['seconds']:7.2f} s "
         f"({r['detect_only']['fps']:.0f} frames/s)",
         f"  ffmpeg decode-only, 1 thread                {r['decode_only']['seconds']:7.2f} s",
@@ -261,6 +307,15 @@ def report(r: dict, long_factor: int) -> str:
         f"baseline)",
         f"  fraction of one-pass limit    {q['fraction_of_one_pass_limit']:5.0%}   (>= 85%)  "
         f"{_ok(q['fraction_of_one_pass_limit'] >= 0.85)}",
+        f"  smart speedup vs panda-style  {q['smart_speedup_vs_panda_style']:5.2f}x  (>= 1.5)  "
+        f"{_ok(q['smart_speedup_vs_panda_style'] >= 1.5)}",
+        f"  smart vs one-pass limit       {q['smart_over_one_pass_limit']:5.2f}x  (> 1: faster than re-encoding "
+        f"once)  {_ok(q['smart_over_one_pass_limit'] > 1)}",
+        f"  smart PSNR - panda-style      {q['smart_psnr_minus_panda_db']:+5.1f} dB (>= 0)  "
+        f"{_ok(q['smart_psnr_minus_panda_db'] >= 0)}",
+        f"  2 s GOPs: smart vs panda-style {q['smart_speedup_vs_panda_style_gop2s']:5.2f}x  (>= 1.5)  "
+        f"{_ok(q['smart_speedup_vs_panda_style_gop2s'] >= 1.5)}; vs the one-pass limit "
+        f"{q['smart_over_one_pass_limit_gop2s']:.2f}x; PSNR {q['smart_psnr_minus_panda_db_gop2s']:+.1f} dB",
         f"  detection vs decode-only      {q['detection_vs_decode_only']:5.0%}   (>= 90%)  "
         f"{_ok(q['detection_vs_decode_only'] >= 0.9)}",
         f"  peak RSS {long_factor}x longer / short   {q['peak_rss_long_over_short']:5.2f}x  (<= 1.2)  "
