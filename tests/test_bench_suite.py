@@ -46,3 +46,19 @@ def test_the_quick_suite_prints_a_table_of_ratios_and_writes_every_figure(tmp_pa
     assert scenes["true_cuts"] > 0 and all(0 <= d["recall"] <= 1 for d in scenes["detectors"].values())
     assert "shot detection on" in done.stdout and "training loader on" in done.stdout  # each one's own report
     assert "vidcurate bench --quick:" in done.stdout and "no verdicts" in done.stdout
+
+
+@pytest.mark.slow
+def test_bench_scaling_measures_1_and_2_cpus_and_checks_its_model(tmp_path):
+    figures = tmp_path / "bench.json"
+    done = run_cli("bench", "scaling", "--quick", "--json", str(figures), "--workdir", str(tmp_path / "work"),
+                   timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(figures.read_text())["benchmarks"]["scaling"]["result"]
+    local = result["runners"]["local"]
+    assert set(local["points"]) == ({"1", "2"} if result["cores"] >= 2 else {"1"})
+    for point in local["points"].values():
+        assert point["clips"] > 0 and point["seconds"] > 0 and point["stages"]["extract_clips"] > 0
+    assert 0 <= local["serial_seconds"] < local["points"]["1"]["seconds"]
+    if result["cores"] >= 2:
+        assert "predicts" in done.stdout and "clips/s with 2 CPUs / with 1" in done.stdout

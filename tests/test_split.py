@@ -179,10 +179,17 @@ def test_bench_split_prints_every_figure(tmp_path):
     assert done.returncode == 0, done.stderr
     for label in ("ours (probe+split", "panda-style", "one-pass limit", "ffmpeg decode-only", "TransNetV2 on CPU",
                   "peak RSS", "speedup vs panda-style", "fraction of one-pass limit", "detection vs decode-only",
-                  "CPU s", "ceiling on"):
+                  "CPU s", "ceiling on", "extract_clips mode smart", "smart speedup vs panda-style",
+                  "smart vs one-pass limit", "keyframe every 2 s", "PSNR of every frame"):
         assert label in done.stdout
     results = json.load(open(tmp_path / "bench_split.json"))
-    assert results["ours"]["clips"] == results["panda_style"]["clips"] > 0
+    assert results["ours"]["clips"] == results["panda_style"]["clips"] == results["ours_smart"]["clips"] > 0
+    # smart copies most frames of this input (x264 put IDRs on its cuts), so it is closer to the source
+    assert 0.5 <= results["ours_smart"]["copied_share"] <= 1
+    quality = results["quality"]
+    assert quality["ours_smart"]["frames"] == quality["ours"]["frames"] > 0
+    assert quality["ours_smart"]["psnr_db"] > quality["ours"]["psnr_db"] > 30
+    assert quality["panda_style"]["psnr_db"] > 30 and quality["panda_style"]["clips"] == results["ours"]["clips"]
     ours = results["ours"]
     # CPU time counts the ffmpeg children: encoding the clips costs more CPU than the wall clock on 1+ cores
     assert ours["cpu_seconds"] > ours["extract"] > 0 and ours["split"] > 0

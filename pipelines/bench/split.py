@@ -242,8 +242,8 @@ def run(seconds: float = 80, height: int | None = None, repeats: int = 3, long_f
     }
     del source, source_gop
     r["transnetv2"] = measure("detect:transnetv2", video, out("x"))
-    r["memory_short"] = measure("ours", short_video, out("mem_short"))
-    r["memory_long"] = measure("ours", long_video, out("mem_long"))
+    r["memory_short"] = measure("ours:smart", short_video, out("mem_short"))  # the default extraction mode
+    r["memory_long"] = measure("ours:smart", long_video, out("mem_long"))
     for key in ("memory_short", "memory_long"):
         r[key].pop("spans", None)
     ours, panda, limit = r["ours"]["seconds"], r["panda_style"]["seconds"], r["one_pass_limit"]["seconds"]

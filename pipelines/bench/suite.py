@@ -58,17 +58,42 @@ def _at_most(label: str, value: float, target: float, unit: str = "x") -> Headli
 def _split(quick: bool, workdir: str) -> dict:
     from vidcurate.pipelines.bench import split
 
-    return split.run(seconds=12 if quick else 20, repeats=1 if quick else 2, long_factor=20,
+    return split.run(seconds=12 if quick else 40, repeats=1 if quick else 2, long_factor=20,
                      workdir=os.path.join(workdir, "split"), echo=lambda _text: None)
 
 
 def _split_headlines(r: dict) -> list[Headline]:
     q = r["ratios"]
-    return [_at_least("CPU stage: ours vs Panda-70M-style (detect + ffmpeg per clip)", q["speedup_vs_panda_style"], 1.5),
-            _at_least("CPU stage: one-pass limit's time / ours", q["fraction_of_one_pass_limit"], 0.85, "%"),
+    return [_at_least("CPU stage (smart, the default) vs Panda-70M-style", q["smart_speedup_vs_panda_style"], 1.5),
+            Headline("CPU stage (smart) vs the one-pass re-encode limit", q["smart_over_one_pass_limit"], "x", "> 1",
+                     q["smart_over_one_pass_limit"] > 1),
+            Headline("cut quality: smart PSNR - Panda-style PSNR", q["smart_psnr_minus_panda_db"], "dB", ">= 0",
+                     q["smart_psnr_minus_panda_db"] >= 0),
+            _at_least("2 s GOP input: smart vs Panda-70M-style", q["smart_speedup_vs_panda_style_gop2s"], 1.5),
+            Headline("2 s GOP input: smart PSNR - Panda-style PSNR", q["smart_psnr_minus_panda_db_gop2s"], "dB",
+                     ">= 0", q["smart_psnr_minus_panda_db_gop2s"] >= 0),
+            Headline("CPU stage (one_pass) vs Panda-70M-style", q["speedup_vs_panda_style"], "x"),
+            _at_least("CPU stage: one-pass limit's time / ours (one_pass)", q["fraction_of_one_pass_limit"], 0.85, "%"),
             _at_least("decode pass + content detector vs ffmpeg decode-only", q["detection_vs_decode_only"], 0.9, "%"),
             _at_most("split: peak RSS on a 20x longer input / short", q["peak_rss_long_over_short"], 1.2),
-            Headline("CPU stage clips/s per core (ours)", r["ours"]["clips"] / r["ours"]["cpu_seconds"], "clips/s")]
+            Headline("CPU stage clips/s per core (smart)", r["ours_smart"]["clips"] / r["ours_smart"]["cpu_seconds"],
+                     "clips/s")]
+
+
+def _scaling(quick: bool, workdir: str) -> dict:
+    from vidcurate.pipelines.bench import scaling
+
+    return scaling.run(workdir=workdir, videos=4, seconds=10 if quick else 20,
+                       runners=("local",) if quick else ("local", "ray"))
+
+
+def _scaling_headlines(r: dict) -> list[Headline]:
+    heads = []
+    for runner, e in r["runners"].items():
+        if "speedup_2_over_1" in e:
+            heads += [Headline(f"scaling ({runner}): clips/s with 2 CPUs / with 1", e["speedup_2_over_1"], "x"),
+                      Headline(f"scaling model ({runner}): measured - predicted, 2 CPUs", e["model_error"], "%")]
+    return heads
 
 
 def _scenes(quick: bool, workdir: str) -> dict:
@@ -247,7 +272,7 @@ def _annotate_headlines(r: dict) -> list[Headline]:
 
 def _modules():
     from vidcurate.pipelines.bench import coordinator, runners, selection, shards, split, teachers
-    from vidcurate.pipelines.bench import annotate, loader, refinement, scenes
+    from vidcurate.pipelines.bench import annotate, loader, refinement, scaling, scenes
 
     return {
         "split": Benchmark("split", "the CPU stage (probe + split + stitch + extract + keyframes) vs Panda-70M-style "
@@ -273,6 +298,9 @@ def _modules():
         "runners": Benchmark("runners", "the default build on local, Ray and Beam: wall time over local's; the "
                              "local build end to end: clips/s per core, where the time goes", _runners, runners.report,
                              _runners_headlines),
+        "scaling": Benchmark("scaling", "the CPU stage with 1 and 2 CPUs on the local and Ray runners, and an "
+                             "Amdahl model from the 1-CPU run checked against the 2-CPU one", _scaling, scaling.report,
+                             _scaling_headlines),
         "coordinator": Benchmark("coordinator", "the coordinator's memory vs a process holding every row",
                                  _coordinator, coordinator.report,
                                  lambda r: [_at_most("coordinator memory growth / holding every row", r["ratio"],
@@ -287,8 +315,8 @@ def _modules():
 
 
 def names() -> list[str]:
-    return ["split", "scenes", "peers", "shards", "teachers", "loader", "runners", "coordinator", "selection", "refinement",
-            "annotate"]
+    return ["split", "scenes", "peers", "shards", "teachers", "loader", "runners", "scaling", "coordinator", "selection",
+            "refinement", "annotate"]
 
 
 def run(chosen: list[str], quick: bool, workdir: str | None = None, echo=print) -> dict:
