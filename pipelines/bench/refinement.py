@@ -82,7 +82,9 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
                 rows[f"{loss}, round {done['round']}"] = {
                     "selected": _scores(held, version), "student_greedy": _scores(held, greedy),
                     "student_panda": _scores(held, sampled), "changed": done["counts"]["changed"],
-                    "gammas": [e["gamma"] for e in history], "seconds": seconds}
+                    "gammas": [e["gamma"] for e in history], "seconds": seconds,
+                    "steps": sum(e.get("steps", 0) for e in history),
+                    "train_seconds": sum(e.get("seconds", 0.0) for e in history)}
         results["noises"][str(noise)] = {"held_out_clips": len(held), "rows": rows}
         with open(os.path.join(workdir, "bench_refinement.json"), "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
@@ -121,6 +123,11 @@ def report(results: dict) -> str:
             lines.append(f"{name:28} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}   "
                          f"{sel['distinct_1']:.3f} {sel['distinct_2']:.3f} {sel['vocabulary']:>5}  "
                          f"{row.get('changed', '')}")
+        steps = sum(row.get("steps", 0) for row in found["rows"].values())
+        train = sum(row.get("train_seconds", 0.0) for row in found["rows"].values())
+        if steps and train:
+            lines.append(f"student training: {steps} steps in {train:.1f} s of the training loop, "
+                         f"{steps / train:.2f} steps/s")
         lines += _targets(found["rows"], float(noise), max(float(n) for n in results["noises"]))
     return "\n".join(lines)
 

@@ -248,7 +248,7 @@ def _refinement_headlines(r: dict) -> list[Headline]:
     best = max((row for name, row in rows.items() if "round 0" not in name),
                key=lambda row: row["selected"]["accuracy"])
     steps = sum(row.get("steps", 0) for row in rows.values())
-    seconds = sum(row.get("seconds", 0) for row in rows.values())
+    seconds = sum(row.get("train_seconds", 0) for row in rows.values())  # the training loop's own time
     out = [Headline("refinement: selected accuracy, best round / round 0", best["selected"]["accuracy"] / start, "x")]
     if steps and seconds:
         out.append(Headline("refinement: student training steps/s", steps / seconds, "steps/s"))

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -157,11 +158,13 @@ def train_loop(out: str, version: str | None, output: str, options: StudentTrain
             torch.manual_seed(options.seed * 1_000_003 + number * 7919 + epoch * 31 + rank)
             random.seed(options.seed * 7919 + number * 131 + epoch * 31 + rank)
             mine = order[rank::world_size][:steps * per_rank]
+            clock = time.perf_counter()
             loss, sample_losses, weight = _run_epoch(trained, optimizer, schedule, mine, frames, per_rank, control,
                                                      gammas.gamma, f"{phase} {epoch + 1}/{epochs}",
                                                      options.progress and rank == 0)
             entry = {"phase": phase, "epoch": epoch + 1, "loss": loss, "gamma": gammas.gamma,
-                     "mean_token_weight": weight, "validation_loss": validation_loss(model, held, frames, per_rank)}
+                     "mean_token_weight": weight, "steps": steps, "seconds": time.perf_counter() - clock,
+                     "validation_loss": validation_loss(model, held, frames, per_rank)}
             gammas.end_epoch(sample_losses)
             if control.loss == "adatailr":
                 entry["noise_estimate"] = gammas.history[-1]["noise_estimate"]
