@@ -49,11 +49,15 @@ def test_the_quick_suite_prints_a_table_of_ratios_and_writes_every_figure(tmp_pa
 
 
 @pytest.mark.slow
-def test_bench_scaling_measures_1_and_2_cpus_and_checks_its_model(tmp_path):
+def test_bench_scaling_and_build_memory_measure_their_two_points(tmp_path):
     figures = tmp_path / "bench.json"
-    done = run_cli("bench", "scaling", "--quick", "--json", str(figures), "--workdir", str(tmp_path / "work"),
-                   timeout=900)
+    done = run_cli("bench", "scaling", "build-memory", "--quick", "--json", str(figures), "--workdir",
+                   str(tmp_path / "work"), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    memory = json.loads(figures.read_text())["benchmarks"]["build-memory"]["result"]
+    assert memory["long"]["clips"] > memory["short"]["clips"] > 0
+    assert memory["ratio"] == memory["long"]["peak_rss_mib"] / memory["short"]["peak_rss_mib"] > 0
+    assert "peak RSS long / short" in done.stdout
     result = json.loads(figures.read_text())["benchmarks"]["scaling"]["result"]
     local = result["runners"]["local"]
     assert set(local["points"]) == ({"1", "2"} if result["cores"] >= 2 else {"1"})

@@ -80,6 +80,12 @@ def _split_headlines(r: dict) -> list[Headline]:
                      "clips/s")]
 
 
+def _build_memory(quick: bool, workdir: str) -> dict:
+    from vidcurate.pipelines.bench import build_memory
+
+    return build_memory.run(seconds=6 if quick else 10, factor=2 if quick else 20, workdir=workdir)
+
+
 def _scaling(quick: bool, workdir: str) -> dict:
     from vidcurate.pipelines.bench import scaling
 
@@ -272,7 +278,7 @@ def _annotate_headlines(r: dict) -> list[Headline]:
 
 def _modules():
     from vidcurate.pipelines.bench import coordinator, runners, selection, shards, split, teachers
-    from vidcurate.pipelines.bench import annotate, loader, refinement, scaling, scenes
+    from vidcurate.pipelines.bench import annotate, build_memory, loader, refinement, scaling, scenes
 
     return {
         "split": Benchmark("split", "the CPU stage (probe + split + stitch + extract + keyframes) vs Panda-70M-style "
@@ -298,6 +304,10 @@ def _modules():
         "runners": Benchmark("runners", "the default build on local, Ray and Beam: wall time over local's; the "
                              "local build end to end: clips/s per core, where the time goes", _runners, runners.report,
                              _runners_headlines),
+        "build-memory": Benchmark("build-memory", "the default build's peak RSS on a short input and a 20x longer "
+                                  "one", _build_memory, build_memory.report,
+                                  lambda r: [_at_most(f"default build: peak RSS on a {r['factor']}x longer input / "
+                                                      "short", r["ratio"], 1.2)]),
         "scaling": Benchmark("scaling", "the CPU stage with 1 and 2 CPUs on the local and Ray runners, and an "
                              "Amdahl model from the 1-CPU run checked against the 2-CPU one", _scaling, scaling.report,
                              _scaling_headlines),
@@ -315,8 +325,8 @@ def _modules():
 
 
 def names() -> list[str]:
-    return ["split", "scenes", "peers", "shards", "teachers", "loader", "runners", "scaling", "coordinator", "selection",
-            "refinement", "annotate"]
+    return ["split", "scenes", "peers", "shards", "teachers", "loader", "runners", "build-memory", "scaling",
+            "coordinator", "selection", "refinement", "annotate"]
 
 
 def run(chosen: list[str], quick: bool, workdir: str | None = None, echo=print) -> dict:
