@@ -15,7 +15,8 @@ import tempfile
 from vidcurate.operators.base import RecordError
 from vidcurate.operators.clip_cutter import CutSettings, cut_audio, mux_audio, video_facts
 from vidcurate.operators.media import present_path
-from vidcurate.operators.smart_cut import EncodeSettings, NotSmart, cut_smart, index_source, plan_clip
+from vidcurate.operators.smart_cut import EncodeSettings, cut_smart
+from vidcurate.operators.smart_plan import NotSmart, index_source, plan_clip
 
 SMART_PIXEL_FORMATS = ("yuv420p", "yuvj420p")
 

@@ -19,7 +19,7 @@ from PIL import Image
 from vidcurate.operators.extract import ExtractClips
 from vidcurate.operators.media import run_ffmpeg
 from vidcurate.operators.probe import ProbeVideo
-from vidcurate.operators.smart_cut import NotSmart, index_source, plan_clip
+from vidcurate.operators.smart_plan import NotSmart, index_source, plan_clip
 from vidcurate.operators.split.shots import ShotSplit
 import samples
 from test_annotate_browser import browser  # noqa: F401  (the headless Chromium fixture)
