@@ -181,3 +181,16 @@ def test_the_dataset_card_and_report_describe_the_build(default_build):
     for reason in {r["reason"] for r in rejects_table(out)}:
         assert reason in card
     assert os.path.getsize(os.path.join(out, "report.html")) > 10_000
+
+
+def test_consensus_scores_of_a_pair_are_equal_whatever_the_float_noise():
+    """A pair agreeing only with each other ties exactly, so the tie rule decides: vectors whose
+    norms are 1 only up to rounding (as an embedder's are) must not tip the rounded scores."""
+    from vidcurate.operators.select.consensus import consensus_scores
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        pair = rng.normal(size=(2, 384)).astype(np.float32)
+        pair /= np.linalg.norm(pair, axis=1, keepdims=True) * (1 + rng.normal(scale=1e-6, size=(2, 1)))
+        first, second = consensus_scores(pair)
+        assert round(first, 6) == round(second, 6)

@@ -81,4 +81,9 @@ def consensus_scores(embeddings: np.ndarray) -> list[Optional[float]]:
     if n < 2:
         return [None] * n
     sims = embeddings @ embeddings.T
-    return [float((sims[i].sum() - sims[i, i]) / (n - 1)) for i in range(n)]
+    # Exactly symmetric, and the diagonal left out rather than subtracted: a pair that agrees
+    # only with each other gets the very same score (a BLAS product need not be symmetric, and
+    # |v|^2 is 1 only up to rounding), so the tie rule decides, not float noise.
+    sims = (sims + sims.T) / 2
+    others = ~np.eye(n, dtype=bool)
+    return [float(sims[i][others[i]].sum() / (n - 1)) for i in range(n)]
