@@ -86,6 +86,14 @@ def spans_are_cuttable(spans: list[tuple[int, int]]) -> bool:
     return all(s < e for s, e in spans) and all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
 
 
+def batch_origin(spans: list[tuple[int, int]], fps: float, seek: bool) -> tuple[int, float]:
+    """(base, t0): the source frame a batch's run starts decoding at (its first span's, when it
+    seeks) and the source time of the first decoded sample, half a frame early so ffmpeg's
+    dropping of frames before -ss keeps exactly that frame whatever the rounding."""
+    base = spans[0][0] if seek and spans and spans[0][0] > 0 else 0
+    return base, ((base - 0.5) / fps if base else 0.0)
+
+
 def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: list[list[int]], fps: float,
                  has_audio: bool, settings: CutSettings, tmp: str, what: str, seek: bool = True) -> list[CutClip]:
     """Cut ``spans`` ([start, end) source frames) of ``source``; keyframes are source frames.
@@ -95,8 +103,7 @@ def cut_one_pass(source: str, spans: list[tuple[int, int]], keyframe_frames: lis
     long video cut a batch of clips at a time is decoded about once in all. The seek is
     half a frame early and ffmpeg drops frames before it, so frame 0 after it is exactly
     the first span's first frame; audio and PCM times are taken from the same point."""
-    base = spans[0][0] if seek and spans and spans[0][0] > 0 else 0
-    t0 = (base - 0.5) / fps if base else 0.0  # source time of the first decoded sample
+    base, t0 = batch_origin(spans, fps, seek)
     spans = [(s - base, e - base) for s, e in spans]
     keyframe_frames = [[f - base for f in frames] for frames in keyframe_frames]
     all_keyframes = sorted({f for frames in keyframe_frames for f in frames})
@@ -188,8 +195,7 @@ def cut_audio(source: str, spans: list[tuple[int, int]], fps: float, settings: C
               what: str) -> list[tuple[str | None, bytes | None]]:
     """Only the audio of ``spans``, for clips whose video is made elsewhere (smart cutting):
     per clip its AAC file (None when not kept) and its 16 kHz PCM (None when not asked for)."""
-    base = spans[0][0] if spans and spans[0][0] > 0 else 0
-    t0 = (base - 0.5) / fps if base else 0.0
+    base, t0 = batch_origin(spans, fps, seek=True)  # smart mode cuts constant-rate sources only
     spans = [(s - base, e - base) for s, e in spans]
     args = ["-y", *(["-ss", f"{t0:.6f}"] if base else []), "-i", source, "-vn"]
     if settings.keep_audio:

@@ -147,8 +147,7 @@ class ExtractClips(Operator):
         if blocker:
             self.stats.incr(f"{self.name}.smart_fallback.{blocker}", len(group))
             return self._one_pass(group)
-        picks = [[r["start_frame"] + i for i in self.keyframe_indices(r["clip_id"], r["end_frame"] - r["start_frame"])]
-                 for r in group]
+        picks = self._keyframe_frames(group)
         audio = CutSettings([], [], self.audio, self.asr_audio, self.keyframe_max_side, self.timeout,
                             memory_mb=self.memory_mb)
         done, rest = smart_batch(group, picks, EncodeSettings(self.preset, self.crf, self.keyframe_max_side), audio,
@@ -163,8 +162,7 @@ class ExtractClips(Operator):
         settings = CutSettings(self._codec_args(), self._filters(first), self.audio, self.asr_audio,
                                self.keyframe_max_side, self.timeout, self._source_filters(first),
                                self.max_fps if self._ratio(first) is not None else None, self.memory_mb)
-        keyframes = [[r["start_frame"] + i for i in self.keyframe_indices(r["clip_id"], r["end_frame"] - r["start_frame"])]
-                     for r in group]
+        keyframes = self._keyframe_frames(group)
         with tempfile.TemporaryDirectory(prefix="vidcurate-cut-") as tmp:
             try:
                 cuts = cut_one_pass(present_path(first), spans, keyframes, first["fps"], bool(first.get("has_audio")),
@@ -240,6 +238,11 @@ class ExtractClips(Operator):
                 "clip_width": clip_w,
                 "clip_height": clip_h, "audio_pcm": audio_pcm, "keyframes": keyframes,
                 "keyframe_frames": [record["start_frame"] + i for i in picks][: len(keyframes)]}
+
+    def _keyframe_frames(self, group: list[dict]) -> list[list[int]]:
+        """Each record's keyframe JPEG frames, as source frame numbers."""
+        return [[r["start_frame"] + i for i in self.keyframe_indices(r["clip_id"], r["end_frame"] - r["start_frame"])]
+                for r in group]
 
     def keyframe_indices(self, clip_id: str, frames: int) -> list[int]:
         """Frame numbers inside the clip (0 = its first frame) that become keyframes."""

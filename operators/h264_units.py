@@ -50,22 +50,6 @@ def split_length_prefixed(data: bytes, length_size: int) -> list[bytes]:
     return units
 
 
-def split_annexb(data: bytes) -> list[bytes]:
-    """The NAL units of an Annex B byte stream (3- or 4-byte start codes)."""
-    units, at = [], data.find(b"\x00\x00\x01")
-    while at >= 0:
-        begin = at + 3
-        nxt = data.find(b"\x00\x00\x01", begin)
-        end = len(data) if nxt < 0 else nxt
-        unit = data[begin:end]
-        if nxt >= 0 and unit.endswith(b"\x00"):  # the next start code was a 4-byte one
-            unit = unit.rstrip(b"\x00")
-        if unit:
-            units.append(unit)
-        at = nxt
-    return units
-
-
 def nal_type(unit: bytes) -> int:
     return unit[0] & 0x1F
 

@@ -84,7 +84,6 @@ def cut_smart(path: str, index: SourceIndex, plans: list[ClipPlan], picks: list[
             copy_frames.setdefault(frame, []).append(clip)
     first_position = min([index.gop_starts[g] for g in feed_until] +
                          [index.frame_position[c.plan.copy_from] for c in clips])
-    pts_frame = {pts: n for n, pts in enumerate(index.frame_pts)}
 
     with av.open(path) as container:
         stream = container.streams.video[0]
@@ -95,7 +94,7 @@ def cut_smart(path: str, index: SourceIndex, plans: list[ClipPlan], picks: list[
 
         def take(frames):
             for frame in frames:
-                number = pts_frame.get(frame.pts)
+                number = index.frame_of_pts.get(frame.pts)
                 for clip, role in wanted.get(number, ()):
                     if role == "pick":
                         clip.jpegs[number] = _jpeg(frame, settings.keyframe_max_side)
@@ -105,14 +104,14 @@ def cut_smart(path: str, index: SourceIndex, plans: list[ClipPlan], picks: list[
 
         last_fed = None
         for packet in container.demux(stream):
-            if not packet.size or packet.pts not in pts_frame:
+            number = index.frame_of_pts.get(packet.pts) if packet.size else None
+            if number is None:
                 continue
-            number = pts_frame[packet.pts]
             position = index.frame_position[number]
             if position < first_position:
                 continue
             for clip in copy_frames.get(number, ()):
-                clip.middle.append((bytes(packet), packet.pts, packet.dts, position, packet.is_keyframe))
+                clip.middle.append((bytes(packet), packet.pts, packet.dts, packet.is_keyframe))  # in decode order
                 _write_if_complete(clip, index)
             if position <= feed_until.get(index.gop_at(position), -1):
                 if last_fed is not None and position != last_fed + 1:
@@ -166,10 +165,9 @@ def _write_if_complete(clip: _Clip, index: SourceIndex) -> None:
         return
     if clip.head.packets is None or clip.tail.packets is None:
         return  # an encoder missed frames: never complete
-    plan, origin = clip.plan, index.frame_pts[clip.plan.start]
-    middle = sorted(clip.middle, key=lambda m: m[3])  # decode order
+    origin = index.frame_pts[clip.plan.start]
     middle_packets = []
-    for n, (data, pts, dts, _, key) in enumerate(middle):
+    for n, (data, pts, dts, key) in enumerate(clip.middle):
         units = h264.split_length_prefixed(data, index.length_size)
         if n == 0:  # the source's own SPS/PPS replace the head's before its first IDR
             units = index.parameter_sets + [u for u in units if h264.nal_type(u) not in (h264.NAL_SPS, h264.NAL_PPS)]

@@ -43,6 +43,7 @@ class SourceIndex:
         return len(self.frame_pts)
 
     def __post_init__(self):
+        self.frame_of_pts = {pts: n for n, pts in enumerate(self.frame_pts)}
         self.frame_position = [0] * len(self.packet_frame)  # frame number -> decode position
         for position, frame in enumerate(self.packet_frame):
             self.frame_position[frame] = position
@@ -72,7 +73,7 @@ def index_source(path: str) -> SourceIndex:
             length_size, sets = h264.parse_avcc(bytes(ctx.extradata or b""))
         except h264.NotH264 as exc:
             raise NotSmart("no_avcc", str(exc)) from exc
-        packets = []  # (pts, dts, is_idr)
+        packets = []  # (pts, is_idr)
         for packet in container.demux(stream):
             if not packet.size:
                 continue
@@ -81,15 +82,16 @@ def index_source(path: str) -> SourceIndex:
             if packet.is_discard:
                 raise NotSmart("edit_list", "the file hides some of its frames")
             idr = packet.is_keyframe and h264.is_idr_sample(bytes(packet), length_size)
-            packets.append((packet.pts, packet.dts, idr))
+            packets.append((packet.pts, idr))
         if not packets:
             raise NotSmart("no_packets")
         frame_pts = sorted(p[0] for p in packets)
         if len(set(frame_pts)) != len(frame_pts):
             raise NotSmart("duplicate_timestamps")
-        frame_of = {pts: n for n, pts in enumerate(frame_pts)}
-        packet_frame = [frame_of[p[0]] for p in packets]
-        idr_positions = [i for i, p in enumerate(packets) if p[2]]
+        packet_frame = [0] * len(packets)
+        for frame, position in enumerate(sorted(range(len(packets)), key=lambda i: packets[i][0])):
+            packet_frame[position] = frame
+        idr_positions = [i for i, p in enumerate(packets) if p[1]]
         return SourceIndex(stream.time_base, stream.average_rate or stream.guessed_rate, ctx.width, ctx.height,
                            stream.sample_aspect_ratio, length_size, h264.parameter_sets(sets), frame_pts,
                            packet_frame, sorted(packet_frame[i] for i in idr_positions), idr_positions)
