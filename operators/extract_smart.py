@@ -1,10 +1,10 @@
 """extract_clips ``mode: smart`` on records: which clips can be smart-cut, cutting them, checking them.
 
-For each batch of one video's clips: the source's packets are indexed (smart_cut.py), each clip
+For each batch of one video's clips: the source's packets are indexed (smart_plan.py), each clip
 gets a plan (head to encode, middle to copy, tail to encode), one pass writes the clips, one
 audio-only ffmpeg run gives their AAC and 16 kHz PCM (clip_cutter.py), and every clip's frame
 count is checked. A clip that cannot be smart-cut is handed back to be re-encoded whole, and the
-reason is counted (``extract_clips.smart_fallback.<reason>``), so a report shows what smart mode
+reason is counted (``extract_clips.smart_fallback.<reason>``), so stats.json shows what smart mode
 covered: ``smart_clips``, ``smart_frames_copied``, ``smart_frames_encoded``.
 """
 from __future__ import annotations
