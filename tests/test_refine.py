@@ -227,6 +227,23 @@ def test_a_kill_mid_round_resumes_at_its_step_and_reaches_the_same_captions(worl
     assert {c: r["caption"] for c, r in again.items()} == {c: r["caption"] for c, r in first.items()}
 
 
+@pytest.mark.slow
+def test_the_ray_runner_recaptions_and_reselects_as_the_local_runner_does(world, refined, tmp_path):
+    """--runner ray: the student and the selector run on Ray workers that read the clips from OUT."""
+    source, config = world
+    out = tmp_path / "world"
+    shutil.copytree(source, out)
+    done = refine_cli(out, config, "--rounds", "1", "--loss", "adatailr", *SELECTOR, "--runner", "ray")
+    assert done.returncode == 0, done.stderr
+    here, there = version(refined[0], "refine-r1"), version(out, "refine-r1")
+    assert {c: r["caption"] for c, r in there.items()} == {c: r["caption"] for c, r in here.items()}
+    assert {c: r["caption_teacher"] for c, r in there.items()} == {c: r["caption_teacher"] for c, r in here.items()}
+    captions = [pq.read_table(o / "refine" / "r1" / "captions.parquet").to_pylist() for o in (refined[0], out)]
+    assert [(r["clip_id"], r["text"]) for r in captions[1]] == [(r["clip_id"], r["text"]) for r in captions[0]]
+    record = json.load(open(out / "versions" / "refine-r1.json"))
+    assert record["runner"] == "ray"
+
+
 def test_refine_errors_name_the_input(world, tmp_path):
     source, config = world
     done = refine_cli(tmp_path, config, "--rounds", "1")

@@ -225,6 +225,67 @@ def test_weighted_selector_mixes_in_teacher_priors_from_labels(world, trained):
     assert done.returncode == 2 and "model" in done.stderr
 
 
+def _version(world, name):
+    return {r["clip_id"]: r for r in pq.read_table(world / "versions" / f"{name}.parquet").to_pylist()}
+
+
+@pytest.mark.slow
+def test_select_on_the_ray_runner_scores_every_clip_as_the_local_run_does(world, trained):
+    """The selector on Ray: clips grouped by shard, read and scored on the workers, the same captions."""
+    local = run_cli("select", str(world), "--selector", "retriever", "--model", str(trained), "--device", "cpu",
+                    "--version", "ret-local")
+    assert local.returncode == 0, local.stderr
+    done = run_cli("select", str(world), "--selector", "retriever", "--model", str(trained), "--device", "cpu",
+                   "--version", "ret-ray", "--runner", "ray")
+    assert done.returncode == 0, done.stderr
+    here, there = _version(world, "ret-local"), _version(world, "ret-ray")
+    assert sorted(there) == sorted(here) == sorted(r["clip_id"] for r in pq.read_table(world / "index.parquet")
+                                                  .to_pylist())
+    for clip_id, row in there.items():
+        assert row["caption"] == here[clip_id]["caption"] and row["error_reason"] is None
+        assert [c["text"] for c in row["candidates"]] == [c["text"] for c in here[clip_id]["candidates"]]
+        assert row["score"] == pytest.approx(here[clip_id]["score"], abs=1e-5)
+
+
+def test_a_clip_whose_shard_is_cut_short_is_a_row_with_the_reason(world, trained, tmp_path):
+    import shutil
+
+    damaged = tmp_path / "world"
+    shutil.copytree(world, damaged, ignore=shutil.ignore_patterns("versions"))
+    assert run_cli("select", str(damaged), "--selector", "consensus", "--version", "before").returncode == 0
+    index = pq.read_table(damaged / "index.parquet").to_pylist()
+    last = max(index, key=lambda r: (r["shard"], r["mp4_offset"]))
+    shard = damaged / "shards" / last["shard"]
+    with open(shard, "r+b") as handle:  # the shard ends inside its last clip's mp4
+        handle.truncate(last["mp4_offset"] + last["mp4_bytes"] // 2)
+    # From a version: the candidates are in its table, so the clip keeps them, without a caption.
+    done = run_cli("select", str(damaged), "--selector", "retriever", "--model", str(trained), "--device", "cpu",
+                   "--from-version", "before", "--version", "after-damage")
+    assert done.returncode == 0, done.stderr
+    rows = _version(damaged, "after-damage")
+    assert len(rows) == len(index)  # every clip accounted for
+    broken = rows[last["clip_id"]]
+    assert broken["caption"] is None and broken["error_reason"] == "read_build_clips/unreadable_clip"
+    assert len(broken["candidates"]) == last["num_candidates"]  # kept, not lost
+    assert all(r["caption"] for cid, r in rows.items() if cid != last["clip_id"])
+    assert f"clip {last['clip_id']} kept without a caption" in done.stderr and "shorter than the index" in done.stderr
+    # From the build, with the shard cut inside the clip's json: its candidates are lost with it; the
+    # command says so and goes on.
+    import tarfile
+
+    with tarfile.open(world / "shards" / last["shard"]) as tar:
+        json_member = next(m for m in tar.getmembers() if m.name == f"{last['clip_id']}.json")
+    with open(shard, "r+b") as handle:
+        handle.truncate(json_member.offset_data + 10)
+    done = run_cli("select", str(damaged), "--selector", "retriever", "--model", str(trained), "--device", "cpu",
+                   "--from-version", "build", "--version", "from-build")
+    assert done.returncode == 0, done.stderr
+    rows = _version(damaged, "from-build")
+    assert len(rows) == len(index) and rows[last["clip_id"]]["caption"] is None
+    assert rows[last["clip_id"]]["error_reason"] is not None
+    assert f"json of clip {last['clip_id']} cannot be read" in done.stderr
+
+
 @pytest.mark.slow
 def test_two_worker_ray_train_run_on_cpu(world, tmp_path):
     done = tiny_finetune(world, tmp_path / "ray", "--epochs", "2", "--workers", "2", "--batch-size", "16")

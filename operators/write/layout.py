@@ -86,20 +86,28 @@ def read_clip_mp4(out: str | os.PathLike, row: dict) -> bytes:
         return handle.read(row["mp4_bytes"])
 
 
-def read_sample_jsons(out: str | os.PathLike, shard: str, keys: set[str]) -> dict[str, dict]:
-    """key -> the json member of each sample in ``keys`` of one shard (index ``shard`` path), in one pass."""
+def read_sample_jsons(out: str | os.PathLike, shard: str, keys: set[str], partial_ok: bool = False
+                      ) -> dict[str, dict]:
+    """key -> the json member of each sample in ``keys`` of one shard (index ``shard`` path), in one pass.
+
+    A shard cut short or damaged raises ``tarfile.ReadError``; with ``partial_ok`` the members read
+    before the damage are returned instead (the caller sees which keys are missing)."""
     import json
     import tarfile
 
     import fsspec
 
     found = {}
-    with fsspec.open(join(os.fspath(out), shard_path(shard)), "rb") as handle, tarfile.open(fileobj=handle,
-                                                                                               mode="r:") as tar:
-        for member in tar:
-            key, _, ext = member.name.rpartition("/")[2].partition(".")
-            if ext == "json" and key in keys:
-                found[key] = json.load(tar.extractfile(member))
+    with fsspec.open(join(os.fspath(out), shard_path(shard)), "rb") as handle:
+        try:
+            with tarfile.open(fileobj=handle, mode="r:") as tar:
+                for member in tar:
+                    key, _, ext = member.name.rpartition("/")[2].partition(".")
+                    if ext == "json" and key in keys:
+                        found[key] = json.load(tar.extractfile(member))
+        except (tarfile.ReadError, EOFError, json.JSONDecodeError):
+            if not partial_ok:
+                raise
     return found
 
 

@@ -26,8 +26,11 @@ from vidcurate.operators.base import OperatorSetupError
               help="Name of the new version (default: select-<selector>-N). Never overwrites one.")
 @click.option("--from-version", default=None,
               help="Whose candidates to select from: a version name, 'build' (the shards'), default the latest.")
+@click.option("--runner", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where the selector runs: this process, or Ray (joins RAY_ADDRESS, else a local instance; "
+                   "the workers read the clips from OUT, which they must reach).")
 def select(output: str, selector: str, model: str | None, threshold: float | None, priors_from: str | None,
-           device: str | None, name: str | None, from_version: str | None) -> None:
+           device: str | None, name: str | None, from_version: str | None, runner: str) -> None:
     """Re-select every clip's caption of the build in OUT into a new caption version.
 
     Teachers are not run again and shards, index and earlier versions stay as they are
@@ -43,7 +46,8 @@ def select(output: str, selector: str, model: str | None, threshold: float | Non
     fields = {k: v for k, v in {"model": model, "threshold": threshold, "priors_from": priors_from,
                                 "device": device}.items() if v is not None}
     try:
-        record = reselect(output, selector, name, from_version, fields)
+        record = reselect(output, selector, name, from_version, fields, runner,
+                          warn=lambda text: click.echo(f"warning: {text}", err=True))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'selector'}: {e['msg']}" for e in exc.errors())
         click.echo(f"error: selector {selector!r}: {problems}", err=True)

@@ -6,7 +6,8 @@
     2. caption every clip with the student: a candidate of teacher ``student-r<r>`` with its
                checkpoint and decoding parameters (operators/teachers/student.py)
     3. select  with the given selector, else round 0's; a caption changes only when the new
-               candidate wins (reselect.py)
+               candidate wins (reselect.py); steps 2 and 3 run on the local or the Ray runner
+               (``runner``; pipelines/versions/clip_pass.py: the workers read the clips from OUT)
     4. write   caption version ``refine-r<r>`` (never overwriting one), with the round's counts and,
                on a synthetic world, its scores against the truth
 
@@ -25,7 +26,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vidcurate.operators.write.versions import VersionError, list_versions, resolve_version, write_version
-from vidcurate.pipelines.refine.clips import clip_records
 from vidcurate.pipelines.refine.reselect import RefineError, previous_rows, select_round, selector_for
 from vidcurate.pipelines.refine.state import current_round, read_state, round_dir, write_state
 from vidcurate.pipelines.train.student.loop import StudentTrainOptions, train_student
@@ -46,7 +46,7 @@ class RefineOptions:
     train: StudentTrainOptions = field(default_factory=StudentTrainOptions)
     decoding: str = "greedy"
     min_change: float = 0.0
-    chunk: int = 256
+    runner: str = "local"  # where captioning and selection run: local, or ray (pipelines/versions/clip_pass.py)
 
 
 def refine(out: str, options: RefineOptions, echo: Callable[[str], None] = print) -> dict:
@@ -110,7 +110,7 @@ def _run_round(out: str, active: dict, state: dict, options: RefineOptions, echo
     if active["step"] == "caption":
         echo(f"round {number}: captioning every clip with the student")
         captions = caption_clips(out, student, label, options.decoding, options.train.device, options.train.seed,
-                                 options.chunk)
+                                 runner=options.runner)
         _write_table(round_dir(out, number, CAPTIONS_FILE), captions)
         active.update(step="select", student_captions=len(captions))
         write_state(out, state)
@@ -122,10 +122,10 @@ def _run_round(out: str, active: dict, state: dict, options: RefineOptions, echo
             student_rows = {r["clip_id"]: {k: v for k, v in r.items() if k != "clip_id"} | {"score": None}
                             for r in pq.read_table(round_dir(out, number, CAPTIONS_FILE)).to_pylist()}
             op = selector_for(out, active["from_version"], options.selector, options.selector_fields)
-            rows, counts = select_round(out, previous, student_rows, op, label, options.chunk)
+            rows, counts = select_round(out, previous, student_rows, op, label, options.runner)
             provenance = {"command": "refine", "round": number, "from_version": active["from_version"],
                           "selector": op.name, "selector_settings": op.model_dump(mode="json"), "student": student,
-                          "student_label": label, "decoding": options.decoding,
+                          "student_label": label, "decoding": options.decoding, "runner": options.runner,
                           "noise_control": asdict(options.train.control), "counts": counts}
             write_version(out, active["version"], rows, provenance)
         else:
@@ -136,24 +136,24 @@ def _run_round(out: str, active: dict, state: dict, options: RefineOptions, echo
 
 
 def caption_clips(out: str, student: str, label: str, decoding: str = "greedy", device: str = "auto", seed: int = 0,
-                  chunk_size: int = 256, only: set[str] | None = None) -> list[dict]:
-    """The student's candidate for every clip (of ``only``, when given) it could caption, a flat row per clip."""
+                  only: set[str] | None = None, runner: str = "local") -> list[dict]:
+    """The student's candidate for every clip (of ``only``, when given) it could caption, a flat row per
+    clip, sorted by clip id; captioned on ``runner`` (local, or ray: the clips are read on the workers)."""
     from vidcurate.operators.teachers.student import StudentTeacher
+    from vidcurate.pipelines.versions.clip_pass import run_over_clips
+
+    rows = []
+
+    def keep(records: list[dict]) -> None:
+        for record in records:
+            made = [c for c in record.get("candidates") or [] if c["teacher"] == label]
+            if made:
+                rows.append({"clip_id": record["clip_id"], **{k: made[-1].get(k) for k in STUDENT_CANDIDATE.names
+                                                              if k != "clip_id"}})
 
     op = StudentTeacher(model=student, label=label, decoding=decoding, device=device, seed=seed)
-    rows = []
-    try:
-        for chunk in clip_records(out, chunk_size):
-            chunk = [r for r in chunk if only is None or r["clip_id"] in only]
-            for batch in op.stream([chunk]) if chunk else []:
-                for record in batch:
-                    made = [c for c in record.get("candidates") or [] if c["teacher"] == label]
-                    if made:
-                        rows.append({"clip_id": record["clip_id"], **{k: made[-1].get(k) for k in
-                                                                      STUDENT_CANDIDATE.names if k != "clip_id"}})
-    finally:
-        op.close()
-    return rows
+    run_over_clips(out, [op], keep=("candidates",), handle=keep, runner=runner, source_fields=True, only=only)
+    return sorted(rows, key=lambda r: r["clip_id"])
 
 
 def _write_table(path: str, rows: list[dict]) -> None:

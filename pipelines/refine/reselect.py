@@ -15,7 +15,7 @@ import os
 import yaml
 
 from vidcurate.operators.base import is_ok
-from vidcurate.operators.write.layout import BUILD_VERSION, CONFIG_FILE, INDEX_FILE, read_clip_mp4
+from vidcurate.operators.write.layout import BUILD_VERSION, CONFIG_FILE, INDEX_FILE
 from vidcurate.operators.write.versions import list_versions, read_version
 from vidcurate.pipelines.versions.select import _as_record_candidate, build_candidates, selector_operator
 
@@ -69,40 +69,35 @@ def previous_rows(out: str, version: str) -> dict[str, dict]:
 
 
 def select_round(out: str, previous: dict[str, dict], student: dict[str, dict], op, label: str,
-                 chunk: int = 256) -> tuple[list[dict], dict]:
-    """(version rows, counts) of one round: ``student`` maps clip id -> the new candidate."""
-    index = None
-    if "mp4" in op.requires:
-        import pyarrow.parquet as pq
+                 runner: str = "local") -> tuple[list[dict], dict]:
+    """(version rows sorted by clip id, counts) of one round: ``student`` maps clip id -> the new
+    candidate; the selector runs on ``runner`` (local, or ray), reading clips on the workers."""
+    from vidcurate.pipelines.versions.clip_pass import run_over_clips
 
-        index = {r["clip_id"]: r for r in pq.read_table(os.path.join(out, INDEX_FILE)).to_pylist()}
-    rows, counts = [], {"clips": 0, "changed": 0, "kept": 0, "kept_rejected": 0, "no_student_caption": 0}
-    clip_ids = sorted(previous)
-    try:
-        for start in range(0, len(clip_ids), chunk):
-            records = []
-            for clip_id in clip_ids[start:start + chunk]:
-                old = previous[clip_id]
-                candidates = [c for c in old["candidates"] if c["teacher"] != label]
-                if clip_id in student:
-                    candidates.append(student[clip_id])
-                else:
-                    counts["no_student_caption"] += 1
-                record = {"clip_id": clip_id, "candidates": candidates}
-                if index is not None:
-                    record["mp4"] = read_clip_mp4(out, index[clip_id])
-                records.append(record)
-            for batch in op.stream([records]):
-                for record in batch:
-                    rows.append(_decide(previous[record["clip_id"]], record, label, op.name, counts))
-    finally:
-        op.close()
-    return rows, counts
+    counts = {"clips": 0, "changed": 0, "kept": 0, "kept_rejected": 0, "no_student_caption": 0}
+    fields = {}
+    for clip_id, old in previous.items():
+        candidates = [c for c in old["candidates"] if c["teacher"] != label]
+        if clip_id in student:
+            candidates.append(student[clip_id])
+        else:
+            counts["no_student_caption"] += 1
+        fields[clip_id] = {"candidates": candidates}
+    rows = []
+
+    def decide(records: list[dict]) -> None:
+        rows.extend(_decide(previous[r["clip_id"]], r, label, op.name, counts) for r in records)
+
+    run_over_clips(out, [op], keep=("candidates", "caption", "caption_teacher", "score", "selector"), handle=decide,
+                   runner=runner, mp4="mp4" in op.requires, fields=fields, only=previous)
+    return sorted(rows, key=lambda r: r["clip_id"]), counts
 
 
 def _decide(old: dict, record: dict, label: str, selector: str, counts: dict) -> dict:
     counts["clips"] += 1
-    candidates = [_as_record_candidate(c) for c in record.get("candidates") or []]
+    # a clip that could not be read comes back without its candidates: it keeps the old ones
+    candidates = [_as_record_candidate(c) for c in (record.get("candidates") if "candidates" in record
+                                                    else old.get("candidates")) or []]
     if is_ok(record) and record.get("caption_teacher") == label and record.get("caption"):
         counts["changed"] += 1
         return {"clip_id": old["clip_id"], "caption": record["caption"], "caption_teacher": label,

@@ -3,19 +3,24 @@
 The candidates come from a version (default: the latest; ``build`` = the clip jsons in the
 shards), so teachers never run again and no mp4 byte is rewritten. Any registered selector
 runs through its operator (``consensus`` or ``consensus_selector``), in batches of its declared
-size; a selector that needs the clip itself (``mp4`` in its ``requires``) gets each clip's
-bytes by one ranged read of its shard. Clips the selector rejects keep a row with the reason.
+size, on the local or the Ray runner (clip_pass.py); a selector that needs the clip itself
+(``mp4`` in its ``requires``) gets each clip's bytes by one ranged read of its shard, on the
+worker, a group of clips at a time. Clips the selector rejects, or whose mp4 cannot be read,
+keep a row with the reason.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Iterator
 
 from vidcurate.operators.base import is_ok
-from vidcurate.operators.write.layout import BUILD_VERSION, INDEX_FILE, read_clip_mp4, read_sample_jsons
+from vidcurate.operators.write.layout import BUILD_VERSION, INDEX_FILE, read_sample_jsons
 from vidcurate.operators.write.versions import VersionError, next_name, read_version, resolve_version, write_version
 from vidcurate.pipelines.build.registry import OPERATORS, operator_class
+
+log = logging.getLogger(__name__)
 
 
 def selector_operator(name: str, fields: dict | None = None):
@@ -32,8 +37,9 @@ def selector_operator(name: str, fields: dict | None = None):
     return operator_class(op_name)(**(fields or {}))
 
 
-def build_candidates(out: str) -> Iterator[dict]:
-    """Every clip of the build as {clip_id, video_id, uri, candidates} from the shards' json members."""
+def build_candidates(out: str, warn=None) -> Iterator[dict]:
+    """Every clip of the build as {clip_id, video_id, uri, candidates} from the shards' json members
+    (none for a clip whose json a damaged shard lost, with a warning naming both)."""
     import pyarrow.parquet as pq
 
     rows = pq.read_table(os.path.join(out, INDEX_FILE), columns=["clip_id", "video_id", "uri", "shard"]).to_pylist()
@@ -41,13 +47,22 @@ def build_candidates(out: str) -> Iterator[dict]:
     for row in rows:
         by_shard.setdefault(row["shard"], {})[row["clip_id"]] = row
     for shard, wanted in sorted(by_shard.items()):
-        for key, meta in read_sample_jsons(out, shard, set(wanted)).items():
-            yield {**wanted[key], "candidates": [_as_record_candidate(c) for c in meta.get("candidates") or []]}
+        found = read_sample_jsons(out, shard, set(wanted), partial_ok=True)
+        for key, row in wanted.items():
+            if key not in found:  # lost with a damaged shard: the clip is accounted for, without candidates
+                (warn or log.warning)(f"shard {shard}: the json of clip {key} cannot be read (the shard is cut "
+                                      "short or damaged); it has no candidates")
+            meta = found.get(key) or {}
+            yield {**row, "candidates": [_as_record_candidate(c) for c in meta.get("candidates") or []]}
 
 
 def reselect(out: str, selector: str, name: str | None = None, from_version: str | None = None,
-             fields: dict | None = None) -> dict:
-    """Write a version whose captions ``selector`` chose among the candidates of ``from_version``."""
+             fields: dict | None = None, runner: str = "local", warn=None) -> dict:
+    """Write a version whose captions ``selector`` chose among the candidates of ``from_version``;
+    the selector runs on ``runner`` (local, or ray: clips are read and scored on the workers).
+    ``warn`` (a callable) is told of each clip that could not be read, with the reason."""
+    from vidcurate.pipelines.versions.clip_pass import ClipPassError, run_over_clips
+
     out = os.fspath(out)
     if not os.path.isfile(os.path.join(out, INDEX_FILE)):
         raise VersionError(f"{out!r} holds no finished build ({INDEX_FILE} is missing)")
@@ -55,29 +70,27 @@ def reselect(out: str, selector: str, name: str | None = None, from_version: str
     op = selector_operator(selector, fields)
     name = name or next_name(out, f"select-{op.name.removesuffix('_selector')}")
     if source == BUILD_VERSION:
-        clips = list(build_candidates(out))
+        candidates = {clip["clip_id"]: clip["candidates"] for clip in build_candidates(out, warn)}
     else:
-        clips = [{"clip_id": cid, "candidates": [_as_record_candidate(c) for c in row["candidates"] or []]}
-                 for cid, row in read_version(out, source).items()]
-    if "mp4" in op.requires:
-        index = {r["clip_id"]: r for r in _index_rows(out)}
-        for clip in clips:
-            clip["mp4"] = read_clip_mp4(out, index[clip["clip_id"]])
+        candidates = {cid: [_as_record_candidate(c) for c in row["candidates"] or []]
+                      for cid, row in read_version(out, source).items()}
     rows = []
+
+    def keep(records: list[dict]) -> None:  # a clip that could not be read comes back without its candidates
+        rows.extend(_version_row({"candidates": candidates[r["clip_id"]], **r}) for r in records)
+        for record in records:
+            if warn is not None and record.get("error_stage") == "read_build_clips":
+                warn(f"clip {record['clip_id']} kept without a caption: {record.get('error_detail')}")
+
     try:
-        for batch in op.stream([clips]):
-            rows += [_version_row(record) for record in batch]
-    finally:
-        op.close()
+        run_over_clips(out, [op], keep=("candidates", "caption", "caption_teacher", "score", "selector"),
+                       handle=keep, runner=runner, mp4="mp4" in op.requires, only=candidates,
+                       fields={cid: {"candidates": found} for cid, found in candidates.items()})
+    except ClipPassError as exc:
+        raise VersionError(str(exc)) from None
     provenance = {"selector": op.name, "selector_settings": op.model_dump(mode="json"), "from_version": source,
                   "command": "select"}
     return write_version(out, name, sorted(rows, key=lambda r: r["clip_id"]), provenance)
-
-
-def _index_rows(out: str) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(os.path.join(out, INDEX_FILE)).to_pylist()
 
 
 def _as_record_candidate(candidate: dict) -> dict:
