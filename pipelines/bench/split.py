@@ -201,7 +201,8 @@ def measure(kind: str, video: str, out: str, *extra: str) -> dict:
 
 
 def run(seconds: float = 80, height: int | None = None, repeats: int = 3, long_factor: int = 20,
-        workdir: str | None = None, echo=print) -> dict:
+        workdir: str | None = None, echo=print, transnetv2: bool = True) -> dict:
+    """The measurements above (``transnetv2=False`` leaves TransNetV2 out: `bench scenes` times it too)."""
     workdir = workdir or tempfile.mkdtemp(prefix="vidcurate-bench-")
     os.makedirs(workdir, exist_ok=True)
     video = os.path.join(workdir, f"bikes_{int(seconds)}s_{height or 'native'}.mp4")
@@ -213,7 +214,8 @@ def run(seconds: float = 80, height: int | None = None, repeats: int = 3, long_f
         if not os.path.exists(path):
             make_input(path, length, h, gop)
     out = lambda name: os.path.join(workdir, name)  # noqa: E731
-    r = {"input": video, "seconds_of_video": seconds, "cores": len(os.sched_getaffinity(0)), "rounds": repeats}
+    r = {"input": video, "seconds_of_video": seconds, "cores": len(os.sched_getaffinity(0)), "rounds": repeats,
+         "long_factor": long_factor}
     runs: dict[str, list[dict]] = defaultdict(list)  # rounds: see the module docstring
     for _ in range(repeats):
         runs["ours"].append(measure("ours", video, out("ours")))
@@ -241,7 +243,8 @@ def run(seconds: float = 80, height: int | None = None, repeats: int = 3, long_f
         "panda_style_gop2s": cut_quality.files_quality(out("panda_gop2s"), starts, 25.0, source_gop),
     }
     del source, source_gop
-    r["transnetv2"] = measure("detect:transnetv2", video, out("x"))
+    if transnetv2:
+        r["transnetv2"] = measure("detect:transnetv2", video, out("x"))
     r["memory_short"] = measure("ours:smart", short_video, out("mem_short"))  # the default extraction mode
     r["memory_long"] = measure("ours:smart", long_video, out("mem_long"))
     for key in ("memory_short", "memory_long"):
@@ -295,8 +298,8 @@ def report(r: dict, long_factor: int) -> str:
         f"  content detection (decode pass + detector)  {r['detect_only']['seconds']:7.2f} s "
         f"({r['detect_only']['fps']:.0f} frames/s)",
         f"  ffmpeg decode-only, 1 thread                {r['decode_only']['seconds']:7.2f} s",
-        f"  TransNetV2 on CPU                           {r['transnetv2']['seconds']:7.2f} s "
-        f"({r['transnetv2']['fps']:.0f} frames/s)",
+        *([f"  TransNetV2 on CPU                           {r['transnetv2']['seconds']:7.2f} s "
+           f"({r['transnetv2']['fps']:.0f} frames/s)"] if "transnetv2" in r else []),
         f"  peak RSS: {r['memory_short']['peak_rss_mib']:.0f} MiB ({r['seconds_of_video']:.0f} s input), "
         f"{r['memory_long']['peak_rss_mib']:.0f} MiB ({long_factor}x longer)",
         "ratios (target):",
