@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 
 from vidcurate.operators.models.retriever import load_retriever, resolve_device
 from vidcurate.operators.write.layout import EVALS_DIR
-from vidcurate.pipelines.train.retriever.data import clip_frames, index_rows, read_judgments
+from vidcurate.pipelines.train.frame_store import frame_store
+from vidcurate.pipelines.train.retriever.data import index_rows, read_judgments
 from vidcurate.pipelines.train.retriever.metrics import score_examples, selection_metrics
 
 
@@ -22,8 +23,11 @@ def evaluate_checkpoint(out: str, labels: str, model_ref: str, threshold: float 
     judgments = read_judgments(labels, validation_share=0.0, known_clips=set(index))
     examples = judgments.train
     model = load_retriever(model_ref, resolve_device(device))
-    frames = clip_frames(out, [e.clip_id for e in examples], model.config.num_frames, model.config.frame_size, index)
-    metrics = selection_metrics(examples, score_examples(model, examples, frames), threshold)
+    frames = frame_store(out, [e.clip_id for e in examples], model.config.num_frames, model.config.frame_size, index)
+    try:
+        metrics = selection_metrics(examples, score_examples(model, examples, frames), threshold)
+    finally:
+        frames.close(remove=True)
     metrics.update(model=model_ref, labels=os.path.abspath(labels), all_bad_left_out=judgments.counts.get("all_bad", 0),
                    evaluated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     name = os.path.basename(os.path.normpath(model_ref)).replace("/", "_") or "retriever"

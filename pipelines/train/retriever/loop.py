@@ -28,7 +28,8 @@ import torch
 
 from vidcurate.operators.models.retriever import (RetrieverConfig, create_retriever, load_retriever,
                                                   load_training_state, resolve_device, save_retriever)
-from vidcurate.pipelines.train.retriever.data import TrainingDataError, clip_frames, index_rows, read_judgments
+from vidcurate.pipelines.train.frame_store import frame_store
+from vidcurate.pipelines.train.retriever.data import TrainingDataError, index_rows, read_judgments
 from vidcurate.pipelines.train.retriever.losses import LossConfig
 from vidcurate.pipelines.train.retriever.metrics import DEFAULT_THRESHOLD, score_examples, selection_metrics
 from vidcurate.pipelines.train.retriever.objective import RetrievalObjective
@@ -99,8 +100,11 @@ def train_loop(out: str, labels: str, output: str, options: FinetuneOptions, ran
     device = resolve_device(options.device)
     model = load_retriever(options.init_from).train() if options.init_from else create_retriever(options.config)
     config = model.config
-    frames = clip_frames(out, [e.clip_id for e in judgments.train + judgments.validation], config.num_frames,
-                         config.frame_size, index)
+    # This rank's fixed part of the judgments (shuffled every epoch) and every validation clip: frames
+    # decoded once into a file on local disk (pipelines/train/frame_store.py), not held in memory.
+    part = judgments.train[rank::world_size]
+    frames = frame_store(out, [e.clip_id for e in part + judgments.validation], config.num_frames,
+                         config.frame_size, index, progress=options.progress and rank == 0)
     model.to(device)
     objective = RetrievalObjective(model, options.loss, seed=options.seed + rank)
     if prepare is not None:
@@ -129,9 +133,9 @@ def train_loop(out: str, labels: str, output: str, options: FinetuneOptions, ran
         model.train()
         # the negatives mined in an epoch depend on (seed, rank, epoch) only: a resumed run mines the same
         getattr(objective, "module", objective).generator.manual_seed(options.seed * 1_000_003 + rank * 7919 + epoch)
-        order = list(judgments.train)
+        order = list(part)
         random.Random(f"{options.seed}:{epoch}").shuffle(order)
-        mine = order[rank::world_size][:steps_per_epoch * per_rank]
+        mine = order[:steps_per_epoch * per_rank]
         losses = _run_epoch(objective, optimizer, schedule, mine, frames, per_rank,
                             f"epoch {epoch + 1}/{epochs}", options.progress and rank == 0)
         metrics = selection_metrics(judgments.validation, score_examples(model, judgments.validation, frames),
@@ -153,6 +157,7 @@ def train_loop(out: str, labels: str, output: str, options: FinetuneOptions, ran
             echo(epoch_line(entry))
         if report is not None:
             report({k: v for k, v in entry.items() if v is not None})
+    frames.close(remove=True)
     return {"best": state["best"], "history": state["history"], "training": provenance, "output": output}
 
 

@@ -34,7 +34,8 @@ import torch
 from vidcurate.operators.models.checkpoint_folder import load_training_state
 from vidcurate.operators.models.student import (StudentConfig, create_student, load_student, resolve_device,
                                                 save_student)
-from vidcurate.pipelines.train.retriever.data import TrainingDataError, clip_frames, index_rows
+from vidcurate.pipelines.train.frame_store import frame_store
+from vidcurate.pipelines.train.retriever.data import TrainingDataError, index_rows
 from vidcurate.pipelines.train.retriever.loop import _warmup_cosine
 from vidcurate.pipelines.train.student.data import (clip_texts, correction_examples, split_validation,
                                                     version_examples)
@@ -106,7 +107,11 @@ def train_loop(out: str, version: str | None, output: str, options: StudentTrain
         model = create_student(options.config, [e.caption for e in train + corrections])
     config = model.config
     every = train + held + corrections
-    frames = clip_frames(out, [e.clip_id for e in every], config.num_frames, config.frame_size, index)
+    # This rank's fixed part of each phase (shuffled every epoch), and every validation clip: its frames
+    # are decoded once into a file on local disk (pipelines/train/frame_store.py), not held in memory.
+    parts = {"pretrain": train[rank::world_size], "finetune": corrections[rank::world_size]}
+    frames = frame_store(out, [e.clip_id for e in parts["pretrain"] + parts["finetune"] + held],
+                         config.num_frames, config.frame_size, index, progress=options.progress and rank == 0)
     texts = clip_texts(out, {e.clip_id for e in every}, list(config.text_inputs))
     for example in every:
         example.texts = texts.get(example.clip_id, {})
@@ -151,13 +156,13 @@ def train_loop(out: str, version: str | None, output: str, options: StudentTrain
             schedule.step()
         for epoch in range(state["epoch"], epochs):
             model.train()
-            order = list(items)
+            order = list(parts[phase])
             random.Random(f"{options.seed}:{phase}:{epoch}").shuffle(order)
             # Dropout and text-dropout draws depend on (seed, phase, epoch, rank) only: a resumed run
             # reaches the same weights as one never interrupted.
             torch.manual_seed(options.seed * 1_000_003 + number * 7919 + epoch * 31 + rank)
             random.seed(options.seed * 7919 + number * 131 + epoch * 31 + rank)
-            mine = order[rank::world_size][:steps * per_rank]
+            mine = order[:steps * per_rank]
             clock = time.perf_counter()
             loss, sample_losses, weight = _run_epoch(trained, optimizer, schedule, mine, frames, per_rank, control,
                                                      gammas.gamma, f"{phase} {epoch + 1}/{epochs}",
@@ -178,6 +183,7 @@ def train_loop(out: str, version: str | None, output: str, options: StudentTrain
     summary = {"history": state["history"], "training": provenance}
     if rank == 0:
         save_student(model, output, extra={METRICS_FILE: summary}, keep=(TRAINING_DIR,))
+    frames.close(remove=True)
     return {**summary, "output": output}
 
 
