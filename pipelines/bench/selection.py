@@ -138,8 +138,10 @@ def throughput(checkpoint: str, world: str, index: dict, clip_ids: list[str], re
     op.ensure_setup()
     model, config = op._model, op._model.config
     size = op.forward_batch_size
+    started = time.perf_counter()
     decoded = torch.from_numpy(np.stack([decode_frames(r["mp4"], config.num_frames, tuple(config.frame_size))
                                          for r in records]))
+    decode_seconds = time.perf_counter() - started
     texts = [[c["text"] for c in r["candidates"]] for r in records]
     bare, operator = [], []
     for _ in range(repeats):
@@ -153,8 +155,12 @@ def throughput(checkpoint: str, world: str, index: dict, clip_ids: list[str], re
         operator.append(time.perf_counter() - started)
     op.close()
     bare_rate, op_rate = len(records) / min(bare), len(records) / min(operator)
+    # Decoding the frames and the forward pass one after the other: what the operator must do when
+    # both share the same CPU cores (on a GPU machine the decode can hide behind the forward).
+    serial_rate = len(records) / (min(bare) + decode_seconds)
     return {"clips": len(records), "batch_size": size, "bare_clips_per_s": bare_rate,
-            "operator_clips_per_s": op_rate, "ratio": op_rate / bare_rate}
+            "operator_clips_per_s": op_rate, "ratio": op_rate / bare_rate, "decode_seconds": decode_seconds,
+            "decode_then_forward_clips_per_s": serial_rate, "ratio_to_decode_then_forward": op_rate / serial_rate}
 
 
 def report(summary: dict) -> str:
@@ -189,6 +195,10 @@ def report(summary: dict) -> str:
     lines += ["", f"selection throughput on {speed['clips']} clips (forward batch {speed['batch_size']}): operator "
                   f"{speed['operator_clips_per_s']:.1f} clips/s, bare model forward {speed['bare_clips_per_s']:.1f} "
                   f"clips/s: {speed['ratio']:.0%} (target >= 90%)"]
+    if "decode_seconds" in speed:
+        lines.append(f"  decoding the clips' frames alone: {speed['decode_seconds']:.2f} s; decode then forward, one after "
+                     f"the other: {speed['decode_then_forward_clips_per_s']:.1f} clips/s; the operator reaches "
+                     f"{speed['ratio_to_decode_then_forward']:.0%} of that (both share the same CPU cores here)")
     lines.append("fine-tune time: " + ", ".join(f"{k} {v:.0f} s" for k, v in summary["fine_tune_seconds"].items()))
     return "\n".join(lines)
 
