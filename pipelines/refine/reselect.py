@@ -90,6 +90,9 @@ def select_round(out: str, previous: dict[str, dict], student: dict[str, dict], 
 
     run_over_clips(out, [op], keep=("candidates", "caption", "caption_teacher", "score", "selector"), handle=decide,
                    runner=runner, mp4="mp4" in op.requires, fields=fields, only=previous)
+    seen = {row["clip_id"] for row in rows}
+    for clip_id in sorted(set(previous) - seen):  # not in the index (a version of another build): kept as it was
+        rows.append(_decide(previous[clip_id], {"clip_id": clip_id, "status": "rejected"}, label, op.name, counts))
     return sorted(rows, key=lambda r: r["clip_id"]), counts
 
 
