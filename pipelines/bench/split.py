@@ -226,7 +226,7 @@ def run(seconds: float = 80, height: int | None = None, repeats: int = 3, long_f
         runs["ours_smart_gop2s"].append(measure("ours:smart", video_gop, out("ours_smart_gop2s")))
         runs["panda_style_gop2s"].append(measure("panda_style", video_gop, out("panda_gop2s"), spans))
         runs["one_pass_limit_gop2s"].append(measure("one_pass_limit", video_gop, out("limit")))
-        for _ in range(2):  # the short measurements (about a second each) are the noisiest
+        for _ in range(2 if repeats > 1 else 1):  # the short measurements (about a second each) are the noisiest
             runs["detect_only"].append(measure("detect:content", video, out("x")))
             runs["decode_only"].append(measure("decode_only", video, out("x")))
     for kind, results in runs.items():

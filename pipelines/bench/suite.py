@@ -106,7 +106,7 @@ def _scaling_headlines(r: dict) -> list[Headline]:
 def _scenes(quick: bool, workdir: str) -> dict:
     from vidcurate.pipelines.bench import scenes
 
-    return scenes.run(videos=2 if quick else 4, shots=6 if quick else 8, workdir=os.path.join(workdir, "scenes"))
+    return scenes.run(videos=2 if quick else 4, shots=4 if quick else 8, workdir=os.path.join(workdir, "scenes"))
 
 
 def _scenes_headlines(r: dict) -> list[Headline]:
@@ -266,7 +266,7 @@ def _refinement_headlines(r: dict) -> list[Headline]:
 def _annotate(quick: bool, workdir: str) -> dict:
     from vidcurate.pipelines.bench import annotate
 
-    return annotate.run(clips=200 if quick else 1000, annotators=4 if quick else 8, seconds=5 if quick else 20,
+    return annotate.run(clips=100 if quick else 1000, annotators=4 if quick else 8, seconds=3 if quick else 20,
                         keep=os.path.join(workdir, "annotate"), echo=lambda _text: None)
 
 
