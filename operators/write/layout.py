@@ -75,7 +75,8 @@ def is_published_shard(name: str) -> bool:
 
 
 def read_clip_mp4(out: str | os.PathLike, row: dict) -> bytes:
-    """One clip's mp4 bytes, read straight out of its shard by the index row's byte range."""
+    """One clip's mp4 bytes, read straight out of its shard by the index row's byte range (a shard
+    shorter than that range is a ValueError)."""
     import fsspec
 
     if row.get("mp4_offset") is None or row.get("mp4_bytes") is None:
@@ -83,7 +84,11 @@ def read_clip_mp4(out: str | os.PathLike, row: dict) -> bytes:
                          "mp4_offset): read the shard with webdataset instead")
     with fsspec.open(join(os.fspath(out), shard_path(row["shard"])), "rb") as handle:
         handle.seek(row["mp4_offset"])
-        return handle.read(row["mp4_bytes"])
+        mp4 = handle.read(row["mp4_bytes"])
+    if len(mp4) != row["mp4_bytes"]:
+        raise ValueError(f"the shard is shorter than the index says (read {len(mp4)} of {row['mp4_bytes']} bytes "
+                         f"of clip {row.get('clip_id')!r})")
+    return mp4
 
 
 def read_sample_jsons(out: str | os.PathLike, shard: str, keys: set[str], partial_ok: bool = False

@@ -269,11 +269,12 @@ def run(seconds: float = 80, height: int | None = None, repeats: int = 3, long_f
     }
     with open(os.path.join(workdir, "bench_split.json"), "w") as handle:
         json.dump(r, handle, indent=2)
-    echo(report(r, long_factor))
+    echo(report(r))
     return r
 
 
-def report(r: dict, long_factor: int) -> str:
+def report(r: dict) -> str:
+    long_factor = r["long_factor"]
     q = r["ratios"]
     lines = [
         f"vidcurate bench split: {r['input']} ({r['seconds_of_video']:.0f} s), {r['ours']['clips']} clips, "

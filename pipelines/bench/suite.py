@@ -285,7 +285,7 @@ def _modules():
     return {
         "split": Benchmark("split", "the CPU stage (probe + split + stitch + extract + keyframes) vs Panda-70M-style "
                            "tools, the one-pass limit and ffmpeg decode-only; memory on a 20x longer input",
-                           _split, lambda r: split.report(r, r["long_factor"]), _split_headlines),
+                           _split, split.report, _split_headlines),
         "scenes": Benchmark("scenes", "shot detection vs PySceneDetect's detect(ContentDetector) (Panda-70M's own "
                             "splitter) on synthetic videos with known cuts: speed, precision and recall",
                             _scenes, scenes.report, _scenes_headlines),
