@@ -159,3 +159,35 @@ def test_teachers_choose_reads_the_judgments_of_the_labels_schema(world):
     assert result["clips"] == len({r["clip_id"] for r in judged})
     assert set(result["teachers"]) == {c["teacher"] for r in judged for c in r["candidates"]}
     assert 1 <= len(result["steps"]) <= 3 and result["steps"][-1]["covered"] <= result["clips"]
+
+
+def test_the_teacher_selector_takes_one_teachers_captions_and_can_drop_the_others(world):
+    """`select --selector teacher --teacher T`: every caption is T's candidate; --only-teacher keeps only
+    T's candidates (refinement's single-captioner round 0); an unknown teacher is a reject naming it."""
+    truth = {r["clip_id"]: r for r in pq.read_table(world / "truth.parquet").to_pylist()}
+    wanted = {cid: next(c["text"] for c in row["candidates"] if c["teacher"] == "miscounter")
+              for cid, row in truth.items()}
+    done = run_cli("select", str(world), "--selector", "teacher", "--teacher", "miscounter", "--only-teacher",
+                   "--version", "miscounter-only", "--from-version", "build")
+    assert done.returncode == 0, done.stderr
+    assert "16 of 16 clips captioned by teacher_selector" in done.stdout
+    rows = pq.read_table(world / "versions" / "miscounter-only.parquet").to_pylist()
+    assert {r["clip_id"]: r["caption"] for r in rows} == wanted
+    assert all(r["caption_teacher"] == "miscounter" and r["score"] is None for r in rows)
+    assert all([c["teacher"] for c in r["candidates"]] == ["miscounter"] for r in rows)
+
+    kept = run_cli("select", str(world), "--selector", "teacher", "--teacher", "vague", "--version", "vague-all",
+                   "--from-version", "build")
+    assert kept.returncode == 0, kept.stderr
+    rows = pq.read_table(world / "versions" / "vague-all.parquet").to_pylist()
+    assert all(r["caption_teacher"] == "vague" and len(r["candidates"]) == len(truth[r["clip_id"]]["candidates"])
+               for r in rows)
+
+    nobody = run_cli("select", str(world), "--selector", "teacher", "--teacher", "nosuch", "--version", "nosuch",
+                     "--from-version", "build")
+    assert nobody.returncode == 0, nobody.stderr
+    assert "0 of 16 clips captioned" in nobody.stdout
+    rows = pq.read_table(world / "versions" / "nosuch.parquet").to_pylist()
+    assert all(r["caption"] is None and r["error_reason"] == "teacher_selector/no_teacher_candidate" for r in rows)
+    missing = run_cli("select", str(world), "--selector", "teacher", "--version", "no-teacher-given")
+    assert missing.returncode == 2 and "teacher" in missing.stderr and "Field required" in missing.stderr

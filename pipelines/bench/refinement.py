@@ -1,18 +1,31 @@
 """`vidcurate bench refinement`: the data flywheel with plain likelihood, fixed TaiLr and AdaTaiLr.
 
-For each noise rate (synthetic worlds whose teachers are wrong about that share of the time,
-one seed), the round-0 captions are the world's consensus selection. Then, for each loss, a
-copy of the world (shards hard-linked) is refined for ``rounds`` rounds with the default
-student (scratch CNN + small GPT-2) and round 0's selector, and per round the bench prints, on
-the held-out clips (no label of them was seen):
+For each noise rate (a synthetic world whose six teachers are each wrong about that share of
+the time, one seed), round 0 is one of:
+
+    teacher     (the default) one noisy teacher's captions alone (``teacher_selector`` with
+                ``only_teacher``; colour_blind, the first of the world's teachers, fixed before
+                any run): Video DataFlywheel's setting, a corpus with one noisy caption per
+                clip, so the noise is still there for the loss to control. Every round selects
+                with a retriever fine-tuned on the world's labels (shared by the three losses)
+                between the current caption and the student's.
+    consensus   the world's own consensus selection over the six teachers (round 0's selector
+                again in every round). Consensus already removes most of the noise, so this
+                setting shows how little is left to refine.
+
+Then, for each loss, a copy of the world (shards hard-linked) is refined for ``rounds`` rounds
+with the default student (scratch CNN + small GPT-2), and per round the bench prints, on the
+held-out clips (no label of them was seen):
 
     selected     attribute accuracy and faithful share of the round's caption version
     student      the same for the student's own captions of those clips, greedy and with
                  Panda's sampling preset (3 beams, top-p 0.9, temperature 1.5)
     diversity    distinct-1, distinct-2 and vocabulary size of those captions
 
-Targets (from the issue): the flywheel raises accuracy over round 0; at the highest noise
-AdaTaiLr >= fixed TaiLr >= plain likelihood; diversity loss small. Measured, never tuned.
+Reference rows (not rounds): the consensus of the six teachers and, in the teacher setting,
+the fine-tuned retriever's pick among the six (Panda-70M's selection). Targets (from the
+issue): the flywheel raises accuracy over round 0; at the highest noise AdaTaiLr >= fixed
+TaiLr >= plain likelihood; diversity loss small. Measured, never tuned.
 """
 from __future__ import annotations
 
@@ -28,6 +41,10 @@ import pyarrow.parquet as pq
 LOSSES = ("mle", "tailr", "adatailr")
 QUICK = {"clips": 600, "epochs": 20, "rounds": 1}
 FULL = {"clips": 2000, "epochs": 30, "rounds": 2}
+ROUND0 = ("teacher", "consensus")
+STUDENT_INIT = ("retriever", "scratch")  # the student's frame encoder: the retriever's video tower, or new
+ROUND0_TEACHER = "colour_blind"  # the first of the world's teachers (pipelines/synth/teachers.py)
+RETRIEVER_EPOCHS = 10  # the retriever's default from scratch (pipelines/train/retriever/loop.py)
 
 
 def distinct(captions: list[str]) -> dict:
@@ -39,57 +56,108 @@ def distinct(captions: list[str]) -> dict:
 
 
 def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[float], seed: int, quick: bool,
-        workdir: str | None, echo=print) -> dict:
+        workdir: str | None, echo=print, round0: str = "teacher", teacher: str = ROUND0_TEACHER,
+        retriever_epochs: int = RETRIEVER_EPOCHS, student_init: str = "retriever") -> dict:
+    from vidcurate.operators.models.student.config import StudentConfig
     from vidcurate.pipelines.refine.loop import RefineOptions, refine
-    from vidcurate.pipelines.synth.write import SynthOptions, synthesize
     from vidcurate.pipelines.train.student.loop import StudentTrainOptions
     from vidcurate.pipelines.train.student.losses import NoiseControl
 
+    if round0 not in ROUND0 or student_init not in STUDENT_INIT:
+        raise ValueError(f"round 0 must be one of {', '.join(ROUND0)} (got {round0!r}) and the student's start one "
+                         f"of {', '.join(STUDENT_INIT)} (got {student_init!r})")
     preset = QUICK if quick else FULL
     clips, epochs, rounds = clips or preset["clips"], epochs or preset["epochs"], rounds or preset["rounds"]
     workdir = workdir or tempfile.mkdtemp(prefix="vidcurate-bench-refinement-")
-    results = {"clips": clips, "epochs": epochs, "rounds": rounds, "seed": seed, "noises": {}}
+    results = {"clips": clips, "epochs": epochs, "rounds": rounds, "seed": seed, "round0": round0,
+               "teacher": teacher if round0 == "teacher" else None, "student_init": student_init, "noises": {}}
     for noise in noises:
-        world = os.path.join(workdir, f"world-{clips}-{seed}-{noise}")
-        if not os.path.isfile(os.path.join(world, "truth.parquet")):
-            echo(f"synthesizing {clips} clips (seed {seed}, noise {noise}) in {world}")
-            synthesize(world, SynthOptions(clips=clips, seed=seed, noise=noise), overwrite=True, report=False)
-        truth = pq.read_table(os.path.join(world, "truth.parquet")).to_pylist()
-        held = [r for r in truth if not r["labelled"]]
-        index = {r["clip_id"]: r["caption"] for r in pq.read_table(os.path.join(world, "index.parquet"),
-                                                                   columns=["clip_id", "caption"]).to_pylist()}
-        rows = {"round 0 (consensus)": {"selected": _scores(held, index)}}
+        world, held = _world(workdir, clips, seed, noise, echo)
+        rows = {"consensus of the six teachers (reference)": {"selected": _scores(held, _captions(world, None))}}
+        checkpoint = _retriever(world, workdir, retriever_epochs, seed, echo) \
+            if round0 == "teacher" or student_init == "retriever" else None
+        config = StudentConfig().with_video_init(checkpoint) if student_init == "retriever" else StudentConfig()
+        if round0 == "teacher":
+            start, start_row = f"round0-{teacher}", f"round 0 ({teacher} alone)"
+            selector, fields = "retriever", {"model": checkpoint}
+            _version(world, start, "teacher", {"teacher": teacher, "only_teacher": True})
+            _version(world, "retriever-six", "retriever", fields)
+            rows["retriever over the six teachers (reference)"] = {
+                "selected": _scores(held, _captions(world, "retriever-six"))}
+        else:
+            start, start_row, selector, fields = None, "round 0 (consensus)", None, {}
+        rows[start_row] = {"selected": _scores(held, _captions(world, start)), "round0": True}
         for loss in LOSSES:
-            copy = os.path.join(workdir, f"refine-{noise}-{loss}")
+            copy = os.path.join(workdir, f"refine-{round0}-{student_init}-{noise}-{loss}")
             if not os.path.isdir(copy):
                 shutil.copytree(world, copy, copy_function=os.link)
-            control = NoiseControl(loss=loss)
-            train = StudentTrainOptions(control=control, epochs=epochs, seed=seed, progress=False, device="auto")
+            train = StudentTrainOptions(config=config, control=NoiseControl(loss=loss), epochs=epochs, seed=seed,
+                                        progress=False, device="auto")
             echo(f"noise {noise}: refining with {loss} for {rounds} round(s)")
             started = time.perf_counter()
-            state = refine(copy, RefineOptions(rounds=rounds, train=train), echo=lambda line: None)
+            state = refine(copy, RefineOptions(rounds=rounds, from_version=start, selector=selector,
+                                               selector_fields=fields, train=train), echo=lambda line: None)
             seconds = time.perf_counter() - started
             for done in state["rounds"]:
-                student = os.path.join(copy, "refine", f"r{done['round']}", "student")
-                version = {r["clip_id"]: r["caption"] for r in
-                           pq.read_table(os.path.join(copy, "versions", f"{done['version']}.parquet"),
-                                         columns=["clip_id", "caption"]).to_pylist()}
-                greedy = {r["clip_id"]: r["text"] for r in
-                          pq.read_table(os.path.join(copy, "refine", f"r{done['round']}", "captions.parquet"),
-                                        columns=["clip_id", "text"]).to_pylist()}
-                sampled = _student_captions(copy, student, [r["clip_id"] for r in held], "panda", seed)
-                history = json.load(open(os.path.join(student, "metrics.json"), encoding="utf-8"))["history"]
-                rows[f"{loss}, round {done['round']}"] = {
-                    "selected": _scores(held, version), "student_greedy": _scores(held, greedy),
-                    "student_panda": _scores(held, sampled), "changed": done["counts"]["changed"],
-                    "gammas": [e["gamma"] for e in history], "seconds": seconds,
-                    "steps": sum(e.get("steps", 0) for e in history),
-                    "train_seconds": sum(e.get("seconds", 0.0) for e in history)}
+                rows[f"{loss}, round {done['round']}"] = _round_row(copy, done, held, seed, seconds)
         results["noises"][str(noise)] = {"held_out_clips": len(held), "rows": rows}
         with open(os.path.join(workdir, "bench_refinement.json"), "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
     results["workdir"] = workdir
     return results
+
+
+def _world(workdir: str, clips: int, seed: int, noise: float, echo) -> tuple[str, list[dict]]:
+    """(folder, held-out truth rows) of the world for ``noise``, synthesized unless already there."""
+    from vidcurate.pipelines.synth.write import SynthOptions, synthesize
+
+    world = os.path.join(workdir, f"world-{clips}-{seed}-{noise}")
+    if not os.path.isfile(os.path.join(world, "truth.parquet")):
+        echo(f"synthesizing {clips} clips (seed {seed}, noise {noise}) in {world}")
+        synthesize(world, SynthOptions(clips=clips, seed=seed, noise=noise), overwrite=True, report=False)
+    truth = pq.read_table(os.path.join(world, "truth.parquet")).to_pylist()
+    return world, [r for r in truth if not r["labelled"]]
+
+
+def _retriever(world: str, workdir: str, epochs: int, seed: int, echo) -> str:
+    """A retriever fine-tuned on the world's labels (the labelled clips only), once per world."""
+    from vidcurate.pipelines.train.retriever.loop import FinetuneOptions, finetune
+
+    folder = os.path.join(workdir, f"retriever-{os.path.basename(world)}")
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        echo(f"fine-tuning the round selector's retriever on {world}'s labels: {epochs} epochs")
+        finetune(world, os.path.join(world, "labels.parquet"), folder,
+                 FinetuneOptions(epochs=epochs, seed=seed, progress=False, resume=True), echo=lambda line: None)
+    return folder
+
+
+def _version(world: str, name: str, selector: str, fields: dict) -> None:
+    from vidcurate.operators.write.versions import list_versions
+    from vidcurate.pipelines.versions.select import reselect
+
+    if name not in {v["name"] for v in list_versions(world)}:
+        reselect(world, selector, name, "build", fields)
+
+
+def _captions(out: str, version: str | None) -> dict:
+    """clip id -> caption of ``version`` (None: the build's own, in the index)."""
+    path = os.path.join(out, "versions", f"{version}.parquet") if version else os.path.join(out, "index.parquet")
+    return {r["clip_id"]: r["caption"] for r in pq.read_table(path, columns=["clip_id", "caption"]).to_pylist()}
+
+
+def _round_row(copy: str, done: dict, held: list[dict], seed: int, seconds: float) -> dict:
+    student = os.path.join(copy, "refine", f"r{done['round']}", "student")
+    greedy = {r["clip_id"]: r["text"] for r in
+              pq.read_table(os.path.join(copy, "refine", f"r{done['round']}", "captions.parquet"),
+                            columns=["clip_id", "text"]).to_pylist()}
+    sampled = _student_captions(copy, student, [r["clip_id"] for r in held], "panda", seed)
+    with open(os.path.join(student, "metrics.json"), encoding="utf-8") as handle:
+        history = json.load(handle)["history"]
+    return {"selected": _scores(held, _captions(copy, done["version"])), "student_greedy": _scores(held, greedy),
+            "student_panda": _scores(held, sampled), "changed": done["counts"]["changed"],
+            "gammas": [e["gamma"] for e in history], "seconds": seconds,
+            "steps": sum(e.get("steps", 0) for e in history),
+            "train_seconds": sum(e.get("seconds", 0.0) for e in history)}
 
 
 def _scores(held: list[dict], captions: dict) -> dict:
@@ -110,17 +178,21 @@ def _student_captions(out: str, student: str, clip_ids: list[str], decoding: str
 
 
 def report(results: dict) -> str:
+    start = (f"round 0: {results['teacher']}'s captions alone, rounds select with a fine-tuned retriever"
+             if results.get("round0") == "teacher" else "round 0: consensus of six teachers, rounds select by consensus")
+    start += ("; the student's frame encoder starts from that retriever's video tower"
+              if results.get("student_init") == "retriever" else "; the student starts from scratch")
     lines = [f"Refinement on synthetic worlds of {results['clips']} clips (seed {results['seed']}), "
-             f"{results['rounds']} round(s) of {results['epochs']} epochs, held-out clips only",
+             f"{results['rounds']} round(s) of {results['epochs']} epochs, held-out clips only; {start}",
              "attribute accuracy / faithful share; diversity: distinct-1, distinct-2, vocabulary"]
     for noise, found in results["noises"].items():
         lines += ["", f"noise {float(noise):.0%} ({found['held_out_clips']} held-out clips)",
-                  f"{'':28} {'selected':>16} {'student greedy':>16} {'student panda':>16}   "
+                  f"{'':46} {'selected':>16} {'student greedy':>16} {'student panda':>16}   "
                   f"{'diversity (selected)':>22}  changed"]
         for name, row in found["rows"].items():
             cells = [_cell(row.get(k)) for k in ("selected", "student_greedy", "student_panda")]
             sel = row["selected"]
-            lines.append(f"{name:28} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}   "
+            lines.append(f"{name:46} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}   "
                          f"{sel['distinct_1']:.3f} {sel['distinct_2']:.3f} {sel['vocabulary']:>5}  "
                          f"{row.get('changed', '')}")
         steps = sum(row.get("steps", 0) for row in found["rows"].values())
@@ -137,7 +209,7 @@ def _cell(scores: dict | None) -> str:
 
 
 def _targets(rows: dict, noise: float, highest: float) -> list[str]:
-    start = rows["round 0 (consensus)"]["selected"]["accuracy"]
+    start = round0_row(rows)["selected"]["accuracy"]
     last = {loss: [r for n, r in rows.items() if n.startswith(f"{loss}, round")][-1] for loss in LOSSES
             if any(n.startswith(f"{loss}, round") for n in rows)}
     out = ["targets:"]
@@ -151,8 +223,12 @@ def _targets(rows: dict, noise: float, highest: float) -> list[str]:
         a, t, m = (last[k]["student_greedy"]["accuracy"] for k in ("adatailr", "tailr", "mle"))
         out.append(f"  [{'met' if a >= t >= m else 'MISSED'}] AdaTaiLr >= TaiLr >= likelihood (student greedy): "
                    f"{a:.1%} / {t:.1%} / {m:.1%}")
-    base = rows["round 0 (consensus)"]["selected"]["distinct_2"]
+    base = round0_row(rows)["selected"]["distinct_2"]
     worst = min(r["selected"]["distinct_2"] for r in last.values())
     out.append(f"  diversity: distinct-2 of the selected captions {base:.3f} at round 0, lowest after refining "
                f"{worst:.3f} ({(worst - base) / base:+.1%})")
     return out
+
+
+def round0_row(rows: dict) -> dict:
+    return next(row for row in rows.values() if row.get("round0"))

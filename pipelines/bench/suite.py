@@ -246,14 +246,16 @@ def _refinement(quick: bool, workdir: str) -> dict:
     from vidcurate.pipelines.bench import refinement
 
     return refinement.run(clips=80 if quick else 200, epochs=1 if quick else 8, rounds=1,
-                          noises=[0.2], seed=0, quick=True, workdir=os.path.join(workdir, "refinement"),
-                          echo=lambda _text: None)
+                          noises=[0.4], seed=0, quick=True, workdir=os.path.join(workdir, "refinement"),
+                          echo=lambda _text: None, retriever_epochs=2 if quick else 5)
 
 
 def _refinement_headlines(r: dict) -> list[Headline]:
-    rows = r["noises"]["0.2"]["rows"]
-    start = rows["round 0 (consensus)"]["selected"]["accuracy"]
-    best = max((row for name, row in rows.items() if "round 0" not in name),
+    from vidcurate.pipelines.bench import refinement
+
+    rows = r["noises"]["0.4"]["rows"]
+    start = refinement.round0_row(rows)["selected"]["accuracy"]
+    best = max((row for name, row in rows.items() if ", round " in name),
                key=lambda row: row["selected"]["accuracy"])
     steps = sum(row.get("steps", 0) for row in rows.values())
     seconds = sum(row.get("train_seconds", 0) for row in rows.values())  # the training loop's own time

@@ -22,6 +22,7 @@ OPERATORS: dict[str, str] = {
     "consensus_selector": "vidcurate.operators.select.consensus:ConsensusSelector",
     "retriever_selector": "vidcurate.operators.select.retriever:RetrieverSelector",
     "weighted_selector": "vidcurate.operators.select.retriever:WeightedSelector",
+    "teacher_selector": "vidcurate.operators.select.teacher:TeacherSelector",
     **FILTERS,
 }
 

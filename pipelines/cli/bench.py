@@ -148,13 +148,22 @@ def bench_selection(quick: bool, clips: int | None, epochs: int | None, seed: in
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workdir", default=None, help="Where worlds, rounds and bench_refinement.json go (default: a temp "
               "dir; worlds and finished rounds already there are reused).")
+@click.option("--round0", type=click.Choice(["teacher", "consensus"]), default="teacher", show_default=True,
+              help="Round 0: one noisy teacher's captions alone (rounds select with a retriever fine-tuned on "
+                   "the world's labels), or the consensus of the six teachers (rounds select by consensus).")
+@click.option("--teacher", default="colour_blind", show_default=True, help="round0 teacher: whose captions.")
+@click.option("--retriever-epochs", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Fine-tuning epochs of the retriever (the rounds' selector; the student's frame encoder).")
+@click.option("--student-init", type=click.Choice(["retriever", "scratch"]), default="retriever", show_default=True,
+              help="The student's frame encoder: the world's fine-tuned retriever's video tower, or from scratch.")
 def bench_refinement(quick: bool, clips: int | None, epochs: int | None, rounds: int | None, noises: str, seed: int,
-                     workdir: str | None) -> None:
+                     workdir: str | None, round0: str, teacher: str, retriever_epochs: int, student_init: str) -> None:
     """The data flywheel with likelihood, TaiLr and AdaTaiLr: accuracy and diversity per round and noise rate."""
     from vidcurate.pipelines.bench.refinement import report, run
 
     rates = [float(n) for n in noises.split(",") if n.strip()]
-    click.echo(report(run(clips, epochs, rounds, rates, seed, quick, workdir, echo=click.echo)))
+    click.echo(report(run(clips, epochs, rounds, rates, seed, quick, workdir, echo=click.echo, round0=round0,
+                          teacher=teacher, retriever_epochs=retriever_epochs, student_init=student_init)))
 
 
 _RUNNER_BENCH_OPTIONS = [

@@ -77,14 +77,10 @@ def refine(output: str, rounds: int, loss: str, gamma: float, min_weight: float,
     except (OSError, ValueError) as exc:
         _fail(f"student config {student_config!r}: {exc}")
     if video_init:
-        from vidcurate.operators.models.retriever.checkpoint import checkpoint_folder, read_config
-
         try:
-            retriever = read_config(checkpoint_folder(video_init), video_init)
+            config = config.with_video_init(video_init)
         except OperatorSetupError as exc:
             _fail(str(exc))
-        config = config.model_copy(update={"video_init": video_init, "num_frames": retriever.num_frames,
-                                           "frame_size": tuple(retriever.frame_size), "video": retriever.video})
     control = NoiseControl(loss=loss, gamma=gamma, min_weight=min_weight, gate=gate, gate_threshold=gate_threshold)
     train = StudentTrainOptions(config=config, control=control, epochs=epochs, finetune_epochs=finetune_epochs, lr=lr,
                                 batch_size=batch_size, seed=seed, device=device, workers=workers)

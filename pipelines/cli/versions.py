@@ -11,8 +11,9 @@ from vidcurate.operators.base import OperatorSetupError
 @click.command()
 @click.argument("output", metavar="OUT")
 @click.option("--selector", default="consensus", show_default=True,
-              help="A registered selector: consensus, retriever (needs --model) or weighted (the retriever "
-                   "with per-teacher priors); or its operator name, e.g. consensus_selector.")
+              help="A registered selector: consensus, retriever (needs --model), weighted (the retriever "
+                   "with per-teacher priors) or teacher (one teacher's captions, needs --teacher); or its "
+                   "operator name, e.g. consensus_selector.")
 @click.option("--model", default=None, help="The selector's model: for retriever and weighted, a checkpoint "
               "folder from `vidcurate retriever finetune` or a hub id.")
 @click.option("--threshold", type=float, default=None,
@@ -20,6 +21,10 @@ from vidcurate.operators.base import OperatorSetupError
                    "(Panda-70M kept > 0.43).")
 @click.option("--priors-from", default=None,
               help="weighted: a labels file; each teacher's prior is how often people chose its caption.")
+@click.option("--teacher", default=None, help="teacher: whose candidate becomes every clip's caption.")
+@click.option("--only-teacher", is_flag=True, default=None,
+              help="teacher: keep only that teacher's candidates in the version (a single-captioner corpus, "
+                   "e.g. refinement's round 0).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
               help="Where the selector's model runs (default: the selector's own default).")
 @click.option("--version", "name", default=None,
@@ -30,7 +35,7 @@ from vidcurate.operators.base import OperatorSetupError
               help="Where the selector runs: this process, or Ray (joins RAY_ADDRESS, else a local instance; "
                    "the workers read the clips from OUT, which they must reach).")
 def select(output: str, selector: str, model: str | None, threshold: float | None, priors_from: str | None,
-           device: str | None, name: str | None, from_version: str | None, runner: str) -> None:
+           teacher: str | None, only_teacher: bool | None, device: str | None, name: str | None, from_version: str | None, runner: str) -> None:
     """Re-select every clip's caption of the build in OUT into a new caption version.
 
     Teachers are not run again and shards, index and earlier versions stay as they are
@@ -44,7 +49,7 @@ def select(output: str, selector: str, model: str | None, threshold: float | Non
     from pydantic import ValidationError
 
     fields = {k: v for k, v in {"model": model, "threshold": threshold, "priors_from": priors_from,
-                                "device": device}.items() if v is not None}
+                                "teacher": teacher, "only_teacher": only_teacher, "device": device}.items() if v is not None}
     try:
         record = reselect(output, selector, name, from_version, fields, runner,
                           warn=lambda text: click.echo(f"warning: {text}", err=True))

@@ -79,3 +79,12 @@ class StudentConfig(BaseModel):
     text_dropout: float = Field(0.5, ge=0, le=1)
     max_text_tokens: int = Field(32, ge=1)
     decoding: DecodingConfig = Field(default_factory=DecodingConfig)
+
+    def with_video_init(self, retriever: str) -> "StudentConfig":
+        """This config with its frame encoder started from retriever checkpoint ``retriever`` (a folder or
+        hub id), taking the retriever's frames, frame size and video tower so that they fit."""
+        from vidcurate.operators.models.retriever.checkpoint import checkpoint_folder, read_config
+
+        theirs = read_config(checkpoint_folder(retriever), retriever)
+        return self.model_copy(update={"video_init": retriever, "num_frames": theirs.num_frames,
+                                       "frame_size": tuple(theirs.frame_size), "video": theirs.video})
