@@ -66,3 +66,37 @@ def test_bench_scaling_and_build_memory_measure_their_two_points(tmp_path):
     assert 0 <= local["serial_seconds"] < local["points"]["1"]["seconds"]
     if result["cores"] >= 2:
         assert "predicts" in done.stdout and "clips/s with 2 CPUs / with 1" in done.stdout
+
+
+@pytest.mark.slow
+def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_loss(tmp_path):
+    """A tiny `bench refinement`: round 0 is colour_blind's captions alone (scored as `synth score`
+    scores that teacher's candidates), each loss writes a round whose rows carry every figure."""
+    import pyarrow.parquet as pq
+
+    from vidcurate.pipelines.synth.score import score
+
+    work = tmp_path / "work"
+    done = run_cli("bench", "refinement", "--clips", "24", "--epochs", "1", "--rounds", "1", "--noise", "0.4",
+                   "--retriever-epochs", "1", "--workdir", str(work), timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((work / "bench_refinement.json").read_text())
+    assert result["round0"] == "teacher" and result["teacher"] == "colour_blind"
+    rows = result["noises"]["0.4"]["rows"]
+    assert list(rows) == ["consensus of the six teachers (reference)", "retriever over the six teachers (reference)",
+                          "round 0 (colour_blind alone)", "mle, round 1", "tailr, round 1", "adatailr, round 1"]
+    truth = pq.read_table(work / "world-24-0-0.4" / "truth.parquet").to_pylist()
+    held = [r for r in truth if not r["labelled"]]
+    alone = {r["clip_id"]: next(c["text"] for c in r["candidates"] if c["teacher"] == "colour_blind") for r in held}
+    assert rows["round 0 (colour_blind alone)"]["selected"]["accuracy"] == pytest.approx(score(held, alone)["overall"])
+    for loss in ("mle", "tailr", "adatailr"):
+        row = rows[f"{loss}, round 1"]
+        assert 0 <= row["changed"] <= len(truth) and row["steps"] > 0
+        for column in ("selected", "student_greedy", "student_panda", "oracle"):
+            assert 0 <= row[column]["accuracy"] <= 1 and 0 <= row[column]["distinct_2"] <= 1
+        # a perfect pick between round 0 and the student is never worse than either
+        assert row["oracle"]["accuracy"] >= max(row["student_greedy"]["accuracy"],
+                                                rows["round 0 (colour_blind alone)"]["selected"]["accuracy"])
+        version = pq.read_table(work / f"refine-teacher-retriever-0.4-{loss}" / "versions" / "refine-r1.parquet")
+        assert version.num_rows == len(truth)
+    assert "round 0: colour_blind's captions alone" in done.stdout and "AdaTaiLr >= TaiLr" in done.stdout

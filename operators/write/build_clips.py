@@ -13,16 +13,18 @@ Each clip's mp4 is one ranged read of its shard (operators/write/layout.read_cli
 that runs the operator: OUT must be reachable from the workers (a shared file system or an fsspec URL),
 and no clip byte passes through the driver. The source text fields (title, description, subtitles)
 come from the shard's json members, read only when asked for. A clip that cannot be read becomes a
-reject naming its shard and the reason; the other clips of its group go on.
+reject naming its shard and the reason; the other clips of its group go on. A worker that cannot see
+OUT at all (its index.parquet is not there: OUT is a folder local to another machine) rejects its
+group's clips as ``out_unreachable``, naming its host, and the clip pass stops with that reason.
 """
 from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from vidcurate.operators.base import Operator, Resources
-from vidcurate.operators.write.layout import read_clip_mp4, read_sample_jsons
+from vidcurate.operators.write.layout import INDEX_FILE, join, read_clip_mp4, read_sample_jsons
 
 SOURCE_FIELDS = ("title", "description", "subtitles")
 
@@ -38,8 +40,17 @@ class ReadBuildClips(Operator):
     mp4: bool = Field(True, description="Read each clip's mp4 bytes.")
     source_fields: bool = Field(False, description="Read title, description and subtitles from the shard's json.")
 
+    _reachable: bool | None = PrivateAttr(default=None)
+
     def process_record(self, group: dict) -> list[dict]:
         clips, shard = group.get("clips") or [], group.get("shard")
+        if not self._out_reachable():
+            import socket
+
+            return [self._unreadable(group, clip, f"the build folder {self.out!r} is not reachable from host "
+                                     f"{socket.gethostname()} (no {INDEX_FILE} there): put OUT on storage every "
+                                     "worker reads (a shared file system or an fsspec URL)", "out_unreachable")
+                    for clip in clips]
         sources: dict[str, dict] | None = None
         if self.source_fields and clips:
             try:  # a shard cut short: the clips before the damage go on
@@ -68,9 +79,21 @@ class ReadBuildClips(Operator):
             records.append(record)
         return records
 
-    def _unreadable(self, group: dict, clip: dict, why: str) -> dict:
+    def _out_reachable(self) -> bool:
+        """Whether this worker sees OUT (checked once per worker)."""
+        if self._reachable is None:
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(join(self.out, INDEX_FILE))
+            try:
+                self._reachable = bool(fs.exists(path))
+            except OSError:
+                self._reachable = False
+        return self._reachable
+
+    def _unreadable(self, group: dict, clip: dict, why: str, reason: str = "unreadable_clip") -> dict:
         record = {"uri": group["uri"], "clip_id": clip["clip_id"], "video_id": clip.get("video_id")}
-        return self.fail(record, "unreadable_clip", f"clip {clip['clip_id']}: {why}")
+        return self.fail(record, reason, f"clip {clip['clip_id']}: {why}")
 
 
 class KeepFields(Operator):

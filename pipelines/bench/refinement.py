@@ -20,6 +20,9 @@ held-out clips (no label of them was seen):
     selected     attribute accuracy and faithful share of the round's caption version
     student      the same for the student's own captions of those clips, greedy and with
                  Panda's sampling preset (3 beams, top-p 0.9, temperature 1.5)
+    oracle pick  per clip, whichever of the round's previous caption and the student's greedy one
+                 states more attributes right: what a perfect selector makes of this student, so
+                 a miss can be told apart as the student's or the selector's
     diversity    distinct-1, distinct-2 and vocabulary size of those captions
 
 Reference rows (not rounds): the consensus of the six teachers and, in the teacher setting,
@@ -141,7 +144,8 @@ def _version(world: str, name: str, selector: str, fields: dict) -> None:
 
 def _captions(out: str, version: str | None) -> dict:
     """clip id -> caption of ``version`` (None: the build's own, in the index)."""
-    path = os.path.join(out, "versions", f"{version}.parquet") if version else os.path.join(out, "index.parquet")
+    path = os.path.join(out, "versions", f"{version}.parquet") if version not in (None, "build") \
+        else os.path.join(out, "index.parquet")
     return {r["clip_id"]: r["caption"] for r in pq.read_table(path, columns=["clip_id", "caption"]).to_pylist()}
 
 
@@ -154,10 +158,23 @@ def _round_row(copy: str, done: dict, held: list[dict], seed: int, seconds: floa
     with open(os.path.join(student, "metrics.json"), encoding="utf-8") as handle:
         history = json.load(handle)["history"]
     return {"selected": _scores(held, _captions(copy, done["version"])), "student_greedy": _scores(held, greedy),
+            "oracle": _scores(held, oracle_pick(held, _captions(copy, done["from_version"]), greedy)),
             "student_panda": _scores(held, sampled), "changed": done["counts"]["changed"],
             "gammas": [e["gamma"] for e in history], "seconds": seconds,
             "steps": sum(e.get("steps", 0) for e in history),
             "train_seconds": sum(e.get("seconds", 0.0) for e in history)}
+
+
+def oracle_pick(held: list[dict], previous: dict, student: dict) -> dict:
+    """clip id -> whichever of the previous caption and the student's states more attributes right (the
+    previous one on a tie): what a perfect selector would make of this round's student."""
+    from vidcurate.pipelines.synth.score import score
+
+    def right(row: dict, caption: str | None) -> float:
+        return score([row], {row["clip_id"]: caption})["overall"]
+
+    return {r["clip_id"]: student.get(r["clip_id"]) if right(r, student.get(r["clip_id"])) >
+            right(r, previous.get(r["clip_id"])) else previous.get(r["clip_id"]) for r in held}
 
 
 def _scores(held: list[dict], captions: dict) -> dict:
@@ -187,12 +204,12 @@ def report(results: dict) -> str:
              "attribute accuracy / faithful share; diversity: distinct-1, distinct-2, vocabulary"]
     for noise, found in results["noises"].items():
         lines += ["", f"noise {float(noise):.0%} ({found['held_out_clips']} held-out clips)",
-                  f"{'':46} {'selected':>16} {'student greedy':>16} {'student panda':>16}   "
+                  f"{'':46} {'selected':>16} {'student greedy':>16} {'student panda':>16} {'oracle pick':>16}   "
                   f"{'diversity (selected)':>22}  changed"]
         for name, row in found["rows"].items():
-            cells = [_cell(row.get(k)) for k in ("selected", "student_greedy", "student_panda")]
+            cells = [_cell(row.get(k)) for k in ("selected", "student_greedy", "student_panda", "oracle")]
             sel = row["selected"]
-            lines.append(f"{name:46} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16}   "
+            lines.append(f"{name:46} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16} {cells[3]:>16}   "
                          f"{sel['distinct_1']:.3f} {sel['distinct_2']:.3f} {sel['vocabulary']:>5}  "
                          f"{row.get('changed', '')}")
         steps = sum(row.get("steps", 0) for row in found["rows"].values())

@@ -12,7 +12,9 @@ runs on the cluster the way a build's teachers do, and nothing is held whole in 
 
 ``run_over_clips`` hands the records the runner emits to a callback (ok and rejected: a clip that
 cannot be read or that an operator rejects comes back as a reject naming it), in the order the
-runner finishes them. Ray needs OUT on storage its workers can read (a shared file system or an fsspec URL).
+runner finishes them. Ray needs OUT on storage its workers can read (a shared file system or an fsspec URL):
+when a worker cannot see OUT, the pass ends with a ClipPassError naming the host, after the runner
+finished (nothing is written from a pass that could not read its clips).
 The Beam runner is not offered: it runs only with the build's sample writer.
 """
 from __future__ import annotations
@@ -68,5 +70,15 @@ def run_over_clips(out: str, operators: list, keep: Iterable[str], handle: Calla
     kept = tuple(dict.fromkeys(("clip_id", *keep, "status", "error_stage", "error_reason", "error_detail")))
     stages = [ReadBuildClips(out=out, mp4=mp4, source_fields=source_fields), *operators, KeepFields(fields=kept)]
     engine = runner_class(runner).from_config(stages, run or RunConfig(runner=runner))
-    return engine.run(clip_groups(out, fields, only, clips_per_group),
-                      lambda records, _finished: handle(records) if records else None)
+    unreachable: list[str] = []
+
+    def emit(records: list[dict], _finished) -> None:
+        unreachable.extend(r.get("error_detail") or "" for r in records if r.get("error_reason") == "out_unreachable")
+        if records and not unreachable:
+            handle(records)
+
+    stats = engine.run(clip_groups(out, fields, only, clips_per_group), emit)
+    if unreachable:
+        raise ClipPassError(f"{len(unreachable)} clips could not be read on the {runner} runner's workers: "
+                            f"{unreachable[0].partition(': ')[2]}")
+    return stats
