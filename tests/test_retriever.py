@@ -95,6 +95,24 @@ def test_checkpoint_round_trip_scores_the_same_and_is_no_pickle(tmp_path, world)
         assert all(0 <= s <= 1 for s in a["scores"])
 
 
+def test_a_checkpoint_from_before_the_max_pool_loads_as_the_grid_alone(tmp_path, world):
+    """config.json files written before video.spatial existed describe the grid-only CNN; they still load."""
+    torch.manual_seed(1)
+    old = TINY.model_copy(update={"video": TINY.video.model_copy(update={"spatial": "grid"})})
+    model = create_retriever(old).eval()
+    folder = save_retriever(model, str(tmp_path / "old"))
+    path = os.path.join(folder, "config.json")
+    raw = json.load(open(path))
+    del raw["video"]["spatial"]
+    json.dump(raw, open(path, "w"))
+    loaded = load_retriever(folder)
+    assert loaded.config.video.spatial == "grid" and RetrieverConfig().video.spatial == "grid_max"
+    examples = read_judgments(str(world / "labels.parquet"), validation_share=0.0).train[:3]
+    frames = clip_frames(str(world), [e.clip_id for e in examples], 4, (30, 40))
+    for a, b in zip(score_examples(model, examples, frames), score_examples(loaded, examples, frames)):
+        assert np.allclose(a["scores"], b["scores"], atol=1e-6)
+
+
 def test_a_wrong_checkpoint_is_a_setup_error_naming_it(tmp_path):
     with pytest.raises(OperatorSetupError, match="does not exist"):
         load_retriever(str(tmp_path / "missing"))
@@ -346,3 +364,20 @@ def test_bench_selection_prints_every_row_the_ceiling_targets_and_throughput(tmp
     assert "selection throughput" in done.stdout and "bare model forward" in done.stdout
     summary = json.load(open(tmp_path / "bench_selection.json"))
     assert 0 <= summary["rows"]["random"]["faithful"] <= 1 and summary["throughput"]["ratio"] > 0
+
+
+def test_the_scratch_cnns_max_pool_sees_an_object_wherever_it_is_and_the_grid_where():
+    """grid_max: the global max part is the same for an object moved by the CNN's stride; the grid part is not."""
+    from vidcurate.operators.models.retriever.towers import ScratchFrameEncoder
+
+    torch.manual_seed(0)
+    encoder = ScratchFrameEncoder([8, 16, 16, 16], 8, "grid_max").eval()
+    frames = torch.full((2, 3, 96, 128), 0.2)
+    frames[0, :, 32:44, 32:44] = torch.tensor([1.0, 0.1, 0.1]).view(3, 1, 1)  # a red square ...
+    frames[1, :, 48:60, 64:76] = torch.tensor([1.0, 0.1, 0.1]).view(3, 1, 1)  # ... 16 px lower, 32 px right
+    with torch.no_grad():
+        maps = encoder.convs(frames)
+        what, where = encoder.max(maps), encoder.grid(maps)
+    assert torch.allclose(what[0], what[1], atol=1e-5)
+    assert not torch.allclose(where[0], where[1], atol=1e-3)
+    assert encoder.out.in_features == 16 * 13 and ScratchFrameEncoder([8], 8).max is None

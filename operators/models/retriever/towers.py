@@ -34,19 +34,25 @@ def model_folder(ref: str) -> str:
 
 class ScratchFrameEncoder(nn.Module):
     """Strided 3x3 convolutions with GroupNorm (no batch statistics: the same under DDP and at
-    batch 1), pooled to a coarse 3x4 grid so where an object is survives, then a linear layer."""
+    batch 1), pooled to a coarse 3x4 grid so where an object is survives, then a linear layer.
+    ``spatial="grid_max"`` adds a global max pool of the last feature map beside the grid: the
+    grid's linear layer must learn what an object is once per cell, the max pool sees it anywhere."""
 
-    def __init__(self, channels: list[int], width: int):
+    def __init__(self, channels: list[int], width: int, spatial: str = "grid"):
         super().__init__()
         layers, previous = [], 3
         for out in channels:
             layers += [nn.Conv2d(previous, out, 3, stride=2, padding=1), nn.GroupNorm(8, out), nn.GELU()]
             previous = out
-        self.convs = nn.Sequential(*layers, nn.AdaptiveAvgPool2d((3, 4)), nn.Flatten())
-        self.out = nn.Linear(previous * 12, width)
+        self.convs = nn.Sequential(*layers)
+        self.grid = nn.Sequential(nn.AdaptiveAvgPool2d((3, 4)), nn.Flatten())
+        self.max = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten()) if spatial == "grid_max" else None
+        self.out = nn.Linear(previous * (12 + (self.max is not None)), width)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.out(self.convs(pixels))
+        maps = self.convs(pixels)
+        pooled = self.grid(maps) if self.max is None else torch.cat([self.grid(maps), self.max(maps)], dim=1)
+        return self.out(pooled)
 
 
 class VideoTower(nn.Module):
@@ -57,7 +63,7 @@ class VideoTower(nn.Module):
         self.kind, self.width = config.kind, width
         self.image_model = None
         if config.kind == "scratch":
-            self.encoder = ScratchFrameEncoder(config.channels, width)
+            self.encoder = ScratchFrameEncoder(config.channels, width, config.spatial)
             self.register_buffer("mean", torch.full((3,), SCRATCH_MEAN), persistent=False)
             self.register_buffer("std", torch.full((3,), SCRATCH_STD), persistent=False)
             self.input_size = None

@@ -15,9 +15,11 @@ by folder or hub id with its own tokenizer.
 
 ``video_init`` starts the frame encoder from a fine-tuned retriever's video tower (vidcurate's
 own CLIP-class model, trained on people's choices): Panda's student, too, started from a
-pretrained vision branch. From scratch, a captioning loss teaches the encoder little: on an
-800-clip world the scratch student learned the background (100%) but shape, colour, count and
-direction stayed at chance.
+pretrained vision branch. The scratch CNN pools its last feature map twice (``spatial:
+grid_max``): a coarse 3x4 grid (where) and a global max (what, wherever it is). On a 600-clip
+world, 20 epochs, the max pool raised the greedy captions' attribute accuracy from 59.3% to
+67.8% (colour 40% -> 54%, count 59% -> 77%); starting from the retriever's tower raised it to
+72.2% (at 12 frames, 1.7x the time per epoch).
 
 Text inputs: the clip's metadata fields named in ``text_inputs`` are tokenised after the
 visual prefix; in training each field is dropped with ``text_dropout`` (Panda: 0.5), so the
