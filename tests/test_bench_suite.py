@@ -70,18 +70,21 @@ def test_bench_scaling_and_build_memory_measure_their_two_points(tmp_path):
 
 @pytest.mark.slow
 def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_loss(tmp_path):
-    """A tiny `bench refinement`: round 0 is colour_blind's captions alone (scored as `synth score`
-    scores that teacher's candidates), each loss writes a round whose rows carry every figure."""
+    """A tiny `bench refinement --corrections`: round 0 is colour_blind's captions alone (scored as
+    `synth score` scores that teacher's candidates), each loss writes a round whose rows carry every
+    figure, and each round's student is fine-tuned on the labels' human corrections."""
     import pyarrow.parquet as pq
 
     from vidcurate.pipelines.synth.score import score
 
     work = tmp_path / "work"
     done = run_cli("bench", "refinement", "--clips", "24", "--epochs", "1", "--rounds", "1", "--noise", "0.4",
-                   "--retriever-epochs", "1", "--workdir", str(work), timeout=900)
+                   "--retriever-epochs", "1", "--corrections", "--workdir", str(work), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((work / "bench_refinement.json").read_text())
-    assert result["round0"] == "teacher" and result["teacher"] == "colour_blind"
+    assert result["round0"] == "teacher" and result["teacher"] == "colour_blind" and result["corrections"]
+    labels = pq.read_table(work / "world-24-0-0.4" / "labels.parquet").to_pylist()
+    assert any(r["corrected"] for r in labels)
     rows = result["noises"]["0.4"]["rows"]
     assert list(rows) == ["consensus of the six teachers (reference)", "retriever over the six teachers (reference)",
                           "round 0 (colour_blind alone)", "mle, round 1", "tailr, round 1", "adatailr, round 1"]
@@ -97,6 +100,11 @@ def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_los
         # a perfect pick between round 0 and the student is never worse than either
         assert row["oracle"]["accuracy"] >= max(row["student_greedy"]["accuracy"],
                                                 rows["round 0 (colour_blind alone)"]["selected"]["accuracy"])
-        version = pq.read_table(work / f"refine-teacher-retriever-0.4-{loss}" / "versions" / "refine-r1.parquet")
+        copy = work / f"refine-teacher-scratch-0.4-{loss}-corrections"
+        version = pq.read_table(copy / "versions" / "refine-r1.parquet")
         assert version.num_rows == len(truth)
+        history = json.loads((copy / "refine" / "r1" / "student" / "metrics.json").read_text())["history"]
+        phases = [e["phase"] for e in history]
+        assert phases == ["pretrain"] + ["finetune"] * (len(phases) - 1) and len(phases) > 1
     assert "round 0: colour_blind's captions alone" in done.stdout and "AdaTaiLr >= TaiLr" in done.stdout
+    assert "the student starts from scratch" in done.stdout and "human corrections" in done.stdout

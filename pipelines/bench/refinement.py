@@ -25,6 +25,9 @@ held-out clips (no label of them was seen):
                  a miss can be told apart as the student's or the selector's
     diversity    distinct-1, distinct-2 and vocabulary size of those captions
 
+With ``corrections``, each round's student is then fine-tuned on the human corrections of the
+world's labels (``refine --labels``: clean captions of some labelled clips, none held out).
+
 Reference rows (not rounds): the consensus of the six teachers and, in the teacher setting,
 the fine-tuned retriever's pick among the six (Panda-70M's selection). Targets (from the
 issue): the flywheel raises accuracy over round 0; at the highest noise AdaTaiLr >= fixed
@@ -42,10 +45,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 LOSSES = ("mle", "tailr", "adatailr")
-QUICK = {"clips": 600, "epochs": 20, "rounds": 1}
+QUICK = {"clips": 600, "epochs": 60, "rounds": 1}
 FULL = {"clips": 2000, "epochs": 30, "rounds": 2}
 ROUND0 = ("teacher", "consensus")
-STUDENT_INIT = ("retriever", "scratch")  # the student's frame encoder: the retriever's video tower, or new
+STUDENT_INIT = ("scratch", "retriever")  # the student's frame encoder: new (8 frames), or the retriever's video tower
 ROUND0_TEACHER = "colour_blind"  # the first of the world's teachers (pipelines/synth/teachers.py)
 RETRIEVER_EPOCHS = 10  # the retriever's default from scratch (pipelines/train/retriever/loop.py)
 
@@ -60,7 +63,7 @@ def distinct(captions: list[str]) -> dict:
 
 def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[float], seed: int, quick: bool,
         workdir: str | None, echo=print, round0: str = "teacher", teacher: str = ROUND0_TEACHER,
-        retriever_epochs: int = RETRIEVER_EPOCHS, student_init: str = "retriever") -> dict:
+        retriever_epochs: int = RETRIEVER_EPOCHS, student_init: str = "scratch", corrections: bool = False) -> dict:
     from vidcurate.operators.models.student.config import StudentConfig
     from vidcurate.pipelines.refine.loop import RefineOptions, refine
     from vidcurate.pipelines.train.student.loop import StudentTrainOptions
@@ -73,7 +76,8 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
     clips, epochs, rounds = clips or preset["clips"], epochs or preset["epochs"], rounds or preset["rounds"]
     workdir = workdir or tempfile.mkdtemp(prefix="vidcurate-bench-refinement-")
     results = {"clips": clips, "epochs": epochs, "rounds": rounds, "seed": seed, "round0": round0,
-               "teacher": teacher if round0 == "teacher" else None, "student_init": student_init, "noises": {}}
+               "teacher": teacher if round0 == "teacher" else None, "student_init": student_init,
+               "corrections": corrections, "noises": {}}
     for noise in noises:
         world, held = _world(workdir, clips, seed, noise, echo)
         rows = {"consensus of the six teachers (reference)": {"selected": _scores(held, _captions(world, None))}}
@@ -91,15 +95,18 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
             start, start_row, selector, fields = None, "round 0 (consensus)", None, {}
         rows[start_row] = {"selected": _scores(held, _captions(world, start)), "round0": True}
         for loss in LOSSES:
-            copy = os.path.join(workdir, f"refine-{round0}-{student_init}-{noise}-{loss}")
+            copy = os.path.join(workdir, f"refine-{round0}-{student_init}-{noise}-{loss}"
+                                         + ("-corrections" if corrections else ""))
             if not os.path.isdir(copy):
                 shutil.copytree(world, copy, copy_function=os.link)
             train = StudentTrainOptions(config=config, control=NoiseControl(loss=loss), epochs=epochs, seed=seed,
                                         progress=False, device="auto")
             echo(f"noise {noise}: refining with {loss} for {rounds} round(s)")
             started = time.perf_counter()
+            labels = os.path.join(copy, "labels.parquet") if corrections else None
             state = refine(copy, RefineOptions(rounds=rounds, from_version=start, selector=selector,
-                                               selector_fields=fields, train=train), echo=lambda line: None)
+                                               selector_fields=fields, train=train, labels=labels),
+                           echo=lambda line: None)
             seconds = time.perf_counter() - started
             for done in state["rounds"]:
                 rows[f"{loss}, round {done['round']}"] = _round_row(copy, done, held, seed, seconds)
@@ -199,6 +206,8 @@ def report(results: dict) -> str:
              if results.get("round0") == "teacher" else "round 0: consensus of six teachers, rounds select by consensus")
     start += ("; the student's frame encoder starts from that retriever's video tower"
               if results.get("student_init") == "retriever" else "; the student starts from scratch")
+    if results.get("corrections"):
+        start += "; each round's student is fine-tuned on the labelled clips' human corrections"
     lines = [f"Refinement on synthetic worlds of {results['clips']} clips (seed {results['seed']}), "
              f"{results['rounds']} round(s) of {results['epochs']} epochs, held-out clips only; {start}",
              "attribute accuracy / faithful share; diversity: distinct-1, distinct-2, vocabulary"]

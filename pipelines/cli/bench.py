@@ -140,9 +140,9 @@ def bench_selection(quick: bool, clips: int | None, epochs: int | None, seed: in
 
 
 @bench.command("refinement")
-@click.option("--quick", is_flag=True, help="Smaller worlds, one round of 20 epochs.")
+@click.option("--quick", is_flag=True, help="Smaller worlds, one round of 60 epochs.")
 @click.option("--clips", type=int, default=None, help="Clips per world (default 2000; quick 600).")
-@click.option("--epochs", type=int, default=None, help="Student pre-training epochs per round (default 30; quick 20).")
+@click.option("--epochs", type=int, default=None, help="Student pre-training epochs per round (default 30; quick 60).")
 @click.option("--rounds", type=int, default=None, help="Rounds per loss (default 2; quick 1).")
 @click.option("--noise", "noises", default="0.2,0.4", show_default=True, help="Noise rates, comma-separated.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -154,16 +154,21 @@ def bench_selection(quick: bool, clips: int | None, epochs: int | None, seed: in
 @click.option("--teacher", default="colour_blind", show_default=True, help="round0 teacher: whose captions.")
 @click.option("--retriever-epochs", type=click.IntRange(min=1), default=10, show_default=True,
               help="Fine-tuning epochs of the retriever (the rounds' selector; the student's frame encoder).")
-@click.option("--student-init", type=click.Choice(["retriever", "scratch"]), default="retriever", show_default=True,
-              help="The student's frame encoder: the world's fine-tuned retriever's video tower, or from scratch.")
+@click.option("--student-init", type=click.Choice(["scratch", "retriever"]), default="scratch", show_default=True,
+              help="The student's frame encoder: from scratch (8 frames), or the world's fine-tuned retriever's "
+                   "video tower (its 12 frames).")
+@click.option("--corrections", is_flag=True, help="Fine-tune each round's student on the world's human corrections "
+              "(refine --labels).")
 def bench_refinement(quick: bool, clips: int | None, epochs: int | None, rounds: int | None, noises: str, seed: int,
-                     workdir: str | None, round0: str, teacher: str, retriever_epochs: int, student_init: str) -> None:
+                     workdir: str | None, round0: str, teacher: str, retriever_epochs: int, student_init: str,
+                     corrections: bool) -> None:
     """The data flywheel with likelihood, TaiLr and AdaTaiLr: accuracy and diversity per round and noise rate."""
     from vidcurate.pipelines.bench.refinement import report, run
 
     rates = [float(n) for n in noises.split(",") if n.strip()]
     click.echo(report(run(clips, epochs, rounds, rates, seed, quick, workdir, echo=click.echo, round0=round0,
-                          teacher=teacher, retriever_epochs=retriever_epochs, student_init=student_init)))
+                          teacher=teacher, retriever_epochs=retriever_epochs, student_init=student_init,
+                          corrections=corrections)))
 
 
 _RUNNER_BENCH_OPTIONS = [
