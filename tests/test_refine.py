@@ -296,3 +296,32 @@ def test_the_student_is_a_teacher_inside_a_build(corpus, refined, tmp_path):
                                                           if k.startswith("student_teacher.candidate_rejected."))
     clips = pq.read_table(built / "index.parquet").num_rows
     assert clips and ran == clips  # every clip was captioned by the student, or its output rejected with a reason
+
+
+def test_human_corrections_replace_their_clips_captions_in_pretraining_then_fine_tune(world, tmp_path):
+    """With a labels file, a corrected clip pre-trains on its correction (not the version's caption), then
+    the corrections fine-tune the student; corrections_in_pretrain=False leaves pre-training as it was."""
+    from vidcurate.pipelines.train.student.data import correction_examples, version_examples, with_corrections
+    from vidcurate.pipelines.train.student.loop import StudentTrainOptions, train_student
+
+    out, _ = world
+    labels = str(out / "labels.parquet")
+    _, examples = version_examples(str(out), None)
+    corrections = correction_examples(labels, {e.clip_id for e in examples})
+    assert corrections, "the synthetic world's annotators write corrections"
+    mixed, replaced = with_corrections(examples, corrections)
+    fixed = {c.clip_id: c.caption for c in reversed(corrections)}  # the first annotator's, per clip
+    assert replaced == len(fixed) and len(mixed) == len(examples)
+    for before, after in zip(examples, mixed):
+        assert after.caption == fixed.get(before.clip_id, before.caption)
+        assert after.score == (None if before.clip_id in fixed else before.score)
+    config = StudentConfig.model_validate(TINY)
+    for mix in (True, False):
+        options = StudentTrainOptions(config=config, epochs=1, finetune_epochs=1, batch_size=8, lr=3e-3,
+                                      device="cpu", progress=False, corrections_in_pretrain=mix)
+        summary = train_student(str(out), None, str(tmp_path / f"student-{mix}"), options, labels,
+                                echo=lambda line: None)
+        training = summary["training"]
+        assert training["corrections"] == len(corrections)
+        assert (training["corrected_in_pretrain"] > 0) is mix and training["corrected_in_pretrain"] <= replaced
+        assert [e["phase"] for e in summary["history"]] == ["pretrain", "finetune"]

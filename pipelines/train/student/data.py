@@ -59,6 +59,19 @@ def correction_examples(labels: str, known: set[str]) -> list[CaptionExample]:
     return [CaptionExample(r["clip_id"], r["corrected"].strip()) for _, r in sorted(newest.items())]
 
 
+def with_corrections(examples: list[CaptionExample], corrections: list[CaptionExample]
+                     ) -> tuple[list[CaptionExample], int]:
+    """Pre-training examples with each corrected clip's caption replaced by its human correction (the
+    first annotator's, unscored so that gating keeps it), and how many were replaced: a person's
+    caption of a clip outranks the teacher caption a version chose for it."""
+    fixed: dict[str, str] = {}
+    for correction in corrections:
+        fixed.setdefault(correction.clip_id, correction.caption)
+    out = [CaptionExample(e.clip_id, fixed[e.clip_id], None, e.texts) if e.clip_id in fixed else e
+           for e in examples]
+    return out, sum(1 for e in examples if e.clip_id in fixed)
+
+
 def split_validation(examples: list[CaptionExample], share: float, seed: int
                      ) -> tuple[list[CaptionExample], list[CaptionExample]]:
     train = [e for e in examples if not in_validation(e.clip_id, share, seed)]

@@ -8,7 +8,8 @@ fine-tune on human corrections; one loop, run in this process or by Ray Train on
                      ``resume=True`` continues from it (a killed run loses at most one epoch)
 
 Phases: ``pretrain`` (every captioned clip of the version but the validation share, with the
-noise control of losses.py and optional score gating) for ``epochs``, then ``finetune`` (the
+noise control of losses.py and optional score gating; a clip with a human correction learns the
+correction instead, unless ``corrections_in_pretrain`` is off) for ``epochs``, then ``finetune`` (the
 labels' corrected captions, clean by construction: plain likelihood) for ``finetune_epochs``
 when there are corrections. Defaults for scratch models: AdamW lr 1e-3 (warm-up over the first
 epoch, cosine decay), weight decay 0.01, batch 16, 30 pre-training and 5 fine-tuning epochs at
@@ -39,7 +40,7 @@ from vidcurate.pipelines.train.frame_store import frame_store
 from vidcurate.pipelines.train.retriever.data import TrainingDataError, index_rows
 from vidcurate.pipelines.train.retriever.loop import _warmup_cosine
 from vidcurate.pipelines.train.student.data import (clip_texts, correction_examples, split_validation,
-                                                    version_examples)
+                                                    version_examples, with_corrections)
 from vidcurate.pipelines.train.student.losses import GammaSchedule, NoiseControl, gate_weights, token_loss
 
 TRAINING_DIR, METRICS_FILE = "training", "metrics.json"
@@ -62,6 +63,7 @@ class StudentTrainOptions:
     workers: int = 0
     progress: bool = True
     init_from: Optional[str] = None
+    corrections_in_pretrain: bool = True  # a corrected clip pre-trains on its correction, not the version's caption
 
     def pretrained(self) -> bool:
         return self.config.video.kind == "pretrained" or self.config.decoder.kind == "pretrained"
@@ -101,6 +103,9 @@ def train_loop(out: str, version: str | None, output: str, options: StudentTrain
     train, held = split_validation(examples, options.validation_share, options.seed)
     index = index_rows(out)
     corrections = correction_examples(labels, set(index)) if labels else []
+    replaced = 0
+    if corrections and options.corrections_in_pretrain:
+        train, replaced = with_corrections(train, corrections)
     device = resolve_device(options.device)
     if options.init_from:
         model = load_student(options.init_from, device)
@@ -137,6 +142,7 @@ def train_loop(out: str, version: str | None, output: str, options: StudentTrain
             echo(f"resuming {output}: {phases[state['phase']][0]} after epoch {state['epoch']}")
     provenance = {"build": os.path.abspath(out), "version": name, "labels": labels and os.path.abspath(labels),
                   "captions": len(train), "validation_captions": len(held), "corrections": len(corrections),
+                  "corrected_in_pretrain": replaced,
                   "control": vars(options.control), "batch_size": options.batch_size, "seed": options.seed,
                   "init_from": options.init_from and os.path.abspath(options.init_from),
                   "workers": max(1, world_size)}
