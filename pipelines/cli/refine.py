@@ -27,8 +27,7 @@ def _fail(message: str) -> None:
 @click.option("--from-version", default=None, help="Round 0's captions: a version, 'build', default the latest.")
 @click.option("--selector", default=None, help="The selector of every round (default: the one that made round 0).")
 @click.option("--model", default=None, help="The selector's model (retriever/weighted: a checkpoint).")
-@click.option("--labels", default=None, help="A labels file whose corrected captions replace their clips' "
-              "captions in pre-training, then fine-tune the student.")
+@click.option("--labels", default=None, help="A labels file whose corrected captions fine-tune the student.")
 @click.option("--epochs", type=click.IntRange(min=0), default=30, show_default=True, help="Pre-training epochs.")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=5, show_default=True,
               help="Epochs on the human corrections (when --labels has any).")

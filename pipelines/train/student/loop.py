@@ -8,8 +8,8 @@ fine-tune on human corrections; one loop, run in this process or by Ray Train on
                      ``resume=True`` continues from it (a killed run loses at most one epoch)
 
 Phases: ``pretrain`` (every captioned clip of the version but the validation share, with the
-noise control of losses.py and optional score gating; a clip with a human correction learns the
-correction instead, unless ``corrections_in_pretrain`` is off) for ``epochs``, then ``finetune`` (the
+noise control of losses.py and optional score gating; with ``corrections_in_pretrain``, a clip with
+a human correction learns the correction instead) for ``epochs``, then ``finetune`` (the
 labels' corrected captions, clean by construction: plain likelihood) for ``finetune_epochs``
 when there are corrections. Defaults for scratch models: AdamW lr 1e-3 (warm-up over the first
 epoch, cosine decay), weight decay 0.01, batch 16, 30 pre-training and 5 fine-tuning epochs at
@@ -63,7 +63,7 @@ class StudentTrainOptions:
     workers: int = 0
     progress: bool = True
     init_from: Optional[str] = None
-    corrections_in_pretrain: bool = True  # a corrected clip pre-trains on its correction, not the version's caption
+    corrections_in_pretrain: bool = False  # True: a corrected clip pre-trains on its correction (measured: no gain)
 
     def pretrained(self) -> bool:
         return self.config.video.kind == "pretrained" or self.config.decoder.kind == "pretrained"
