@@ -20,6 +20,7 @@ from tiny_models import tiny_model  # noqa: F401  (tiny_model is a fixture)
 from vidcurate.operators.base import OperatorSetupError
 from vidcurate.operators.models.retriever import (RetrieverConfig, TextTowerConfig, VideoTowerConfig,
                                                   create_retriever, load_retriever, save_retriever)
+from vidcurate.operators.models.student import StudentConfig
 from vidcurate.pipelines.train.retriever.data import Example, clip_frames, read_judgments
 from vidcurate.pipelines.train.retriever.losses import LossConfig, contrastive_loss, text_weights
 from vidcurate.pipelines.train.retriever.metrics import score_examples, selection_metrics
@@ -95,22 +96,26 @@ def test_checkpoint_round_trip_scores_the_same_and_is_no_pickle(tmp_path, world)
         assert all(0 <= s <= 1 for s in a["scores"])
 
 
-def test_a_checkpoint_from_before_the_max_pool_loads_as_the_grid_alone(tmp_path, world):
-    """config.json files written before video.spatial existed describe the grid-only CNN; they still load."""
-    torch.manual_seed(1)
-    old = TINY.model_copy(update={"video": TINY.video.model_copy(update={"spatial": "grid"})})
-    model = create_retriever(old).eval()
-    folder = save_retriever(model, str(tmp_path / "old"))
-    path = os.path.join(folder, "config.json")
-    raw = json.load(open(path))
-    del raw["video"]["spatial"]
-    json.dump(raw, open(path, "w"))
-    loaded = load_retriever(folder)
-    assert loaded.config.video.spatial == "grid" and RetrieverConfig().video.spatial == "grid_max"
+def test_the_scratch_cnns_pooling_is_saved_and_a_checkpoint_from_before_it_loads_as_the_grid(tmp_path, world):
+    """video.spatial round-trips (grid_max scores the same after loading); config.json files written
+    before the field existed describe the grid-only CNN and still load as it."""
     examples = read_judgments(str(world / "labels.parquet"), validation_share=0.0).train[:3]
     frames = clip_frames(str(world), [e.clip_id for e in examples], 4, (30, 40))
-    for a, b in zip(score_examples(model, examples, frames), score_examples(loaded, examples, frames)):
-        assert np.allclose(a["scores"], b["scores"], atol=1e-6)
+    for spatial in ("grid_max", "grid"):
+        torch.manual_seed(1)
+        config = TINY.model_copy(update={"video": TINY.video.model_copy(update={"spatial": spatial})})
+        model = create_retriever(config).eval()
+        folder = save_retriever(model, str(tmp_path / spatial))
+        if spatial == "grid":
+            path = os.path.join(folder, "config.json")
+            raw = json.load(open(path))
+            del raw["video"]["spatial"]
+            json.dump(raw, open(path, "w"))
+        loaded = load_retriever(folder)
+        assert loaded.config.video.spatial == spatial
+        for a, b in zip(score_examples(model, examples, frames), score_examples(loaded, examples, frames)):
+            assert np.allclose(a["scores"], b["scores"], atol=1e-6)
+    assert RetrieverConfig().video.spatial == "grid" and StudentConfig().video.spatial == "grid_max"
 
 
 def test_a_wrong_checkpoint_is_a_setup_error_naming_it(tmp_path):

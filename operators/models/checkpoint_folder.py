@@ -93,9 +93,6 @@ def read_checkpoint_config(folder: str, ref: str | None, config_class, family: s
     if not isinstance(raw, dict) or raw.get("format") != fmt:
         raise OperatorSetupError(f"{where} is not a {family} checkpoint: {CONFIG_FILE} has no "
                                  f"\"format\": \"{fmt}\"")
-    video = config_class.model_fields.get("video")
-    if video is not None and hasattr(video.annotation, "upgrade") and "video" in raw:
-        raw = {**raw, "video": video.annotation.upgrade(raw["video"])}
     try:
         return config_class.model_validate(raw)
     except ValueError as exc:

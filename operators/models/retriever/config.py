@@ -39,15 +39,9 @@ class VideoTowerConfig(BaseModel):
     model: Optional[str] = Field(None, description="For kind pretrained: folder or hub id of a CLIP/SigLIP model.")
     revision: Optional[str] = None
     channels: list[int] = Field(default_factory=lambda: [16, 32, 64, 128], description="Scratch CNN widths.")
-    spatial: Literal["grid", "grid_max"] = Field("grid_max", description="Scratch CNN: the coarse 3x4 grid "
-                                                 "alone (where things are), or with a global max pool beside it "
-                                                 "(what is there, wherever it is).")
-
-    @staticmethod
-    def upgrade(raw: dict) -> dict:
-        """A checkpoint's ``video`` section as this version reads it: written before ``spatial``
-        existed, its scratch CNN is the grid alone."""
-        return raw if not isinstance(raw, dict) or "spatial" in raw else {**raw, "spatial": "grid"}
+    spatial: Literal["grid", "grid_max"] = Field("grid", description="Scratch CNN: the coarse 3x4 grid alone "
+                                                 "(where things are), or with a global max pool beside it (what "
+                                                 "is there, wherever it is: the student's default).")
     pooling: Literal["mean", "attention"] = "attention"
 
 
