@@ -19,6 +19,7 @@ from vidcurate.operators.models.loading import BUNDLED_PREFIX, describe, is_bund
 from vidcurate.operators.models.retriever.config import TextTowerConfig, VideoTowerConfig
 
 SCRATCH_MEAN, SCRATCH_STD = 0.5, 0.25
+GRID = (3, 4)  # the scratch CNN's pooled grid: rows, columns
 
 
 def model_folder(ref: str) -> str:
@@ -45,9 +46,10 @@ class ScratchFrameEncoder(nn.Module):
             layers += [nn.Conv2d(previous, out, 3, stride=2, padding=1), nn.GroupNorm(8, out), nn.GELU()]
             previous = out
         self.convs = nn.Sequential(*layers)
-        self.grid = nn.Sequential(nn.AdaptiveAvgPool2d((3, 4)), nn.Flatten())
+        self.grid = nn.Sequential(nn.AdaptiveAvgPool2d(GRID), nn.Flatten())
         self.max = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten()) if spatial == "grid_max" else None
-        self.out = nn.Linear(previous * (12 + (self.max is not None)), width)
+        cells = GRID[0] * GRID[1] + (1 if self.max is not None else 0)
+        self.out = nn.Linear(previous * cells, width)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         maps = self.convs(pixels)
