@@ -70,7 +70,7 @@ def test_bench_scaling_and_build_memory_measure_their_two_points(tmp_path):
 
 @pytest.mark.slow
 def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_loss(tmp_path):
-    """A tiny `bench refinement --corrections`: round 0 is colour_blind's captions alone (scored as
+    """A tiny `bench refinement --corrections --folds 1`: round 0 is colour_blind's captions alone (scored as
     `synth score` scores that teacher's candidates), each loss writes a round whose rows carry every
     figure, and each round's student is fine-tuned on the labels' human corrections."""
     import pyarrow.parquet as pq
@@ -79,10 +79,11 @@ def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_los
 
     work = tmp_path / "work"
     done = run_cli("bench", "refinement", "--clips", "24", "--epochs", "1", "--rounds", "1", "--noise", "0.4",
-                   "--retriever-epochs", "1", "--corrections", "--workdir", str(work), timeout=900)
+                   "--retriever-epochs", "1", "--corrections", "--folds", "1", "--workdir", str(work), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((work / "bench_refinement.json").read_text())
     assert result["round0"] == "teacher" and result["teacher"] == "colour_blind" and result["corrections"]
+    assert result["folds"] == 1
     labels = pq.read_table(work / "world-24-0-0.4" / "labels.parquet").to_pylist()
     assert any(r["corrected"] for r in labels)
     rows = result["noises"]["0.4"]["rows"]
@@ -100,7 +101,7 @@ def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_los
         # a perfect pick between round 0 and the student is never worse than either
         assert row["oracle"]["accuracy"] >= max(row["student_greedy"]["accuracy"],
                                                 rows["round 0 (colour_blind alone)"]["selected"]["accuracy"])
-        copy = work / f"refine-teacher-scratch-0.4-{loss}-corrections"
+        copy = work / f"refine-teacher-scratch-0.4-{loss}-corrections-folds1"
         version = pq.read_table(copy / "versions" / "refine-r1.parquet")
         assert version.num_rows == len(truth)
         history = json.loads((copy / "refine" / "r1" / "student" / "metrics.json").read_text())["history"]
@@ -108,3 +109,4 @@ def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_los
         assert phases == ["pretrain"] + ["finetune"] * (len(phases) - 1) and len(phases) > 1
     assert "round 0: colour_blind's captions alone" in done.stdout and "AdaTaiLr >= TaiLr" in done.stdout
     assert "the student starts from scratch" in done.stdout and "human corrections" in done.stdout
+    assert "one student learns and captions every clip" in done.stdout

@@ -32,7 +32,7 @@ from refine_selectors import student_wins  # noqa: E402
 # Small enough to train in seconds, big enough to write captions that pass the candidate checks.
 TINY = {"video": {"channels": [8, 16]}, "decoder": {"width": 64, "layers": 2, "heads": 2, "vocab_size": 300},
         "num_frames": 4, "frame_size": [30, 40]}
-TRAIN = ["--epochs", "16", "--lr", "3e-3", "--batch-size", "8", "--device", "cpu"]
+TRAIN = ["--epochs", "16", "--lr", "3e-3", "--batch-size", "8", "--device", "cpu", "--folds", "2"]
 SELECTOR = ["--selector", "refine_selectors:StudentOnEvenClips"]
 
 
@@ -162,8 +162,9 @@ def test_rounds_write_versions_with_provenance(refined):
     assert records["refine-r1"]["noise_control"]["loss"] == "adatailr"
     state = json.load(open(out / "refine" / "state.json"))
     assert [r["step"] for r in state["rounds"]] == ["done", "done"]
-    assert state["rounds"][1]["training"]["init_from"] == state["rounds"][0]["student"]  # the stronger model
-    metrics = json.load(open(out / "refine" / "r1" / "student" / "metrics.json"))
+    for fold in (0, 1):  # the stronger model: fold k's student continues from fold k's of the round before
+        assert state["rounds"][1]["training"][fold]["init_from"] == state["rounds"][0]["students"][fold]
+    metrics = json.load(open(out / "refine" / "r1" / "student-f0" / "metrics.json"))
     assert len(metrics["history"]) == 16 and metrics["history"][0]["gamma"] == 0.0
     assert all("noise_estimate" in e for e in metrics["history"])
     index = pq.read_table(out / "index.parquet", columns=["clip_id"]).column(0).to_pylist()
@@ -191,9 +192,31 @@ def test_a_caption_changes_only_where_the_students_candidate_wins(refined):
             assert row["caption_teacher"] == index[clip_id]["caption_teacher"]
     params = json.loads(next(c for c in rows[next(iter(students))]["candidates"]
                              if c["teacher"] == "student-r1")["params"])
-    assert params["checkpoint"].endswith("r1/student") and params["decoding"]["num_beams"] == 1
+    assert params["checkpoint"].endswith(("r1/student-f0", "r1/student-f1")) and params["decoding"]["num_beams"] == 1
     state = json.load(open(out / "refine" / "state.json"))
     assert state["rounds"][0]["counts"]["changed"] == len(changed)
+
+
+@pytest.mark.slow
+def test_every_clip_is_captioned_by_the_student_that_never_learned_its_caption(refined):
+    """Cross-fitting (the default --folds 2): student k pre-trains on every clip but fold k's, and captions fold k."""
+    from vidcurate.pipelines.train.student.data import in_fold
+
+    out, _, _ = refined
+    state = json.load(open(out / "refine" / "state.json"))
+    captioned = {r["clip_id"] for r in pq.read_table(out / "index.parquet").to_pylist() if r["caption"]}
+    for number, done in enumerate(state["rounds"], start=1):
+        students = [str(out / "refine" / f"r{number}" / f"student-f{fold}") for fold in (0, 1)]
+        assert done["students"] == students
+        for fold, training in enumerate(done["training"]):
+            assert training["left_out_fold"] == [fold, 2]
+            learned = training["captions"] + training["validation_captions"]
+            assert learned == sum(1 for c in captioned if not in_fold(c, fold, 2)), training
+        made = pq.read_table(out / "refine" / f"r{number}" / "captions.parquet").to_pylist()
+        assert made
+        for row in made:
+            fold = 0 if in_fold(row["clip_id"], 0, 2) else 1
+            assert json.loads(row["params"])["checkpoint"] == students[fold]
 
 
 @pytest.mark.slow
@@ -203,6 +226,9 @@ def test_running_again_does_nothing_more(refined):
     done = refine_cli(out, config, "--rounds", "2", *SELECTOR)
     assert done.returncode == 0 and "training" not in done.stdout
     assert (out / "versions" / "refine-r2.parquet").stat().st_mtime_ns == before
+    done = refine_cli(out, config, "--rounds", "3", "--folds", "1", *SELECTOR)
+    assert done.returncode == 2 and "started with --folds 2, not 1" in done.stderr
+    assert not (out / "refine" / "r3").exists()
 
 
 @pytest.mark.slow
@@ -211,7 +237,7 @@ def test_a_kill_mid_round_resumes_at_its_step_and_reaches_the_same_captions(worl
     out = tmp_path / "world"
     shutil.copytree(source, out)
     process = refine_cli(out, config, "--rounds", "1", "--loss", "adatailr", *SELECTOR, background=True)
-    marker = out / "refine" / "r1" / "student" / "training" / "trainer_state.json"
+    marker = out / "refine" / "r1" / "student-f0" / "training" / "trainer_state.json"
     deadline = time.time() + 600
     while not marker.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -229,10 +255,17 @@ def test_a_kill_mid_round_resumes_at_its_step_and_reaches_the_same_captions(worl
 
 @pytest.mark.slow
 def test_the_ray_runner_recaptions_and_reselects_as_the_local_runner_does(world, refined, tmp_path):
-    """--runner ray: the student and the selector run on Ray workers that read the clips from OUT."""
+    """--runner ray: the student and the selector run on Ray workers that read the clips from OUT. The run
+    starts from the local run's round 1 at its caption step (its trained students copied, as a crash
+    after training leaves them): training is not the runner's part, captioning and selecting are."""
     source, config = world
     out = tmp_path / "world"
     shutil.copytree(source, out)
+    shutil.copytree(refined[0] / "refine" / "r1", out / "refine" / "r1", ignore=shutil.ignore_patterns("captions.parquet"))
+    state = json.load(open(refined[0] / "refine" / "state.json"))
+    first = {k: v for k, v in state["rounds"][0].items() if k not in ("counts", "scores", "student_captions")}
+    state["rounds"] = [{**first, "step": "caption"}]
+    (out / "refine" / "state.json").write_text(json.dumps(state))
     done = refine_cli(out, config, "--rounds", "1", "--loss", "adatailr", *SELECTOR, "--runner", "ray")
     assert done.returncode == 0, done.stderr
     here, there = version(refined[0], "refine-r1"), version(out, "refine-r1")
@@ -285,7 +318,7 @@ def test_the_student_is_a_teacher_inside_a_build(corpus, refined, tmp_path):
         {"op": "probe"}, {"op": "split_shots"},
         {"op": "extract_clips", "max_height": 144, "preset": "ultrafast", "asr_audio": False},
         {"op": "metadata_teacher"},
-        {"op": "student_teacher", "model": str(out / "refine" / "r2" / "student"), "device": "cpu"},
+        {"op": "student_teacher", "model": str(out / "refine" / "r2" / "student-f0"), "device": "cpu"},
         {"op": "consensus_selector"}]}))
     built = tmp_path / "built"
     done = run_cli("build", "--input", str(corpus["manifest"]), "--output", str(built), "--config", str(config),

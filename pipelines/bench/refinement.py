@@ -25,7 +25,9 @@ held-out clips (no label of them was seen):
                  a miss can be told apart as the student's or the selector's
     diversity    distinct-1, distinct-2 and vocabulary size of those captions
 
-With ``corrections``, each round's student is then fine-tuned on the human corrections of the
+With ``folds`` K >= 2 (refine's default is 1) each clip is captioned by the student that left
+its fold out (cross-fitting, pipelines/refine/loop.py); ``folds`` 1 trains one student on every
+clip and captions every clip with it. With ``corrections``, each round's student is then fine-tuned on the human corrections of the
 world's labels (``refine --labels``: clean captions of some labelled clips, none held out).
 
 Reference rows (not rounds): the consensus of the six teachers and, in the teacher setting,
@@ -63,7 +65,8 @@ def distinct(captions: list[str]) -> dict:
 
 def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[float], seed: int, quick: bool,
         workdir: str | None, echo=print, round0: str = "teacher", teacher: str = ROUND0_TEACHER,
-        retriever_epochs: int = RETRIEVER_EPOCHS, student_init: str = "scratch", corrections: bool = False) -> dict:
+        retriever_epochs: int = RETRIEVER_EPOCHS, student_init: str = "scratch", corrections: bool = False,
+        folds: int = 1) -> dict:
     from vidcurate.operators.models.student.config import StudentConfig
     from vidcurate.pipelines.refine.loop import RefineOptions, refine
     from vidcurate.pipelines.train.student.loop import StudentTrainOptions
@@ -77,7 +80,7 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
     workdir = workdir or tempfile.mkdtemp(prefix="vidcurate-bench-refinement-")
     results = {"clips": clips, "epochs": epochs, "rounds": rounds, "seed": seed, "round0": round0,
                "teacher": teacher if round0 == "teacher" else None, "student_init": student_init,
-               "corrections": corrections, "noises": {}}
+               "corrections": corrections, "folds": folds, "noises": {}}
     for noise in noises:
         world, held = _world(workdir, clips, seed, noise, echo)
         rows = {"consensus of the six teachers (reference)": {"selected": _scores(held, _captions(world, None))}}
@@ -96,7 +99,7 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
         rows[start_row] = {"selected": _scores(held, _captions(world, start)), "round0": True}
         for loss in LOSSES:
             copy = os.path.join(workdir, f"refine-{round0}-{student_init}-{noise}-{loss}"
-                                         + ("-corrections" if corrections else ""))
+                                         + ("-corrections" if corrections else "") + f"-folds{folds}")
             if not os.path.isdir(copy):
                 shutil.copytree(world, copy, copy_function=os.link)
             train = StudentTrainOptions(config=config, control=NoiseControl(loss=loss), epochs=epochs, seed=seed,
@@ -105,11 +108,12 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
             started = time.perf_counter()
             labels = os.path.join(copy, "labels.parquet") if corrections else None
             state = refine(copy, RefineOptions(rounds=rounds, from_version=start, selector=selector,
-                                               selector_fields=fields, train=train, labels=labels),
+                                               selector_fields=fields, train=train, labels=labels,
+                                               folds=folds),
                            echo=lambda line: None)
             seconds = time.perf_counter() - started
             for done in state["rounds"]:
-                rows[f"{loss}, round {done['round']}"] = _round_row(copy, done, held, seed, seconds)
+                rows[f"{loss}, round {done['round']}"] = _round_row(copy, done, held, seed, seconds, folds)
         results["noises"][str(noise)] = {"held_out_clips": len(held), "rows": rows}
         with open(os.path.join(workdir, "bench_refinement.json"), "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
@@ -156,14 +160,18 @@ def _captions(out: str, version: str | None) -> dict:
     return {r["clip_id"]: r["caption"] for r in pq.read_table(path, columns=["clip_id", "caption"]).to_pylist()}
 
 
-def _round_row(copy: str, done: dict, held: list[dict], seed: int, seconds: float) -> dict:
-    student = os.path.join(copy, "refine", f"r{done['round']}", "student")
+def _round_row(copy: str, done: dict, held: list[dict], seed: int, seconds: float, folds: int) -> dict:
+    from vidcurate.pipelines.refine.loop import fold_clips
+
     greedy = {r["clip_id"]: r["text"] for r in
               pq.read_table(os.path.join(copy, "refine", f"r{done['round']}", "captions.parquet"),
                             columns=["clip_id", "text"]).to_pylist()}
-    sampled = _student_captions(copy, student, [r["clip_id"] for r in held], "panda", seed)
-    with open(os.path.join(student, "metrics.json"), encoding="utf-8") as handle:
-        history = json.load(handle)["history"]
+    held_ids, sampled, history = [r["clip_id"] for r in held], {}, []
+    for student, fold in zip(done["students"], fold_clips(copy, folds, seed)):
+        mine = [c for c in held_ids if fold is None or c in fold]  # each clip by the student that captioned it
+        sampled.update(_student_captions(copy, student, mine, "panda", seed))
+        with open(os.path.join(student, "metrics.json"), encoding="utf-8") as handle:
+            history += json.load(handle)["history"]
     return {"selected": _scores(held, _captions(copy, done["version"])), "student_greedy": _scores(held, greedy),
             "oracle": _scores(held, oracle_pick(held, _captions(copy, done["from_version"]), greedy)),
             "student_panda": _scores(held, sampled), "changed": done["counts"]["changed"],
@@ -206,6 +214,9 @@ def report(results: dict) -> str:
              if results.get("round0") == "teacher" else "round 0: consensus of six teachers, rounds select by consensus")
     start += ("; the student's frame encoder starts from that retriever's video tower"
               if results.get("student_init") == "retriever" else "; the student starts from scratch")
+    folds = results.get("folds", 1)
+    start += (f"; {folds}-fold cross-fitting (each clip captioned by the student that did not learn it)"
+              if folds > 1 else "; one student learns and captions every clip")
     if results.get("corrections"):
         start += "; each round's student is fine-tuned on the labelled clips' human corrections"
     lines = [f"Refinement on synthetic worlds of {results['clips']} clips (seed {results['seed']}), "

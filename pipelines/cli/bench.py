@@ -159,16 +159,18 @@ def bench_selection(quick: bool, clips: int | None, epochs: int | None, seed: in
                    "video tower (its 12 frames).")
 @click.option("--corrections", is_flag=True, help="Fine-tune each round's student on the world's human corrections "
               "(refine --labels).")
+@click.option("--folds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="refine --folds: cross-fitting students (1: one student learns and captions every clip).")
 def bench_refinement(quick: bool, clips: int | None, epochs: int | None, rounds: int | None, noises: str, seed: int,
                      workdir: str | None, round0: str, teacher: str, retriever_epochs: int, student_init: str,
-                     corrections: bool) -> None:
+                     corrections: bool, folds: int) -> None:
     """The data flywheel with likelihood, TaiLr and AdaTaiLr: accuracy and diversity per round and noise rate."""
     from vidcurate.pipelines.bench.refinement import report, run
 
     rates = [float(n) for n in noises.split(",") if n.strip()]
     click.echo(report(run(clips, epochs, rounds, rates, seed, quick, workdir, echo=click.echo, round0=round0,
                           teacher=teacher, retriever_epochs=retriever_epochs, student_init=student_init,
-                          corrections=corrections)))
+                          corrections=corrections, folds=folds)))
 
 
 _RUNNER_BENCH_OPTIONS = [

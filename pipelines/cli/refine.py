@@ -46,13 +46,16 @@ def _fail(message: str) -> None:
 @click.option("--runner", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where re-captioning and re-selection run: this process, or Ray (joins RAY_ADDRESS, else a "
                    "local instance; the workers read the clips from OUT, which they must reach).")
+@click.option("--folds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Cross-fitting: train K students, each on every fold of clips but one, and caption each clip "
+                   "with the student that did not learn its caption (1: one student for every clip).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def refine(output: str, rounds: int, loss: str, gamma: float, min_weight: float, gate: str, gate_threshold: float,
            from_version: str | None, selector: str | None, model: str | None, labels: str | None, epochs: int,
            finetune_epochs: int, lr: float | None, batch_size: int, student_config: str | None,
            video_init: str | None, decoding: str,
-           min_change: float, workers: int, runner: str, device: str, seed: int) -> None:
+           min_change: float, workers: int, runner: str, folds: int, device: str, seed: int) -> None:
     """Refine OUT's captions round after round: train a student captioner on them (noise-controlled),
     caption every clip with it, re-select, and write caption version refine-r<N>.
 
@@ -87,7 +90,7 @@ def refine(output: str, rounds: int, loss: str, gamma: float, min_weight: float,
     fields = {"model": model} if model else {}
     options = RefineOptions(rounds=rounds, from_version=from_version, selector=selector, selector_fields=fields,
                             labels=labels, train=train, decoding=decoding, min_change=min_change,
-                            runner=runner)
+                            runner=runner, folds=folds)
     try:
         state = run(output, options, echo=click.echo)
     except ValidationError as exc:

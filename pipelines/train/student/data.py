@@ -6,9 +6,12 @@ are the ``corrected`` captions of a labels file (the correction mode of `vidcura
 newest correction per clip and annotator. Text inputs (title, description, subtitles) come
 from each clip's json in its shard, read only when the student's config asks for them.
 A validation share of clips (by clip id hash) is held out of pre-training to report the loss.
+Cross-fitting (``in_fold``) splits the clips into folds by another hash of the clip id: a
+student that leaves a fold out of pre-training is the one that captions it.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -70,6 +73,12 @@ def with_corrections(examples: list[CaptionExample], corrections: list[CaptionEx
     out = [CaptionExample(e.clip_id, fixed[e.clip_id], None, e.texts) if e.clip_id in fixed else e
            for e in examples]
     return out, sum(1 for e in examples if e.clip_id in fixed)
+
+
+def in_fold(clip_id: str, fold: int, folds: int, seed: int = 0) -> bool:
+    """Whether ``clip_id`` is in fold ``fold`` of ``folds`` (a hash of the clip id: the same in every round)."""
+    digest = hashlib.sha256(f"vidcurate-refine-fold:{seed}:{clip_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % folds == fold
 
 
 def split_validation(examples: list[CaptionExample], share: float, seed: int
