@@ -142,7 +142,9 @@ def _run_round(out: str, active: dict, state: dict, options: RefineOptions, echo
                 continue  # finished before a crash
             part = f" without fold {fold} of {options.folds}" if options.folds > 1 else ""
             echo(f"round {number}: training the student{part} on {active['from_version']}'s captions")
-            previous = state["rounds"][-2]["students"][fold] if number > 1 else None
+            before = state["rounds"][-2] if number > 1 else {}
+            # a state written before --folds names one "student"
+            previous = (before.get("students") or [before["student"]])[fold] if before else None
             train = replace(options.train, resume=True, init_from=options.train.init_from or previous,
                             leave_out=(fold, options.folds) if options.folds > 1 else None)
             summary = train_student(out, active["from_version"], student, train, options.labels, echo=echo)

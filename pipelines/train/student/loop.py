@@ -17,9 +17,10 @@ lr 3e-4; pretrained parts: lr 5e-5. The scratch frame encoder needs steps: on a 
 synthetic world (570 training captions of one teacher that confuses colours on 40% of clips),
 the greedy captions' attribute accuracy was 67.8% after 20 epochs and 91.5% after 60 (shape 33%
 -> 85%, direction 42% -> 95%), on the clips it had learned: on clips it had not (refine --folds 2)
-it was 66.9%, and a longer run memorizes more (the validation loss rose from epoch 20 on); 30 is the default because a real corpus has far more clips per
-epoch, and ``epochs`` scales it down. ``init_from`` starts from an earlier student (a later
-flywheel round continues the last one: "repeat with the stronger model").
+it was 66.9%, and a longer run memorizes more (the validation loss rose from epoch 20 on); 30 is
+the default because a real corpus has far more clips per epoch, and ``epochs`` scales it down.
+``init_from`` starts from an earlier student (a later flywheel round continues the last one:
+"repeat with the stronger model").
 """
 from __future__ import annotations
 
