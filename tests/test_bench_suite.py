@@ -110,3 +110,34 @@ def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_los
     assert "round 0: colour_blind's captions alone" in done.stdout and "AdaTaiLr >= TaiLr" in done.stdout
     assert "the student starts from scratch" in done.stdout and "human corrections" in done.stdout
     assert "one student learns and captions every clip" in done.stdout
+
+
+def test_bench_encoder_trains_the_students_frame_encoder_on_true_attributes_and_scores_unseen_clips(tmp_path):
+    """`bench encoder`: the student's frame encoder learns half of a noise-free world's clips (refine --folds 2's
+    split) from their true attributes and is scored on the other half, beside the unseen clips' majority share;
+    it learns the clips it sees (background, which a few epochs memorize, well above chance)."""
+    from collections import Counter
+
+    import pyarrow.parquet as pq
+
+    from vidcurate.pipelines.train.student.data import in_fold
+
+    work = tmp_path / "work"
+    done = run_cli("bench", "encoder", "--clips", "40", "--epochs", "10", "--workdir", str(work), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((work / "bench_encoder.json").read_text())
+    truth = pq.read_table(work / "world-40-0" / "truth.parquet").to_pylist()
+    unseen = [r for r in truth if in_fold(r["clip_id"], 0, 2, 0)]
+    assert result["unseen_clips"] == len(unseen) and result["learned_clips"] == len(truth) - len(unseen) > 0
+    shapes = Counter(json.loads(r["attributes"])["shape"] for r in unseen)
+    assert result["majority"]["shape"] == pytest.approx(max(shapes.values()) / len(unseen))
+    for part in ("unseen", "learned"):
+        assert set(result[part]) == {"shape", "colour", "count", "size", "direction", "background"}
+        assert all(0 <= v <= 1 for v in result[part].values())
+    assert result["learned"]["background"] >= 0.8 and len(result["history"]) == 10
+    assert "unseen  learned  majority" in done.stdout and "background" in done.stdout
+
+
+def test_bench_encoder_refuses_an_unknown_augmentation_by_name():
+    done = run_cli("bench", "encoder", "--augment", "flip")
+    assert done.returncode == 2 and "flip" in done.stderr

@@ -56,7 +56,8 @@ def bench(ctx: click.Context) -> None:
         one benchmark with its own options (vidcurate bench NAME --help).
 
     Suite names: split, scenes, peers, shards, teachers, loader, runners, coordinator, selection,
-    refinement, annotate. docs/PERFORMANCE.md holds the latest full run.
+    refinement, annotate. docs/PERFORMANCE.md holds the latest full run. Outside the suite:
+    encoder (the refinement student's frame encoder on a world's true attributes).
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -171,6 +172,22 @@ def bench_refinement(quick: bool, clips: int | None, epochs: int | None, rounds:
     click.echo(report(run(clips, epochs, rounds, rates, seed, quick, workdir, echo=click.echo, round0=round0,
                           teacher=teacher, retriever_epochs=retriever_epochs, student_init=student_init,
                           corrections=corrections, folds=folds)))
+
+
+@bench.command("encoder")
+@click.option("--clips", type=click.IntRange(min=2), default=600, show_default=True,
+              help="Clips of the (noise-free) world; half are learned, half unseen.")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--augment", type=click.Choice(["none", "shift"]), default="none", show_default=True,
+              help="shift: roll each training batch by up to 8 px each way.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workdir", default=None, help="Where the world and bench_encoder.json go (default: a temp dir; "
+              "a world already there is reused).")
+def bench_encoder(clips: int, epochs: int, augment: str, seed: int, workdir: str | None) -> None:
+    """The student's frame encoder trained on the world's true attributes: accuracy on unseen clips."""
+    from vidcurate.pipelines.bench.encoder import report, run
+
+    click.echo(report(run(clips, epochs, seed, augment, workdir, echo=click.echo)))
 
 
 _RUNNER_BENCH_OPTIONS = [
