@@ -66,12 +66,15 @@ def distinct(captions: list[str]) -> dict:
 def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[float], seed: int, quick: bool,
         workdir: str | None, echo=print, round0: str = "teacher", teacher: str = ROUND0_TEACHER,
         retriever_epochs: int = RETRIEVER_EPOCHS, student_init: str = "scratch", corrections: bool = False,
-        folds: int = 1) -> dict:
+        folds: int = 1, shift: int = 0, losses: list[str] | None = None) -> dict:
     from vidcurate.operators.models.student.config import StudentConfig
     from vidcurate.pipelines.refine.loop import RefineOptions, refine
     from vidcurate.pipelines.train.student.loop import StudentTrainOptions
     from vidcurate.pipelines.train.student.losses import NoiseControl
 
+    losses = list(losses or LOSSES)
+    if not losses or set(losses) - set(LOSSES):
+        raise ValueError(f"losses must be some of {', '.join(LOSSES)} (got {', '.join(losses) or 'none'})")
     if round0 not in ROUND0 or student_init not in STUDENT_INIT:
         raise ValueError(f"round 0 must be one of {', '.join(ROUND0)} (got {round0!r}) and the student's start one "
                          f"of {', '.join(STUDENT_INIT)} (got {student_init!r})")
@@ -80,7 +83,7 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
     workdir = workdir or tempfile.mkdtemp(prefix="vidcurate-bench-refinement-")
     results = {"clips": clips, "epochs": epochs, "rounds": rounds, "seed": seed, "round0": round0,
                "teacher": teacher if round0 == "teacher" else None, "student_init": student_init,
-               "corrections": corrections, "folds": folds, "noises": {}}
+               "corrections": corrections, "folds": folds, "shift": shift, "losses": losses, "noises": {}}
     for noise in noises:
         world, held = _world(workdir, clips, seed, noise, echo)
         rows = {"consensus of the six teachers (reference)": {"selected": _scores(held, _captions(world, None))}}
@@ -97,13 +100,14 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
         else:
             start, start_row, selector, fields = None, "round 0 (consensus)", None, {}
         rows[start_row] = {"selected": _scores(held, _captions(world, start)), "round0": True}
-        for loss in LOSSES:
+        for loss in losses:
             copy = os.path.join(workdir, f"refine-{round0}-{student_init}-{noise}-{loss}"
-                                         + ("-corrections" if corrections else "") + f"-folds{folds}")
+                                         + ("-corrections" if corrections else "") + f"-folds{folds}"
+                                         + (f"-shift{shift}" if shift else ""))
             if not os.path.isdir(copy):
                 shutil.copytree(world, copy, copy_function=os.link)
             train = StudentTrainOptions(config=config, control=NoiseControl(loss=loss), epochs=epochs, seed=seed,
-                                        progress=False, device="auto")
+                                        progress=False, device="auto", shift=shift)
             echo(f"noise {noise}: refining with {loss} for {rounds} round(s)")
             started = time.perf_counter()
             labels = os.path.join(copy, "labels.parquet") if corrections else None
@@ -217,6 +221,8 @@ def report(results: dict) -> str:
     folds = results.get("folds", 1)
     start += (f"; {folds}-fold cross-fitting (each clip captioned by the student that did not learn it)"
               if folds > 1 else "; one student learns and captions every clip")
+    if results.get("shift"):
+        start += f"; training batches shifted by up to {results['shift']} px"
     if results.get("corrections"):
         start += "; each round's student is fine-tuned on the labelled clips' human corrections"
     lines = [f"Refinement on synthetic worlds of {results['clips']} clips (seed {results['seed']}), "

@@ -162,16 +162,26 @@ def bench_selection(quick: bool, clips: int | None, epochs: int | None, seed: in
               "(refine --labels).")
 @click.option("--folds", type=click.IntRange(min=1), default=1, show_default=True,
               help="refine --folds: cross-fitting students (1: one student learns and captions every clip).")
+@click.option("--shift", type=click.IntRange(min=0), default=0, show_default=True,
+              help="refine --shift: roll each training batch's frames by up to this many pixels (0: off).")
+@click.option("--losses", default="mle,tailr,adatailr", show_default=True,
+              help="The losses to refine with, comma-separated.")
 def bench_refinement(quick: bool, clips: int | None, epochs: int | None, rounds: int | None, noises: str, seed: int,
                      workdir: str | None, round0: str, teacher: str, retriever_epochs: int, student_init: str,
-                     corrections: bool, folds: int) -> None:
+                     corrections: bool, folds: int, shift: int, losses: str) -> None:
     """The data flywheel with likelihood, TaiLr and AdaTaiLr: accuracy and diversity per round and noise rate."""
     from vidcurate.pipelines.bench.refinement import report, run
 
     rates = [float(n) for n in noises.split(",") if n.strip()]
+    from vidcurate.pipelines.bench.refinement import LOSSES
+
+    chosen = [n.strip() for n in losses.split(",") if n.strip()]
+    if not chosen or set(chosen) - set(LOSSES):
+        raise click.BadParameter(f"{losses!r}: name some of {', '.join(LOSSES)}", param_hint="--losses")
     click.echo(report(run(clips, epochs, rounds, rates, seed, quick, workdir, echo=click.echo, round0=round0,
                           teacher=teacher, retriever_epochs=retriever_epochs, student_init=student_init,
-                          corrections=corrections, folds=folds)))
+                          corrections=corrections, folds=folds, shift=shift,
+                          losses=chosen)))
 
 
 @bench.command("encoder")

@@ -49,13 +49,15 @@ def _fail(message: str) -> None:
 @click.option("--folds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Cross-fitting: train K students, each on every fold of clips but one, and caption each clip "
                    "with the student that did not learn its caption (1: one student for every clip).")
+@click.option("--shift", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Augmentation: roll each training batch's frames by up to this many pixels each way (0: off).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def refine(output: str, rounds: int, loss: str, gamma: float, min_weight: float, gate: str, gate_threshold: float,
            from_version: str | None, selector: str | None, model: str | None, labels: str | None, epochs: int,
            finetune_epochs: int, lr: float | None, batch_size: int, student_config: str | None,
            video_init: str | None, decoding: str,
-           min_change: float, workers: int, runner: str, folds: int, device: str, seed: int) -> None:
+           min_change: float, workers: int, runner: str, folds: int, shift: int, device: str, seed: int) -> None:
     """Refine OUT's captions round after round: train a student captioner on them (noise-controlled),
     caption every clip with it, re-select, and write caption version refine-r<N>.
 
@@ -86,7 +88,7 @@ def refine(output: str, rounds: int, loss: str, gamma: float, min_weight: float,
             _fail(str(exc))
     control = NoiseControl(loss=loss, gamma=gamma, min_weight=min_weight, gate=gate, gate_threshold=gate_threshold)
     train = StudentTrainOptions(config=config, control=control, epochs=epochs, finetune_epochs=finetune_epochs, lr=lr,
-                                batch_size=batch_size, seed=seed, device=device, workers=workers)
+                                batch_size=batch_size, seed=seed, device=device, workers=workers, shift=shift)
     fields = {"model": model} if model else {}
     options = RefineOptions(rounds=rounds, from_version=from_version, selector=selector, selector_fields=fields,
                             labels=labels, train=train, decoding=decoding, min_change=min_change,

@@ -67,6 +67,7 @@ class StudentTrainOptions:
     init_from: Optional[str] = None
     corrections_in_pretrain: bool = False  # True: a corrected clip pre-trains on its correction (measured: no gain)
     leave_out: Optional[tuple[int, int]] = None  # (fold, folds): pre-train without that fold's clips (cross-fitting)
+    shift: int = 0  # augmentation: each training batch's frames rolled by up to this many pixels each way (0: off)
 
     def pretrained(self) -> bool:
         return self.config.video.kind == "pretrained" or self.config.decoder.kind == "pretrained"
@@ -84,6 +85,8 @@ class StudentTrainOptions:
         if self.leave_out is not None and not (self.leave_out[1] >= 2 and 0 <= self.leave_out[0] < self.leave_out[1]):
             raise TrainingDataError(f"leave_out must be (fold, folds) with folds >= 2 and 0 <= fold < folds, "
                                     f"got {self.leave_out}")
+        if self.shift < 0:
+            raise TrainingDataError(f"need shift >= 0 pixels (got {self.shift})")
         if self.workers < 0 or (self.workers and self.batch_size < self.workers):
             raise TrainingDataError(f"need workers >= 0 and batch size >= workers (got {self.workers}, "
                                     f"{self.batch_size})")
@@ -155,6 +158,7 @@ def train_loop(out: str, version: str | None, output: str, options: StudentTrain
                   "captions": len(train), "validation_captions": len(held), "corrections": len(corrections),
                   "corrected_in_pretrain": replaced, "left_out_fold": options.leave_out and list(options.leave_out),
                   "control": vars(options.control), "batch_size": options.batch_size, "seed": options.seed,
+                  "shift": options.shift,
                   "init_from": options.init_from and os.path.abspath(options.init_from),
                   "workers": max(1, world_size)}
     for number, (phase, items, epochs, lr, control) in enumerate(phases):
@@ -184,7 +188,7 @@ def train_loop(out: str, version: str | None, output: str, options: StudentTrain
             clock = time.perf_counter()
             loss, sample_losses, weight = _run_epoch(trained, optimizer, schedule, mine, frames, per_rank, control,
                                                      gammas.gamma, f"{phase} {epoch + 1}/{epochs}",
-                                                     options.progress and rank == 0)
+                                                     options.progress and rank == 0, options.shift)
             entry = {"phase": phase, "epoch": epoch + 1, "loss": loss, "gamma": gammas.gamma,
                      "mean_token_weight": weight, "steps": steps, "seconds": time.perf_counter() - clock,
                      "validation_loss": validation_loss(model, held, frames, per_rank)}
@@ -210,7 +214,7 @@ def _optimizer(model, lr: float, options: StudentTrainOptions):
                              weight_decay=options.weight_decay, betas=(0.9, 0.999))
 
 
-def _run_epoch(model, optimizer, schedule, examples, frames, batch_size, control, gamma, label, progress
+def _run_epoch(model, optimizer, schedule, examples, frames, batch_size, control, gamma, label, progress, shift=0
                ) -> tuple[float | None, list[float], float | None]:
     from tqdm import tqdm
 
@@ -218,6 +222,8 @@ def _run_epoch(model, optimizer, schedule, examples, frames, batch_size, control
     batches = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
     for batch in tqdm(batches, desc=label, disable=not progress, leave=False):
         stacked = torch.from_numpy(np.stack([frames[e.clip_id] for e in batch]))
+        if shift:  # [B, T, H, W, 3]: the whole batch moves together, so motion and layout survive
+            stacked = torch.roll(stacked, (random.randint(-shift, shift), random.randint(-shift, shift)), (2, 3))
         logits, targets, mask = model(stacked, [e.caption for e in batch], [e.texts for e in batch])
         gate = gate_weights([e.score for e in batch], control)
         loss, sample_nll, mean_weight = token_loss(logits, targets, mask, gamma, control.min_weight, control.epsilon,
