@@ -49,6 +49,7 @@ def run(clips: int, epochs: int, seed: int, augment: str, workdir: str | None, e
     from vidcurate.pipelines.train.frame_store import frame_store
     from vidcurate.pipelines.train.retriever.data import index_rows
     from vidcurate.pipelines.train.student.data import in_fold
+    from vidcurate.pipelines.train.student.loop import shift_batch
 
     if augment not in AUGMENTS or clips < 2 or epochs < 1:
         raise ValueError(f"need --augment one of {', '.join(AUGMENTS)} (got {augment!r}), --clips >= 2 and "
@@ -80,8 +81,7 @@ def run(clips: int, epochs: int, seed: int, augment: str, workdir: str | None, e
         losses = []
         for start in range(0, len(order), BATCH):
             frames, target = batch(order[start:start + BATCH])
-            if augment == "shift":
-                frames = torch.roll(frames, (rng.randint(-SHIFT, SHIFT), rng.randint(-SHIFT, SHIFT)), (2, 3))
+            frames = shift_batch(frames, SHIFT if augment == "shift" else 0, rng)
             loss = sum(torch.nn.functional.cross_entropy(logits, target[:, k])
                        for k, logits in enumerate(model(frames)))
             optimizer.zero_grad()

@@ -63,6 +63,14 @@ def distinct(captions: list[str]) -> dict:
             "distinct_2": len(set(grams[2])) / max(len(grams[2]), 1), "vocabulary": len(set(grams[1]))}
 
 
+def checked_losses(names) -> list[str]:
+    """``names`` as a list, or a ValueError naming what is not one of LOSSES."""
+    names = list(names)
+    if not names or set(names) - set(LOSSES):
+        raise ValueError(f"losses must be some of {', '.join(LOSSES)} (got {', '.join(names) or 'none'})")
+    return names
+
+
 def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[float], seed: int, quick: bool,
         workdir: str | None, echo=print, round0: str = "teacher", teacher: str = ROUND0_TEACHER,
         retriever_epochs: int = RETRIEVER_EPOCHS, student_init: str = "scratch", corrections: bool = False,
@@ -72,9 +80,7 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
     from vidcurate.pipelines.train.student.loop import StudentTrainOptions
     from vidcurate.pipelines.train.student.losses import NoiseControl
 
-    losses = list(losses or LOSSES)
-    if not losses or set(losses) - set(LOSSES):
-        raise ValueError(f"losses must be some of {', '.join(LOSSES)} (got {', '.join(losses) or 'none'})")
+    losses = checked_losses(losses or LOSSES)
     if round0 not in ROUND0 or student_init not in STUDENT_INIT:
         raise ValueError(f"round 0 must be one of {', '.join(ROUND0)} (got {round0!r}) and the student's start one "
                          f"of {', '.join(STUDENT_INIT)} (got {student_init!r})")

@@ -170,14 +170,13 @@ def bench_refinement(quick: bool, clips: int | None, epochs: int | None, rounds:
                      workdir: str | None, round0: str, teacher: str, retriever_epochs: int, student_init: str,
                      corrections: bool, folds: int, shift: int, losses: str) -> None:
     """The data flywheel with likelihood, TaiLr and AdaTaiLr: accuracy and diversity per round and noise rate."""
-    from vidcurate.pipelines.bench.refinement import report, run
+    from vidcurate.pipelines.bench.refinement import checked_losses, report, run
 
     rates = [float(n) for n in noises.split(",") if n.strip()]
-    from vidcurate.pipelines.bench.refinement import LOSSES
-
-    chosen = [n.strip() for n in losses.split(",") if n.strip()]
-    if not chosen or set(chosen) - set(LOSSES):
-        raise click.BadParameter(f"{losses!r}: name some of {', '.join(LOSSES)}", param_hint="--losses")
+    try:
+        chosen = checked_losses(n.strip() for n in losses.split(",") if n.strip())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--losses") from None
     click.echo(report(run(clips, epochs, rounds, rates, seed, quick, workdir, echo=click.echo, round0=round0,
                           teacher=teacher, retriever_epochs=retriever_epochs, student_init=student_init,
                           corrections=corrections, folds=folds, shift=shift,

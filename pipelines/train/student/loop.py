@@ -214,6 +214,14 @@ def _optimizer(model, lr: float, options: StudentTrainOptions):
                              weight_decay=options.weight_decay, betas=(0.9, 0.999))
 
 
+def shift_batch(frames: torch.Tensor, pixels: int, rng) -> torch.Tensor:
+    """``frames`` [B, T, H, W, 3] rolled by up to ``pixels`` each way, drawn from ``rng`` (0: unchanged). The
+    whole batch moves together, so motion and layout survive (a flip would reverse left and right)."""
+    if not pixels:
+        return frames
+    return torch.roll(frames, (rng.randint(-pixels, pixels), rng.randint(-pixels, pixels)), (2, 3))
+
+
 def _run_epoch(model, optimizer, schedule, examples, frames, batch_size, control, gamma, label, progress, shift=0
                ) -> tuple[float | None, list[float], float | None]:
     from tqdm import tqdm
@@ -222,8 +230,7 @@ def _run_epoch(model, optimizer, schedule, examples, frames, batch_size, control
     batches = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
     for batch in tqdm(batches, desc=label, disable=not progress, leave=False):
         stacked = torch.from_numpy(np.stack([frames[e.clip_id] for e in batch]))
-        if shift:  # [B, T, H, W, 3]: the whole batch moves together, so motion and layout survive
-            stacked = torch.roll(stacked, (random.randint(-shift, shift), random.randint(-shift, shift)), (2, 3))
+        stacked = shift_batch(stacked, shift, random)
         logits, targets, mask = model(stacked, [e.caption for e in batch], [e.texts for e in batch])
         gate = gate_weights([e.score for e in batch], control)
         loss, sample_nll, mean_weight = token_loss(logits, targets, mask, gamma, control.min_weight, control.epsilon,
