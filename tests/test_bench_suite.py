@@ -76,6 +76,7 @@ def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_los
     import pyarrow.parquet as pq
 
     from vidcurate.pipelines.synth.score import score
+    from vidcurate.pipelines.synth.world import ATTRIBUTES
 
     work = tmp_path / "work"
     done = run_cli("bench", "refinement", "--clips", "24", "--epochs", "1", "--rounds", "1", "--noise", "0.4",
@@ -98,6 +99,9 @@ def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_los
         assert 0 <= row["changed"] <= len(truth) and row["steps"] > 0
         for column in ("selected", "student_greedy", "student_panda", "oracle"):
             assert 0 <= row[column]["accuracy"] <= 1 and 0 <= row[column]["distinct_2"] <= 1
+            attributes = row[column]["attributes"]  # their mean is the attribute accuracy
+            assert set(attributes) == set(ATTRIBUTES)
+            assert sum(attributes.values()) / len(attributes) == pytest.approx(row[column]["accuracy"])
         # a perfect pick between round 0 and the student is never worse than either
         assert row["oracle"]["accuracy"] >= max(row["student_greedy"]["accuracy"],
                                                 rows["round 0 (colour_blind alone)"]["selected"]["accuracy"])
@@ -110,6 +114,9 @@ def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_los
     assert "round 0: colour_blind's captions alone" in done.stdout and "AdaTaiLr >= TaiLr" in done.stdout
     assert "the student starts from scratch" in done.stdout and "human corrections" in done.stdout
     assert "one student learns and captions every clip" in done.stdout
+    greedy = rows["mle, round 1"]["student_greedy"]["attributes"]
+    line = next(l for l in done.stdout.splitlines() if l.startswith("mle, round 1: student greedy"))
+    assert line.split()[-len(ATTRIBUTES):] == [f"{greedy[a]:.1%}" for a in ATTRIBUTES]
 
 
 def test_bench_encoder_trains_the_students_frame_encoder_on_true_attributes_and_scores_unseen_clips(tmp_path):

@@ -46,6 +46,7 @@ def run(clips: int, epochs: int, seed: int, augment: str, workdir: str | None, e
     import pyarrow.parquet as pq
 
     from vidcurate.operators.models.student.config import StudentConfig
+    from vidcurate.pipelines.bench.refinement import synthesized_world
     from vidcurate.pipelines.train.frame_store import frame_store
     from vidcurate.pipelines.train.retriever.data import index_rows
     from vidcurate.pipelines.train.student.data import in_fold
@@ -55,7 +56,7 @@ def run(clips: int, epochs: int, seed: int, augment: str, workdir: str | None, e
         raise ValueError(f"need --augment one of {', '.join(AUGMENTS)} (got {augment!r}), --clips >= 2 and "
                          f"--epochs >= 1 (got {clips}, {epochs})")
     workdir = workdir or tempfile.mkdtemp(prefix="vidcurate-bench-encoder-")
-    world = _world(workdir, clips, seed, echo)
+    world = synthesized_world(os.path.join(workdir, f"world-{clips}-{seed}"), clips, seed, 0.0, echo)
     values = attribute_values()
     truth = pq.read_table(os.path.join(world, "truth.parquet"), columns=["clip_id", "attributes"]).to_pylist()
     labels = {r["clip_id"]: [values[a].index(json.loads(r["attributes"])[a]) for a in ATTRIBUTES] for r in truth}
@@ -98,16 +99,6 @@ def run(clips: int, epochs: int, seed: int, augment: str, workdir: str | None, e
     with open(os.path.join(workdir, "bench_encoder.json"), "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=2)
     return results
-
-
-def _world(workdir: str, clips: int, seed: int, echo) -> str:
-    from vidcurate.pipelines.synth.write import SynthOptions, synthesize
-
-    world = os.path.join(workdir, f"world-{clips}-{seed}")
-    if not os.path.isfile(os.path.join(world, "truth.parquet")):
-        echo(f"synthesizing {clips} clips (seed {seed}) in {world}")
-        synthesize(world, SynthOptions(clips=clips, seed=seed, noise=0.0), overwrite=True, report=False)
-    return world
 
 
 class _Probe(nn.Module):

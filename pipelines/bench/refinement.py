@@ -133,14 +133,19 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
 
 def _world(workdir: str, clips: int, seed: int, noise: float, echo) -> tuple[str, list[dict]]:
     """(folder, held-out truth rows) of the world for ``noise``, synthesized unless already there."""
+    world = synthesized_world(os.path.join(workdir, f"world-{clips}-{seed}-{noise}"), clips, seed, noise, echo)
+    truth = pq.read_table(os.path.join(world, "truth.parquet")).to_pylist()
+    return world, [r for r in truth if not r["labelled"]]
+
+
+def synthesized_world(world: str, clips: int, seed: int, noise: float, echo) -> str:
+    """``world``, a synthetic world of ``clips`` clips (``vidcurate synth``), made unless it is already there."""
     from vidcurate.pipelines.synth.write import SynthOptions, synthesize
 
-    world = os.path.join(workdir, f"world-{clips}-{seed}-{noise}")
     if not os.path.isfile(os.path.join(world, "truth.parquet")):
         echo(f"synthesizing {clips} clips (seed {seed}, noise {noise}) in {world}")
         synthesize(world, SynthOptions(clips=clips, seed=seed, noise=noise), overwrite=True, report=False)
-    truth = pq.read_table(os.path.join(world, "truth.parquet")).to_pylist()
-    return world, [r for r in truth if not r["labelled"]]
+    return world
 
 
 def _retriever(world: str, workdir: str, epochs: int, seed: int, echo) -> str:
@@ -206,7 +211,7 @@ def _scores(held: list[dict], captions: dict) -> dict:
     from vidcurate.pipelines.synth.score import score
 
     found = score(held, captions)
-    return {"accuracy": found["overall"], "faithful": found["faithful"],
+    return {"accuracy": found["overall"], "faithful": found["faithful"], "attributes": found["attributes"],
             **distinct([captions.get(r["clip_id"]) or "" for r in held])}
 
 
@@ -244,6 +249,7 @@ def report(results: dict) -> str:
             lines.append(f"{name:46} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16} {cells[3]:>16}   "
                          f"{sel['distinct_1']:.3f} {sel['distinct_2']:.3f} {sel['vocabulary']:>5}  "
                          f"{row.get('changed', '')}")
+        lines += attribute_lines(found["rows"])
         steps = sum(row.get("steps", 0) for row in found["rows"].values())
         train = sum(row.get("train_seconds", 0.0) for row in found["rows"].values())
         if steps and train:
@@ -251,6 +257,22 @@ def report(results: dict) -> str:
                          f"{steps / train:.2f} steps/s")
         lines += _targets(found["rows"], float(noise), max(float(n) for n in results["noises"]))
     return "\n".join(lines)
+
+
+def attribute_lines(rows: dict) -> list[str]:
+    """Per attribute, round 0's selected captions and each round's student (greedy): which attribute a
+    student gets wrong, and whether it is the one round 0 gets wrong (colour, for colour_blind)."""
+    start = round0_row(rows)["selected"]
+    if "attributes" not in start:  # a result written before the attributes were recorded
+        return []
+    names = list(start["attributes"])
+    lines = ["attribute accuracy (held-out clips):", f"{'':46} " + " ".join(f"{a:>10}" for a in names)]
+    picked = [(name, row["selected"]) for name, row in rows.items() if row.get("round0")]
+    picked += [(f"{name}: student greedy", row["student_greedy"]) for name, row in rows.items()
+               if "student_greedy" in row]
+    for name, scores in picked:
+        lines.append(f"{name:46} " + " ".join(f"{scores['attributes'][a]:>10.1%}" for a in names))
+    return lines
 
 
 def _cell(scores: dict | None) -> str:
