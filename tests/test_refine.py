@@ -118,6 +118,26 @@ def test_student_checkpoint_round_trip_and_decoding(tmp_path):
         load_student(str(tmp_path))
 
 
+def test_a_partial_video_config_keeps_the_students_defaults_and_old_checkpoints_load_as_written(tmp_path):
+    partial = StudentConfig.model_validate(TINY)  # video gives only channels
+    assert (partial.video.spatial, partial.video.pooling, partial.video.channels) == ("grid_max", "attention", [8, 16])
+    assert StudentConfig.model_validate({**TINY, "video": {"channels": [8, 16], "spatial": "grid"}}).video.spatial \
+        == "grid"
+    # a checkpoint saved before video.spatial existed had the grid alone, and still loads as that
+    grid = StudentConfig.model_validate({**TINY, "video": {"channels": [8, 16], "spatial": "grid"}})
+    torch.manual_seed(0)
+    model = create_student(grid, ["Two red squares move left.", "A blue circle rises."] * 10).eval()
+    folder = tmp_path / "old-student"
+    save_student(model, str(folder))
+    raw = json.loads((folder / "config.json").read_text())
+    del raw["video"]["spatial"]
+    (folder / "config.json").write_text(json.dumps(raw))
+    loaded = load_student(str(folder))
+    assert loaded.config.video.spatial == "grid"
+    frames = torch.randint(0, 255, (1, 4, 30, 40, 3), dtype=torch.uint8)
+    assert model.generate(frames, [{}]) == loaded.generate(frames, [{}])
+
+
 # ---- the flywheel through the CLI ----------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -164,6 +184,8 @@ def test_rounds_write_versions_with_provenance(refined):
     assert [r["step"] for r in state["rounds"]] == ["done", "done"]
     for fold in (0, 1):  # the stronger model: fold k's student continues from fold k's of the round before
         assert state["rounds"][1]["training"][fold]["init_from"] == state["rounds"][0]["students"][fold]
+    student = json.load(open(out / "refine" / "r1" / "student-f0" / "config.json"))
+    assert student["video"]["spatial"] == "grid_max"  # --student-config gave only video.channels
     metrics = json.load(open(out / "refine" / "r1" / "student-f0" / "metrics.json"))
     assert len(metrics["history"]) == 16 and metrics["history"][0]["gamma"] == 0.0
     assert all("noise_estimate" in e for e in metrics["history"])

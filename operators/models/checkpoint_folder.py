@@ -94,7 +94,7 @@ def read_checkpoint_config(folder: str, ref: str | None, config_class, family: s
         raise OperatorSetupError(f"{where} is not a {family} checkpoint: {CONFIG_FILE} has no "
                                  f"\"format\": \"{fmt}\"")
     try:
-        return config_class.model_validate(raw)
+        return config_class.model_validate(raw, context={"checkpoint": True})  # as written, no new defaults
     except ValueError as exc:
         raise OperatorSetupError(f"{path}: invalid {family} config: {exc}") from exc
 

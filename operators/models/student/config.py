@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from vidcurate.operators.models.checkpoint_folder import CONFIG_FILE, WEIGHTS_FILE  # noqa: F401
 from vidcurate.operators.models.retriever.config import VideoTowerConfig
@@ -69,10 +69,13 @@ DECODING_PRESETS = {
 }
 
 
+STUDENT_VIDEO = {"pooling": "attention", "spatial": "grid_max"}  # where the student's frame encoder differs from the retriever's
+
+
 class StudentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: Literal["vidcurate.student"] = FORMAT
-    video: VideoTowerConfig = Field(default_factory=lambda: VideoTowerConfig(pooling="attention", spatial="grid_max"))
+    video: VideoTowerConfig = Field(default_factory=lambda: VideoTowerConfig(**STUDENT_VIDEO))
     video_trainable: bool = True
     video_init: Optional[str] = Field(None, description="A retriever checkpoint (vidcurate retriever finetune) whose "
                                       "video tower and temporal pooling start the student's frame encoder; its "
@@ -84,6 +87,16 @@ class StudentConfig(BaseModel):
     text_dropout: float = Field(0.5, ge=0, le=1)
     max_text_tokens: int = Field(32, ge=1)
     decoding: DecodingConfig = Field(default_factory=DecodingConfig)
+
+    @field_validator("video", mode="before")
+    @classmethod
+    def _student_video_defaults(cls, video, info: ValidationInfo):
+        """A partial ``video`` (say, only ``channels``) keeps the student's own defaults for the rest, not
+        the retriever's. A checkpoint's config.json is read as written: one saved before ``spatial``
+        existed has the grid alone (read_checkpoint_config passes ``{"checkpoint": True}``)."""
+        if isinstance(video, dict) and not (info.context or {}).get("checkpoint"):
+            return {**STUDENT_VIDEO, **video}
+        return video
 
     def with_video_init(self, retriever: str) -> "StudentConfig":
         """This config with its frame encoder started from retriever checkpoint ``retriever`` (a folder or
