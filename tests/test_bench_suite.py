@@ -20,6 +20,11 @@ def test_names_and_suite_flags_run_the_suite_and_anything_else_one_benchmark():
     assert _suite_call(["split", "--seconds", "10"]) is None  # split with its own options
     assert _suite_call(["split", "--json"]) is None  # a flag without its value: click reports it
     assert _suite_call(["--help"]) is None
+    # --quick always means the suite's tiny size; a benchmark's own smaller preset is --small
+    assert _suite_call(["refinement", "--quick"])["quick"] and _suite_call(["refinement", "--small"]) is None
+    for name in ("selection", "refinement"):
+        shown = run_cli("bench", name, "--help").stdout
+        assert "--small" in shown and "  --quick" not in shown
 
 
 def test_a_detected_cut_counts_once_within_the_tolerance():

@@ -47,7 +47,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 LOSSES = ("mle", "tailr", "adatailr")
-QUICK = {"clips": 600, "epochs": 60, "rounds": 1}
+SMALL = {"clips": 600, "epochs": 60, "rounds": 1}
 FULL = {"clips": 2000, "epochs": 30, "rounds": 2}
 ROUND0 = ("teacher", "consensus")
 STUDENT_INIT = ("scratch", "retriever")  # the student's frame encoder: new (8 frames), or the retriever's video tower
@@ -71,7 +71,7 @@ def checked_losses(names) -> list[str]:
     return names
 
 
-def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[float], seed: int, quick: bool,
+def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[float], seed: int, small: bool,
         workdir: str | None, echo=print, round0: str = "teacher", teacher: str = ROUND0_TEACHER,
         retriever_epochs: int = RETRIEVER_EPOCHS, student_init: str = "scratch", corrections: bool = False,
         folds: int = 1, shift: int = 0, losses: list[str] | None = None) -> dict:
@@ -84,7 +84,7 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
     if round0 not in ROUND0 or student_init not in STUDENT_INIT:
         raise ValueError(f"round 0 must be one of {', '.join(ROUND0)} (got {round0!r}) and the student's start one "
                          f"of {', '.join(STUDENT_INIT)} (got {student_init!r})")
-    preset = QUICK if quick else FULL
+    preset = SMALL if small else FULL
     clips, epochs, rounds = clips or preset["clips"], epochs or preset["epochs"], rounds or preset["rounds"]
     workdir = workdir or tempfile.mkdtemp(prefix="vidcurate-bench-refinement-")
     results = {"clips": clips, "epochs": epochs, "rounds": rounds, "seed": seed, "round0": round0,

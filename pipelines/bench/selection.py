@@ -33,11 +33,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-QUICK = {"clips": 800, "epochs": 5}
+SMALL = {"clips": 800, "epochs": 5}
 FULL = {"clips": 3000, "epochs": 10}
 
 
-def run(clips: int | None, epochs: int | None, seed: int, noise: float, quick: bool, workdir: str | None,
+def run(clips: int | None, epochs: int | None, seed: int, noise: float, small: bool, workdir: str | None,
         repeats: int = 3, echo=print) -> dict:
     from vidcurate.operators.models.retriever import RetrieverConfig, VideoTowerConfig, create_retriever, load_retriever
     from vidcurate.pipelines.synth.annotators import AnnotatorConfig, agreement, judge_held_out
@@ -47,7 +47,7 @@ def run(clips: int | None, epochs: int | None, seed: int, noise: float, quick: b
     from vidcurate.pipelines.train.retriever.loop import FinetuneOptions, finetune
     from vidcurate.schemas.labels import write_labels
 
-    preset = QUICK if quick else FULL
+    preset = SMALL if small else FULL
     clips, epochs = clips or preset["clips"], epochs or preset["epochs"]
     workdir = workdir or tempfile.mkdtemp(prefix="vidcurate-bench-selection-")
     world = os.path.join(workdir, f"world-{clips}-{seed}-{noise}")

@@ -226,7 +226,7 @@ def _coordinator(quick: bool, workdir: str) -> dict:
 def _selection(quick: bool, workdir: str) -> dict:
     from vidcurate.pipelines.bench import selection
 
-    return selection.run(clips=100 if quick else 400, epochs=1 if quick else 3, seed=0, noise=0.2, quick=True,
+    return selection.run(clips=100 if quick else 400, epochs=1 if quick else 3, seed=0, noise=0.2, small=True,
                          workdir=os.path.join(workdir, "selection"), repeats=1, echo=lambda _text: None)
 
 
@@ -246,7 +246,7 @@ def _refinement(quick: bool, workdir: str) -> dict:
     from vidcurate.pipelines.bench import refinement
 
     return refinement.run(clips=80 if quick else 200, epochs=1 if quick else 8, rounds=1,
-                          noises=[0.4], seed=0, quick=True, workdir=os.path.join(workdir, "refinement"),
+                          noises=[0.4], seed=0, small=True, workdir=os.path.join(workdir, "refinement"),
                           echo=lambda _text: None, retriever_epochs=2 if quick else 5)
 
 
