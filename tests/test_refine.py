@@ -121,10 +121,9 @@ def test_student_checkpoint_round_trip_and_decoding(tmp_path):
 def test_a_partial_video_config_keeps_the_students_defaults_and_old_checkpoints_load_as_written(tmp_path):
     partial = StudentConfig.model_validate(TINY)  # video gives only channels
     assert (partial.video.spatial, partial.video.pooling, partial.video.channels) == ("grid_max", "attention", [8, 16])
-    assert StudentConfig.model_validate({**TINY, "video": {"channels": [8, 16], "spatial": "grid"}}).video.spatial \
-        == "grid"
-    # a checkpoint saved before video.spatial existed had the grid alone, and still loads as that
     grid = StudentConfig.model_validate({**TINY, "video": {"channels": [8, 16], "spatial": "grid"}})
+    assert grid.video.spatial == "grid"
+    # a checkpoint saved before video.spatial existed had the grid alone, and still loads as that
     torch.manual_seed(0)
     model = create_student(grid, ["Two red squares move left.", "A blue circle rises."] * 10).eval()
     folder = tmp_path / "old-student"

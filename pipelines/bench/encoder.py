@@ -46,7 +46,7 @@ def run(clips: int, epochs: int, seed: int, augment: str, workdir: str | None, e
     import pyarrow.parquet as pq
 
     from vidcurate.operators.models.student.config import StudentConfig
-    from vidcurate.pipelines.bench.refinement import synthesized_world
+    from vidcurate.pipelines.synth.write import synthesized_world
     from vidcurate.pipelines.train.frame_store import frame_store
     from vidcurate.pipelines.train.retriever.data import index_rows
     from vidcurate.pipelines.train.student.data import in_fold

@@ -133,19 +133,11 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
 
 def _world(workdir: str, clips: int, seed: int, noise: float, echo) -> tuple[str, list[dict]]:
     """(folder, held-out truth rows) of the world for ``noise``, synthesized unless already there."""
+    from vidcurate.pipelines.synth.write import synthesized_world
+
     world = synthesized_world(os.path.join(workdir, f"world-{clips}-{seed}-{noise}"), clips, seed, noise, echo)
     truth = pq.read_table(os.path.join(world, "truth.parquet")).to_pylist()
     return world, [r for r in truth if not r["labelled"]]
-
-
-def synthesized_world(world: str, clips: int, seed: int, noise: float, echo) -> str:
-    """``world``, a synthetic world of ``clips`` clips (``vidcurate synth``), made unless it is already there."""
-    from vidcurate.pipelines.synth.write import SynthOptions, synthesize
-
-    if not os.path.isfile(os.path.join(world, "truth.parquet")):
-        echo(f"synthesizing {clips} clips (seed {seed}, noise {noise}) in {world}")
-        synthesize(world, SynthOptions(clips=clips, seed=seed, noise=noise), overwrite=True, report=False)
-    return world
 
 
 def _retriever(world: str, workdir: str, epochs: int, seed: int, echo) -> str:

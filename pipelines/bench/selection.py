@@ -41,7 +41,7 @@ def run(clips: int | None, epochs: int | None, seed: int, noise: float, small: b
         repeats: int = 3, echo=print) -> dict:
     from vidcurate.operators.models.retriever import RetrieverConfig, VideoTowerConfig, create_retriever, load_retriever
     from vidcurate.pipelines.synth.annotators import AnnotatorConfig, agreement, judge_held_out
-    from vidcurate.pipelines.synth.write import SynthOptions, synthesize
+    from vidcurate.pipelines.synth.write import synthesized_world
     from vidcurate.pipelines.train.retriever.data import clip_frames, index_rows, read_judgments
     from vidcurate.pipelines.train.retriever.losses import LossConfig
     from vidcurate.pipelines.train.retriever.loop import FinetuneOptions, finetune
@@ -50,10 +50,7 @@ def run(clips: int | None, epochs: int | None, seed: int, noise: float, small: b
     preset = SMALL if small else FULL
     clips, epochs = clips or preset["clips"], epochs or preset["epochs"]
     workdir = workdir or tempfile.mkdtemp(prefix="vidcurate-bench-selection-")
-    world = os.path.join(workdir, f"world-{clips}-{seed}-{noise}")
-    if not os.path.isfile(os.path.join(world, "truth.parquet")):
-        echo(f"synthesizing {clips} clips (seed {seed}, noise {noise}) in {world}")
-        synthesize(world, SynthOptions(clips=clips, seed=seed, noise=noise), overwrite=True, report=False)
+    world = synthesized_world(os.path.join(workdir, f"world-{clips}-{seed}-{noise}"), clips, seed, noise, echo)
     truth = pq.read_table(os.path.join(world, "truth.parquet")).to_pylist()
     held_out = {r["clip_id"]: r for r in truth if not r["labelled"]}
     judged = judge_held_out(truth, seed, AnnotatorConfig(accuracy=0.6))

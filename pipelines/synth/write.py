@@ -147,6 +147,15 @@ def truth_and_labels(sources: list[Source], options: SynthOptions) -> tuple[list
     return truth, annotate(clips, options.seed, options.label_share, options.annotators)
 
 
+def synthesized_world(world: str, clips: int, seed: int, noise: float, echo) -> str:
+    """``world``, a synthetic world of ``clips`` clips (seed, noise), made unless its truth.parquet is already
+    there: the benchmarks' reusable worlds."""
+    if not os.path.isfile(os.path.join(world, "truth.parquet")):
+        echo(f"synthesizing {clips} clips (seed {seed}, noise {noise}) in {world}")
+        synthesize(world, SynthOptions(clips=clips, seed=seed, noise=noise), overwrite=True, report=False)
+    return world
+
+
 def synthesize(out: str, options: SynthOptions, overwrite: bool = False, report: bool = True) -> dict:
     """Write the synthetic dataset to the local folder ``out``; returns a summary (counts, speed, agreement)."""
     from vidcurate.pipelines.build.registry import operator_class
