@@ -22,8 +22,8 @@ from conftest import VIDCURATE, run_cli, synth_world
 from vidcurate.operators.models.retriever.config import VideoTowerConfig
 from vidcurate.operators.models.student import (DECODING_PRESETS, DecoderConfig, StudentConfig, create_student,
                                                 load_student, save_student)
-from vidcurate.pipelines.train.student.losses import (GammaSchedule, NoiseControl, gate_weights, tailr_weights,
-                                                      token_loss, two_component_noise)
+from vidcurate.pipelines.train.student.losses import (GammaSchedule, NoiseControl, caption_contrastive_loss,
+                                                      gate_weights, tailr_weights, token_loss, two_component_noise)
 
 PLUGINS = os.path.join(os.path.dirname(__file__), "plugins")
 sys.path.insert(0, PLUGINS)
@@ -94,6 +94,22 @@ def test_gating_by_selection_score():
     assert gate_weights(scores, NoiseControl()) is None
     assert gate_weights(scores, NoiseControl(gate="hard", gate_threshold=0.43)).tolist() == [1.0, 0.0, 1.0]
     assert gate_weights(scores, NoiseControl(gate="soft")).tolist() == pytest.approx([0.9, 0.2, 1.0])
+
+
+def test_caption_contrastive_loss_against_hand_computed_values():
+    sim = torch.tensor([[3.0, 1.0, 0.0], [0.5, 2.0, 1.5], [0.0, 1.0, 1.0]])
+    # distinct captions: CLIP's symmetric cross-entropy, video to text over rows, text to video over columns
+    rows = torch.nn.functional.cross_entropy(sim, torch.arange(3))
+    columns = torch.nn.functional.cross_entropy(sim.T, torch.arange(3))
+    assert caption_contrastive_loss(sim, ["a", "b", "c"]).item() == pytest.approx(((rows + columns) / 2).item())
+    # clips 1 and 2 share a caption: neither is the other's negative, either way
+    def ce(row, target, keep):
+        return -(row[target] - torch.logsumexp(row[keep], 0))
+    v2t = torch.stack([ce(sim[0], 0, [0, 1, 2]), ce(sim[1], 1, [0, 1]), ce(sim[2], 2, [0, 2])]).mean()
+    t2v = torch.stack([ce(sim[:, 0], 0, [0, 1, 2]), ce(sim[:, 1], 1, [0, 1]), ce(sim[:, 2], 2, [0, 2])]).mean()
+    assert caption_contrastive_loss(sim, ["a", "b", "b"]).item() == pytest.approx(((v2t + t2v) / 2).item(), rel=1e-5)
+    # one caption for every clip: nothing to contrast
+    assert caption_contrastive_loss(sim, ["a"] * 3).item() == pytest.approx(0.0, abs=1e-6)
 
 
 # ---- the student ---------------------------------------------------------------------------
@@ -403,3 +419,48 @@ def test_shift_augmentation_moves_the_training_frames_reproducibly_and_is_record
     assert shifted != losses(0, "still")
     with pytest.raises(TrainingDataError, match="shift"):
         StudentTrainOptions(config=config, shift=-1).check()
+
+
+def test_the_contrastive_loss_trains_beside_captioning_and_its_heads_are_saved(world, tmp_path):
+    """StudentConfig.contrastive (CoCa): the epoch metrics carry the contrastive loss, it falls while
+    the student learns, the trained clip tokens find their own captions in a batch more often than
+    chance, and the checkpoint (with the contrastive heads) loads to the same similarities."""
+    from vidcurate.pipelines.train.student.loop import StudentTrainOptions, train_student
+
+    out, _ = world
+    config = StudentConfig.model_validate({**TINY, "contrastive": 0.5})
+    options = StudentTrainOptions(config=config, epochs=15, finetune_epochs=0, batch_size=8, lr=3e-3, device="cpu",
+                                  progress=False)
+    lines = []
+    summary = train_student(str(out), None, str(tmp_path / "student"), options, echo=lines.append)
+    contrast = [e["contrastive_loss"] for e in summary["history"]]
+    assert all(c is not None for c in contrast) and contrast[-1] < contrast[0] - 0.2, contrast
+    assert "contrastive" in lines[-1]
+    student = load_student(str(tmp_path / "student"))
+    assert student.config.contrastive == 0.5
+    from vidcurate.pipelines.train.frame_store import frame_store
+    from vidcurate.pipelines.train.retriever.data import index_rows
+    from vidcurate.pipelines.train.student.data import version_examples
+
+    _, examples = version_examples(str(out), None)
+    examples = examples[:16]
+    frames = frame_store(str(out), [e.clip_id for e in examples], config.num_frames, config.frame_size,
+                         index_rows(str(out)), progress=False)
+    stacked = torch.from_numpy(np.stack([frames[e.clip_id] for e in examples]))
+    captions = [e.caption for e in examples]
+    with torch.no_grad():
+        similarity = student(stacked, captions).similarity
+        again = load_student(str(tmp_path / "student"))(stacked, captions).similarity
+    frames.close(remove=True)
+    assert torch.allclose(similarity, again)
+    def mean_rank(sim):  # of each clip's own caption among the 16 (identical captions share the best rank)
+        return float(np.mean([1 + sum(float(sim[n, j]) > float(sim[n, n]) for j in range(len(captions))
+                                      if captions[j] != captions[n]) for n in range(len(captions))]))
+
+    torch.manual_seed(0)
+    untrained = create_student(config, captions).eval()
+    with torch.no_grad():
+        before = mean_rank(untrained(stacked, captions).similarity)
+    assert mean_rank(similarity) < before - 1.5, (mean_rank(similarity), before)
+    plain = create_student(StudentConfig.model_validate(TINY), captions)
+    assert plain(stacked, captions).similarity is None and not hasattr(plain, "contrast_video")

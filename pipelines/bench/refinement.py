@@ -74,7 +74,7 @@ def checked_losses(names) -> list[str]:
 def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[float], seed: int, small: bool,
         workdir: str | None, echo=print, round0: str = "teacher", teacher: str = ROUND0_TEACHER,
         retriever_epochs: int = RETRIEVER_EPOCHS, student_init: str = "scratch", corrections: bool = False,
-        folds: int = 1, shift: int = 0, losses: list[str] | None = None) -> dict:
+        folds: int = 1, shift: int = 0, losses: list[str] | None = None, contrastive: float = 0.0) -> dict:
     from vidcurate.operators.models.student.config import StudentConfig
     from vidcurate.pipelines.refine.loop import RefineOptions, refine
     from vidcurate.pipelines.train.student.loop import StudentTrainOptions
@@ -89,13 +89,15 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
     workdir = workdir or tempfile.mkdtemp(prefix="vidcurate-bench-refinement-")
     results = {"clips": clips, "epochs": epochs, "rounds": rounds, "seed": seed, "round0": round0,
                "teacher": teacher if round0 == "teacher" else None, "student_init": student_init,
-               "corrections": corrections, "folds": folds, "shift": shift, "losses": losses, "noises": {}}
+               "corrections": corrections, "folds": folds, "shift": shift, "losses": losses, "contrastive": contrastive,
+               "noises": {}}
     for noise in noises:
         world, held = _world(workdir, clips, seed, noise, echo)
         rows = {"consensus of the six teachers (reference)": {"selected": _scores(held, _captions(world, None))}}
         checkpoint = _retriever(world, workdir, retriever_epochs, seed, echo) \
             if round0 == "teacher" or student_init == "retriever" else None
-        config = StudentConfig().with_video_init(checkpoint) if student_init == "retriever" else StudentConfig()
+        config = StudentConfig(contrastive=contrastive)
+        config = config.with_video_init(checkpoint) if student_init == "retriever" else config
         if round0 == "teacher":
             start, start_row = f"round0-{teacher}", f"round 0 ({teacher} alone)"
             selector, fields = "retriever", {"model": checkpoint}
@@ -109,7 +111,8 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
         for loss in losses:
             copy = os.path.join(workdir, f"refine-{round0}-{student_init}-{noise}-{loss}"
                                          + ("-corrections" if corrections else "") + f"-folds{folds}"
-                                         + (f"-shift{shift}" if shift else ""))
+                                         + (f"-shift{shift}" if shift else "")
+                                         + (f"-contrastive{contrastive:g}" if contrastive else ""))
             if not os.path.isdir(copy):
                 shutil.copytree(world, copy, copy_function=os.link)
             train = StudentTrainOptions(config=config, control=NoiseControl(loss=loss), epochs=epochs, seed=seed,
@@ -224,6 +227,8 @@ def report(results: dict) -> str:
     folds = results.get("folds", 1)
     start += (f"; {folds}-fold cross-fitting (each clip captioned by the student that did not learn it)"
               if folds > 1 else "; one student learns and captions every clip")
+    if results.get("contrastive"):
+        start += f"; contrastive loss at weight {results['contrastive']:g} beside captioning"
     if results.get("shift"):
         start += f"; training batches shifted by up to {results['shift']} px"
     if results.get("corrections"):

@@ -24,6 +24,12 @@ at 60 epochs, 66.9%: pipelines/refine/loop.py); starting from the retriever's to
 selection world (5 epochs) the max pool lowered its faithful pick (Panda weighting 84.1% ->
 82.1%, plain 85.8% -> 81.4%).
 
+Contrastive (``contrastive`` > 0; CoCa, Yu et al. 2022): beside the captioning loss, the pooled clip
+token and the decoder's text-only reading of the caption (its last hidden state at ``<eos>``, no
+visual prefix) are projected to ``contrastive_dim`` and matched by an in-batch contrastive loss
+(pipelines/train/student/loop.py), so that the frame encoder keeps what tells one caption from
+another (a direction, a colour) rather than only what makes the next token likely.
+
 Text inputs: the clip's metadata fields named in ``text_inputs`` are tokenised after the
 visual prefix; in training each field is dropped with ``text_dropout`` (Panda: 0.5), so the
 student also captions clips that have none. Decoding presets: ``greedy``, and ``panda``
@@ -87,6 +93,9 @@ class StudentConfig(BaseModel):
     text_dropout: float = Field(0.5, ge=0, le=1)
     max_text_tokens: int = Field(32, ge=1)
     decoding: DecodingConfig = Field(default_factory=DecodingConfig)
+    contrastive: float = Field(0.0, ge=0, description="Weight of the CoCa-style contrastive loss beside the "
+                               "captioning loss (0: none). CoCa weighs captioning 2 to contrastive 1: 0.5.")
+    contrastive_dim: int = Field(128, ge=8, description="Width of the contrastive embeddings.")
 
     @field_validator("video", mode="before")
     @classmethod

@@ -8,7 +8,9 @@ offsets; positions count real tokens only.
 """
 from __future__ import annotations
 
+import math
 import random
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -16,6 +18,15 @@ from torch import nn
 from vidcurate.operators.models.retriever.towers import TemporalPooling, VideoTower
 from vidcurate.operators.models.student.config import DecodingConfig, StudentConfig
 from vidcurate.operators.models.student.tokenizer import special_ids
+
+
+class StudentOutput(NamedTuple):
+    logits: torch.Tensor  # [B, L, V], predicting each target token
+    targets: torch.Tensor  # [B, L]
+    mask: torch.Tensor  # [B, L], real target tokens
+    # With config.contrastive > 0: [B, B] cosine of clip b's pooled token and caption j's text-only reading,
+    # times the learned scale (the contrastive loss's logits).
+    similarity: Optional[torch.Tensor] = None
 
 
 class StudentCaptioner(nn.Module):
@@ -28,6 +39,10 @@ class StudentCaptioner(nn.Module):
         self.video = VideoTower(config.video, hidden, source=video_source, weights=weights)
         self.temporal = TemporalPooling(config.video.pooling, self.video.width, config.num_frames)
         self.project = nn.Sequential(nn.LayerNorm(self.video.width), nn.Linear(self.video.width, hidden))
+        if config.contrastive > 0:
+            self.contrast_video = nn.Linear(self.video.width, config.contrastive_dim)
+            self.contrast_text = nn.Linear(hidden, config.contrastive_dim)
+            self.contrast_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
         if not config.video_trainable:
             self.video.requires_grad_(False)
         if not config.decoder.trainable:
@@ -55,8 +70,9 @@ class StudentCaptioner(nn.Module):
         return out
 
     def prefix(self, frames: torch.Tensor, texts: list[dict] | None = None, training: bool = False
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded prefix embeddings [B, P, H] and their mask [B, P], ending in ``<bos>``."""
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-padded prefix embeddings [B, P, H] and their mask [B, P], ending in ``<bos>``, and the pooled
+        clip vector [B, W]."""
         pooled, mixed = self.temporal(self.video(frames.to(self.device)))
         visual = self.project(torch.cat([pooled[:, None], mixed], dim=1))
         embed = self.decoder.get_input_embeddings()
@@ -71,7 +87,7 @@ class StudentCaptioner(nn.Module):
         for n, row in enumerate(rows):
             embeds[n, length - row.shape[0]:] = row
             mask[n, length - row.shape[0]:] = 1
-        return embeds, mask
+        return embeds, mask, pooled
 
     # -- training ------------------------------------------------------------------------
     def caption_ids(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,10 +103,8 @@ class StudentCaptioner(nn.Module):
             mask[n, :len(ids)] = True
         return targets.to(self.device), mask.to(self.device)
 
-    def forward(self, frames: torch.Tensor, captions: list[str], texts: list[dict] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits [B, L, V] predicting each target token, targets [B, L], target mask [B, L])."""
-        prefix, prefix_mask = self.prefix(frames, texts, training=self.training)
+    def forward(self, frames: torch.Tensor, captions: list[str], texts: list[dict] | None = None) -> StudentOutput:
+        prefix, prefix_mask, pooled = self.prefix(frames, texts, training=self.training)
         targets, target_mask = self.caption_ids(captions)
         # The decoder reads prefix (ending in <bos>) + every target but the last; it predicts every target.
         inputs = torch.cat([prefix, self.decoder.get_input_embeddings()(targets[:, :-1])], dim=1)
@@ -98,14 +112,30 @@ class StudentCaptioner(nn.Module):
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         logits = self.decoder(inputs_embeds=inputs, attention_mask=mask, position_ids=positions).logits
         start = prefix.shape[1] - 1  # the <bos> position predicts the first target
-        return logits[:, start:start + targets.shape[1]], targets, target_mask
+        logits = logits[:, start:start + targets.shape[1]]
+        if self.config.contrastive <= 0:
+            return StudentOutput(logits, targets, target_mask)
+        video = nn.functional.normalize(self.contrast_video(pooled), dim=-1)
+        scale = self.contrast_scale.clamp(max=math.log(100.0)).exp()
+        similarity = scale * video @ self._text_embedding(targets, target_mask).T
+        return StudentOutput(logits, targets, target_mask, similarity)
+
+    def _text_embedding(self, targets: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+        """The decoder's reading of ``<bos>`` + caption + ``<eos>`` alone (no visual prefix): its last layer's
+        state at ``<eos>``, projected and unit-normalised [B, D]."""
+        bos = torch.full((targets.shape[0], 1), self.bos_id, dtype=torch.long, device=targets.device)
+        ids = torch.cat([bos, targets], dim=1)
+        mask = torch.cat([torch.ones_like(bos), target_mask.long()], dim=1)
+        states = self.decoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+        last = states[torch.arange(len(ids), device=ids.device), mask.sum(dim=1) - 1]
+        return nn.functional.normalize(self.contrast_text(last), dim=-1)
 
     # -- captioning ----------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, frames: torch.Tensor, texts: list[dict] | None = None,
                  decoding: DecodingConfig | None = None) -> list[str]:
         decoding = decoding or self.config.decoding
-        prefix, mask = self.prefix(frames, texts, training=False)
+        prefix, mask, _ = self.prefix(frames, texts, training=False)
         out = self.decoder.generate(inputs_embeds=prefix, attention_mask=mask, num_beams=decoding.num_beams,
                                     do_sample=decoding.do_sample, top_p=decoding.top_p if decoding.do_sample else None,
                                     temperature=decoding.temperature if decoding.do_sample else None,

@@ -43,7 +43,8 @@ from vidcurate.pipelines.train.retriever.data import TrainingDataError, index_ro
 from vidcurate.pipelines.train.retriever.loop import _warmup_cosine
 from vidcurate.pipelines.train.student.data import (clip_texts, correction_examples, in_fold, split_validation,
                                                     version_examples, with_corrections)
-from vidcurate.pipelines.train.student.losses import GammaSchedule, NoiseControl, gate_weights, token_loss
+from vidcurate.pipelines.train.student.losses import (GammaSchedule, NoiseControl, caption_contrastive_loss,
+                                                      gate_weights, token_loss)
 
 TRAINING_DIR, METRICS_FILE = "training", "metrics.json"
 
@@ -186,11 +187,11 @@ def train_loop(out: str, version: str | None, output: str, options: StudentTrain
             random.seed(options.seed * 7919 + number * 131 + epoch * 31 + rank)
             mine = order[:steps * per_rank]
             clock = time.perf_counter()
-            loss, sample_losses, weight = _run_epoch(trained, optimizer, schedule, mine, frames, per_rank, control,
+            loss, sample_losses, weight, contrast = _run_epoch(trained, optimizer, schedule, mine, frames, per_rank, control,
                                                      gammas.gamma, f"{phase} {epoch + 1}/{epochs}",
                                                      options.progress and rank == 0, options.shift)
             entry = {"phase": phase, "epoch": epoch + 1, "loss": loss, "gamma": gammas.gamma,
-                     "mean_token_weight": weight, "steps": steps, "seconds": time.perf_counter() - clock,
+                     "mean_token_weight": weight, "contrastive_loss": contrast, "steps": steps, "seconds": time.perf_counter() - clock,
                      "validation_loss": validation_loss(model, held, frames, per_rank)}
             gammas.end_epoch(sample_losses)
             if control.loss == "adatailr":
@@ -223,18 +224,25 @@ def shift_batch(frames: torch.Tensor, pixels: int, rng) -> torch.Tensor:
 
 
 def _run_epoch(model, optimizer, schedule, examples, frames, batch_size, control, gamma, label, progress, shift=0
-               ) -> tuple[float | None, list[float], float | None]:
+               ) -> tuple[float | None, list[float], float | None, float | None]:
+    """(mean loss, each caption's mean NLL, mean token weight, mean contrastive loss or None) of one epoch."""
     from tqdm import tqdm
 
-    losses, per_sample, weights = [], [], []
+    losses, per_sample, weights, contrasts = [], [], [], []
+    contrastive = getattr(model, "module", model).config.contrastive
     batches = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
     for batch in tqdm(batches, desc=label, disable=not progress, leave=False):
         stacked = torch.from_numpy(np.stack([frames[e.clip_id] for e in batch]))
         stacked = shift_batch(stacked, shift, random)
-        logits, targets, mask = model(stacked, [e.caption for e in batch], [e.texts for e in batch])
+        captions = [e.caption for e in batch]
+        out = model(stacked, captions, [e.texts for e in batch])
         gate = gate_weights([e.score for e in batch], control)
-        loss, sample_nll, mean_weight = token_loss(logits, targets, mask, gamma, control.min_weight, control.epsilon,
-                                                   None if gate is None else gate.to(logits.device))
+        loss, sample_nll, mean_weight = token_loss(out.logits, out.targets, out.mask, gamma, control.min_weight,
+                                                   control.epsilon, None if gate is None else gate.to(out.logits.device))
+        if out.similarity is not None:
+            contrast = caption_contrastive_loss(out.similarity, captions)
+            loss = loss + contrastive * contrast
+            contrasts.append(float(contrast.detach()))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -242,7 +250,8 @@ def _run_epoch(model, optimizer, schedule, examples, frames, batch_size, control
         losses.append(float(loss.detach()))
         per_sample += sample_nll.tolist()
         weights.append(float(mean_weight))
-    return (float(np.mean(losses)) if losses else None), per_sample, (float(np.mean(weights)) if weights else None)
+    mean = (lambda values: float(np.mean(values)) if values else None)
+    return mean(losses), per_sample, mean(weights), mean(contrasts)
 
 
 @torch.no_grad()
@@ -256,9 +265,9 @@ def validation_loss(model, examples, frames, batch_size: int) -> float | None:
     for i in range(0, len(examples), batch_size):
         batch = examples[i:i + batch_size]
         stacked = torch.from_numpy(np.stack([frames[e.clip_id] for e in batch]))
-        logits, targets, mask = model(stacked, [e.caption for e in batch], [e.texts for e in batch])
-        nll = torch.nn.functional.cross_entropy(logits[mask].float(), targets[mask], reduction="sum")
-        total, count = total + float(nll), count + float(mask.sum())
+        out = model(stacked, [e.caption for e in batch], [e.texts for e in batch])
+        nll = torch.nn.functional.cross_entropy(out.logits[out.mask].float(), out.targets[out.mask], reduction="sum")
+        total, count = total + float(nll), count + float(out.mask.sum())
     model.train()
     return total / max(count, 1.0)
 
@@ -267,5 +276,6 @@ def epoch_line(entry: dict) -> str:
     extra = f", noise estimate {entry['noise_estimate']:.2f}" if entry.get("noise_estimate") is not None else ""
     val = "n/a" if entry["validation_loss"] is None else f"{entry['validation_loss']:.3f}"
     loss = "n/a" if entry["loss"] is None else f"{entry['loss']:.3f}"
-    return (f"{entry['phase']} epoch {entry['epoch']}: loss {loss} (gamma {entry['gamma']:.2f}{extra}); "
+    contrast = f", contrastive {entry['contrastive_loss']:.3f}" if entry.get("contrastive_loss") is not None else ""
+    return (f"{entry['phase']} epoch {entry['epoch']}: loss {loss} (gamma {entry['gamma']:.2f}{extra}{contrast}); "
             f"validation loss {val}")

@@ -31,6 +31,11 @@ the estimated outlier share gives clean data likelihood and spends robustness on
 there is noise to resist. Bounds: gamma_max 0.9 (never pure w = p, which stalls on tokens the
 model has not learned yet), w_min 0.2 (TaiLr's summarisation setting).
 
+Contrastive (CoCa-style, with ``StudentConfig.contrastive`` > 0): the model's in-batch similarity of each
+clip's pooled token to each caption's text-only reading, scored by the retriever's contrastive loss in
+its plain (CLIP) form; identical captions in a batch are never each other's negatives. It is added to
+the captioning loss at the config's weight and is not noise-controlled.
+
 Gating (separate and combinable): a caption whose selection score is below ``gate_threshold``
 is left out (``hard``) or every caption's loss is scaled by its score (``soft``).
 """
@@ -90,6 +95,18 @@ def token_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, 
     per_sample = ((nll.detach() * real).sum(1) / real.sum(1).clamp(min=1.0))
     mean_weight = (weights * real).sum() / real.sum().clamp(min=1.0)
     return loss, per_sample, mean_weight
+
+
+def caption_contrastive_loss(similarity: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    """CLIP's symmetric in-batch loss over ``similarity`` [B, B] (clip b, caption j), identical captions
+    excluded as negatives both ways."""
+    from vidcurate.pipelines.train.retriever.losses import LossConfig, contrastive_loss
+
+    batch = torch.arange(len(captions), device=similarity.device)
+    codes = {text: n for n, text in enumerate(dict.fromkeys(captions))}
+    code = torch.tensor([codes[c] for c in captions], device=similarity.device)
+    duplicate = code.unsqueeze(0) == code.unsqueeze(1)
+    return contrastive_loss(similarity, batch, batch, duplicate, LossConfig.preset("plain"), same_clip=duplicate)
 
 
 def gate_weights(scores: list[Optional[float]], control: NoiseControl) -> Optional[torch.Tensor]:
