@@ -314,6 +314,34 @@ def test_the_ray_runner_recaptions_and_reselects_as_the_local_runner_does(world,
     assert record["runner"] == "ray"
 
 
+@pytest.mark.slow
+def test_min_margin_keeps_captions_the_student_wins_only_narrowly(world, tmp_path):
+    """refine --min-margin: the student's candidate (the selector's choice on every clip) replaces a caption
+    only where it scores 0.4 above it, not where it wins by 0.1; both kinds are counted and recorded."""
+    source, config = world
+    out = tmp_path / "world"
+    shutil.copytree(source, out)
+    done = refine_cli(out, config, "--rounds", "1", "--loss", "mle", "--min-margin", "0.25",
+                      "--selector", "refine_selectors:StudentWinsByKnownMargins")
+    assert done.returncode == 0, done.stderr + done.stdout
+    before = {r["clip_id"]: r for r in pq.read_table(out / "index.parquet").to_pylist()}
+    after = version(out, "refine-r1")
+    captioned = set(pq.read_table(out / "refine" / "r1" / "captions.parquet").column("clip_id").to_pylist())
+    wide = {c for c in captioned if student_wins(c)}
+    assert len(wide) >= 5 and len(captioned - wide) >= 5, "the tiny student wrote too few usable captions"
+    for clip_id, row in after.items():
+        if clip_id in wide:
+            assert row["caption_teacher"] == "student-r1" and row["score"] == pytest.approx(0.9)
+        else:
+            assert (row["caption"], row["caption_teacher"]) == (before[clip_id]["caption"],
+                                                                before[clip_id]["caption_teacher"])
+            assert row["score"] == pytest.approx(0.5)
+    record = json.loads((out / "versions" / "refine-r1.json").read_text())
+    assert record["min_margin"] == 0.25
+    assert (record["counts"]["changed"], record["counts"]["kept_under_margin"]) == (len(wide),
+                                                                                     len(captioned - wide))
+
+
 def test_refine_errors_name_the_input(world, tmp_path):
     source, config = world
     done = refine_cli(tmp_path, config, "--rounds", "1")

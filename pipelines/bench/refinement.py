@@ -74,7 +74,8 @@ def checked_losses(names) -> list[str]:
 def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[float], seed: int, small: bool,
         workdir: str | None, echo=print, round0: str = "teacher", teacher: str = ROUND0_TEACHER,
         retriever_epochs: int = RETRIEVER_EPOCHS, student_init: str = "scratch", corrections: bool = False,
-        folds: int = 1, shift: int = 0, losses: list[str] | None = None, contrastive: float = 0.0) -> dict:
+        folds: int = 1, shift: int = 0, losses: list[str] | None = None, contrastive: float = 0.0,
+        min_margin: float = 0.0) -> dict:
     from vidcurate.operators.models.student.config import StudentConfig
     from vidcurate.pipelines.refine.loop import RefineOptions, refine
     from vidcurate.pipelines.train.student.loop import StudentTrainOptions
@@ -90,7 +91,7 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
     results = {"clips": clips, "epochs": epochs, "rounds": rounds, "seed": seed, "round0": round0,
                "teacher": teacher if round0 == "teacher" else None, "student_init": student_init,
                "corrections": corrections, "folds": folds, "shift": shift, "losses": losses, "contrastive": contrastive,
-               "noises": {}}
+               "min_margin": min_margin, "noises": {}}
     for noise in noises:
         world, held = _world(workdir, clips, seed, noise, echo)
         rows = {"consensus of the six teachers (reference)": {"selected": _scores(held, _captions(world, None))}}
@@ -112,7 +113,8 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
             copy = os.path.join(workdir, f"refine-{round0}-{student_init}-{noise}-{loss}"
                                          + ("-corrections" if corrections else "") + f"-folds{folds}"
                                          + (f"-shift{shift}" if shift else "")
-                                         + (f"-contrastive{contrastive:g}" if contrastive else ""))
+                                         + (f"-contrastive{contrastive:g}" if contrastive else "")
+                                         + (f"-margin{min_margin:g}" if min_margin else ""))
             if not os.path.isdir(copy):
                 shutil.copytree(world, copy, copy_function=os.link)
             train = StudentTrainOptions(config=config, control=NoiseControl(loss=loss), epochs=epochs, seed=seed,
@@ -122,7 +124,7 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
             labels = os.path.join(copy, "labels.parquet") if corrections else None
             state = refine(copy, RefineOptions(rounds=rounds, from_version=start, selector=selector,
                                                selector_fields=fields, train=train, labels=labels,
-                                               folds=folds),
+                                               folds=folds, min_margin=min_margin),
                            echo=lambda line: None)
             seconds = time.perf_counter() - started
             for done in state["rounds"]:
@@ -229,6 +231,8 @@ def report(results: dict) -> str:
               if folds > 1 else "; one student learns and captions every clip")
     if results.get("contrastive"):
         start += f"; contrastive loss at weight {results['contrastive']:g} beside captioning"
+    if results.get("min_margin"):
+        start += f"; a student caption must win by a score margin of {results['min_margin']:g}"
     if results.get("shift"):
         start += f"; training batches shifted by up to {results['shift']} px"
     if results.get("corrections"):

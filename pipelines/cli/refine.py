@@ -39,6 +39,9 @@ def _fail(message: str) -> None:
               "frame encoder (its frame count and size are used).")
 @click.option("--decoding", type=click.Choice(["greedy", "panda"]), default="greedy", show_default=True,
               help="How the student captions: greedy, or Panda's 3 beams with sampling (top-p 0.9, temp 1.5).")
+@click.option("--min-margin", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="A conservative round: the student's caption replaces a clip's caption only when its selection "
+                   "score beats the current caption's by at least this much.")
 @click.option("--min-change", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Stop early when a round changes fewer than this share of the captions.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
@@ -56,7 +59,7 @@ def _fail(message: str) -> None:
 def refine(output: str, rounds: int, loss: str, gamma: float, min_weight: float, gate: str, gate_threshold: float,
            from_version: str | None, selector: str | None, model: str | None, labels: str | None, epochs: int,
            finetune_epochs: int, lr: float | None, batch_size: int, student_config: str | None,
-           video_init: str | None, decoding: str,
+           video_init: str | None, decoding: str, min_margin: float,
            min_change: float, workers: int, runner: str, folds: int, shift: int, device: str, seed: int) -> None:
     """Refine OUT's captions round after round: train a student captioner on them (noise-controlled),
     caption every clip with it, re-select, and write caption version refine-r<N>.
@@ -92,7 +95,7 @@ def refine(output: str, rounds: int, loss: str, gamma: float, min_weight: float,
     fields = {"model": model} if model else {}
     options = RefineOptions(rounds=rounds, from_version=from_version, selector=selector, selector_fields=fields,
                             labels=labels, train=train, decoding=decoding, min_change=min_change,
-                            runner=runner, folds=folds)
+                            runner=runner, folds=folds, min_margin=min_margin)
     try:
         state = run(output, options, echo=click.echo)
     except ValidationError as exc:

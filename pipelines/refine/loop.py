@@ -60,6 +60,7 @@ class RefineOptions:
     min_change: float = 0.0
     runner: str = "local"  # where captioning and selection run: local, or ray (pipelines/versions/clip_pass.py)
     folds: int = 1  # cross-fitting: K students, each captions the fold it did not learn; 1 = one student for all
+    min_margin: float = 0.0  # a student's caption replaces one only when its score is higher by this much
 
 
 def refine(out: str, options: RefineOptions, echo: Callable[[str], None] = print) -> dict:
@@ -171,10 +172,10 @@ def _run_round(out: str, active: dict, state: dict, options: RefineOptions, echo
             student_rows = {r["clip_id"]: {k: v for k, v in r.items() if k != "clip_id"} | {"score": None}
                             for r in pq.read_table(round_dir(out, number, CAPTIONS_FILE)).to_pylist()}
             op = selector_for(out, active["from_version"], options.selector, options.selector_fields)
-            rows, counts = select_round(out, previous, student_rows, op, label, options.runner)
+            rows, counts = select_round(out, previous, student_rows, op, label, options.runner, options.min_margin)
             provenance = {"command": "refine", "round": number, "from_version": active["from_version"],
                           "selector": op.name, "selector_settings": op.model_dump(mode="json"), "students": students,
-                          "folds": options.folds,
+                          "folds": options.folds, "min_margin": options.min_margin,
                           "student_label": label, "decoding": options.decoding, "runner": options.runner,
                           "noise_control": asdict(options.train.control), "counts": counts}
             write_version(out, active["version"], rows, provenance)

@@ -7,6 +7,10 @@ the selector (and settings) its provenance names, followed back through earlier 
 Every candidate keeps the score this round's selector gave it; a clip whose caption stays keeps
 its caption and teacher, with its candidate's new score. Clips the selector rejects keep their
 previous caption (a round never loses a caption) and count as ``kept_rejected``.
+
+``min_margin`` (refine --min-margin) makes a round conservative: the student's candidate replaces a
+caption only when its score beats the current caption's by at least that much (under this round's
+selector); a narrower win keeps the caption and counts as ``kept_under_margin``.
 """
 from __future__ import annotations
 
@@ -69,12 +73,13 @@ def previous_rows(out: str, version: str) -> dict[str, dict]:
 
 
 def select_round(out: str, previous: dict[str, dict], student: dict[str, dict], op, label: str,
-                 runner: str = "local") -> tuple[list[dict], dict]:
+                 runner: str = "local", min_margin: float = 0.0) -> tuple[list[dict], dict]:
     """(version rows sorted by clip id, counts) of one round: ``student`` maps clip id -> the new
     candidate; the selector runs on ``runner`` (local, or ray), reading clips on the workers."""
     from vidcurate.pipelines.versions.clip_pass import run_over_clips
 
-    counts = {"clips": 0, "changed": 0, "kept": 0, "kept_rejected": 0, "no_student_caption": 0}
+    counts = {"clips": 0, "changed": 0, "kept": 0, "kept_under_margin": 0, "kept_rejected": 0,
+              "no_student_caption": 0}
     fields = {}
     for clip_id, old in previous.items():
         candidates = [c for c in old["candidates"] if c["teacher"] != label]
@@ -86,7 +91,7 @@ def select_round(out: str, previous: dict[str, dict], student: dict[str, dict], 
     rows = []
 
     def decide(records: list[dict]) -> None:
-        rows.extend(_decide(previous[r["clip_id"]], r, label, op.name, counts) for r in records)
+        rows.extend(_decide(previous[r["clip_id"]], r, label, op.name, counts, min_margin) for r in records)
 
     run_over_clips(out, [op], keep=("candidates", "caption", "caption_teacher", "score", "selector"), handle=decide,
                    runner=runner, mp4="mp4" in op.requires, fields=fields, only=previous)
@@ -96,17 +101,23 @@ def select_round(out: str, previous: dict[str, dict], student: dict[str, dict], 
     return sorted(rows, key=lambda r: r["clip_id"]), counts
 
 
-def _decide(old: dict, record: dict, label: str, selector: str, counts: dict) -> dict:
+def _decide(old: dict, record: dict, label: str, selector: str, counts: dict, min_margin: float = 0.0) -> dict:
     counts["clips"] += 1
     # a clip that could not be read comes back without its candidates: it keeps the old ones
     candidates = [_as_record_candidate(c) for c in (record.get("candidates") if "candidates" in record
                                                     else old.get("candidates")) or []]
+    rescored = next((c.get("score") for c in candidates if c["text"] == old.get("caption")
+                     and c["teacher"] != label), None)
     if is_ok(record) and record.get("caption_teacher") == label and record.get("caption"):
-        counts["changed"] += 1
-        return {"clip_id": old["clip_id"], "caption": record["caption"], "caption_teacher": label,
-                "score": record.get("score"), "selector": selector, "candidates": candidates, "error_reason": None}
-    counts["kept" if is_ok(record) else "kept_rejected"] += 1
-    rescored = next((c.get("score") for c in candidates if c["text"] == old.get("caption")), None)
+        won = (record.get("score") or 0.0) - (rescored or 0.0)
+        if not min_margin or won >= min_margin:
+            counts["changed"] += 1
+            return {"clip_id": old["clip_id"], "caption": record["caption"], "caption_teacher": label,
+                    "score": record.get("score"), "selector": selector, "candidates": candidates,
+                    "error_reason": None}
+        counts["kept_under_margin"] += 1
+    else:
+        counts["kept" if is_ok(record) else "kept_rejected"] += 1
     return {"clip_id": old["clip_id"], "caption": old.get("caption"), "caption_teacher": old.get("caption_teacher"),
             "score": rescored if rescored is not None else old.get("score"), "selector": selector,
             "candidates": candidates, "error_reason": old.get("error_reason")}
