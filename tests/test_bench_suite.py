@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from conftest import run_cli
 from vidcurate.pipelines.bench.scenes import score
@@ -122,6 +123,35 @@ def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_los
     greedy = rows["mle, round 1"]["student_greedy"]["attributes"]
     line = next(l for l in done.stdout.splitlines() if l.startswith("mle, round 1: student greedy"))
     assert line.split()[-len(ATTRIBUTES):] == [f"{greedy[a]:.1%}" for a in ATTRIBUTES]
+
+
+@pytest.mark.slow
+def test_bench_refinement_freezes_the_retrievers_tower_and_passes_contrastive_and_margin_on(tmp_path):
+    """`bench refinement --student-init retriever-frozen --contrastive W --min-margin M`: the student's frame
+    encoder is the world's retriever's video tower and stays exactly that through training, the student
+    trains with the contrastive loss, the round is selected with the margin, and the report says so."""
+    from safetensors.torch import load_file
+
+    work = tmp_path / "work"
+    done = run_cli("bench", "refinement", "--clips", "24", "--epochs", "2", "--rounds", "1", "--noise", "0.4",
+                   "--retriever-epochs", "1", "--losses", "mle", "--student-init", "retriever-frozen",
+                   "--contrastive", "0.5", "--min-margin", "0.2", "--workdir", str(work), timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((work / "bench_refinement.json").read_text())
+    assert (result["student_init"], result["contrastive"], result["min_margin"]) == ("retriever-frozen", 0.5, 0.2)
+    copy = work / "refine-teacher-retriever-frozen-0.4-mle-folds1-contrastive0.5-margin0.2"
+    student = copy / "refine" / "r1" / "student"
+    config = json.loads((student / "config.json").read_text())
+    assert config["video_trainable"] is False and config["contrastive"] == 0.5 and config["video_init"]
+    theirs, mine = load_file(str(work / "retriever-world-24-0-0.4" / "model.safetensors")), \
+        load_file(str(student / "model.safetensors"))
+    tower = [k for k in mine if k.startswith("video.")]
+    assert tower and all(torch.equal(mine[k], theirs[k]) for k in tower)  # frozen: the retriever's weights
+    history = json.loads((student / "metrics.json").read_text())["history"]
+    assert all(e["contrastive_loss"] is not None for e in history)
+    assert json.loads((copy / "versions" / "refine-r1.json").read_text())["min_margin"] == 0.2
+    assert "video tower, frozen" in done.stdout and "contrastive loss at weight 0.5" in done.stdout
+    assert "score margin of 0.2" in done.stdout
 
 
 def test_bench_encoder_trains_the_students_frame_encoder_on_true_attributes_and_scores_unseen_clips(tmp_path):

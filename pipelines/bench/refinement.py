@@ -50,7 +50,8 @@ LOSSES = ("mle", "tailr", "adatailr")
 SMALL = {"clips": 600, "epochs": 60, "rounds": 1}
 FULL = {"clips": 2000, "epochs": 30, "rounds": 2}
 ROUND0 = ("teacher", "consensus")
-STUDENT_INIT = ("scratch", "retriever")  # the student's frame encoder: new (8 frames), or the retriever's video tower
+# The student's frame encoder: new (8 frames), the retriever's video tower (trained on), or that tower kept frozen.
+STUDENT_INIT = ("scratch", "retriever", "retriever-frozen")
 ROUND0_TEACHER = "colour_blind"  # the first of the world's teachers (pipelines/synth/teachers.py)
 RETRIEVER_EPOCHS = 10  # the retriever's default from scratch (pipelines/train/retriever/loop.py)
 
@@ -96,9 +97,11 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
         world, held = _world(workdir, clips, seed, noise, echo)
         rows = {"consensus of the six teachers (reference)": {"selected": _scores(held, _captions(world, None))}}
         checkpoint = _retriever(world, workdir, retriever_epochs, seed, echo) \
-            if round0 == "teacher" or student_init == "retriever" else None
+            if round0 == "teacher" or student_init != "scratch" else None
         config = StudentConfig(contrastive=contrastive)
-        config = config.with_video_init(checkpoint) if student_init == "retriever" else config
+        if student_init != "scratch":
+            config = config.with_video_init(checkpoint).model_copy(
+                update={"video_trainable": student_init == "retriever"})
         if round0 == "teacher":
             start, start_row = f"round0-{teacher}", f"round 0 ({teacher} alone)"
             selector, fields = "retriever", {"model": checkpoint}
@@ -225,7 +228,9 @@ def report(results: dict) -> str:
     start = (f"round 0: {results['teacher']}'s captions alone, rounds select with a fine-tuned retriever"
              if results.get("round0") == "teacher" else "round 0: consensus of six teachers, rounds select by consensus")
     start += ("; the student's frame encoder starts from that retriever's video tower"
-              if results.get("student_init") == "retriever" else "; the student starts from scratch")
+              if results.get("student_init") == "retriever" else "; the student's frame encoder is that retriever's "
+              "video tower, frozen" if results.get("student_init") == "retriever-frozen"
+              else "; the student starts from scratch")
     folds = results.get("folds", 1)
     start += (f"; {folds}-fold cross-fitting (each clip captioned by the student that did not learn it)"
               if folds > 1 else "; one student learns and captions every clip")
@@ -263,12 +268,12 @@ def report(results: dict) -> str:
 def attribute_lines(rows: dict) -> list[str]:
     """Per attribute, round 0's selected captions and each round's student (greedy): which attribute a
     student gets wrong, and whether it is the one round 0 gets wrong (colour, for colour_blind)."""
-    start = round0_row(rows)["selected"]
-    if "attributes" not in start:  # a result written before the attributes were recorded
+    name0, row0 = next((name, row) for name, row in rows.items() if row.get("round0"))
+    if "attributes" not in row0["selected"]:  # a result written before the attributes were recorded
         return []
-    names = list(start["attributes"])
+    names = list(row0["selected"]["attributes"])
     lines = ["attribute accuracy (held-out clips):", f"{'':46} " + " ".join(f"{a:>10}" for a in names)]
-    picked = [(name, row["selected"]) for name, row in rows.items() if row.get("round0")]
+    picked = [(name0, row0["selected"])]
     picked += [(f"{name}: student greedy", row["student_greedy"]) for name, row in rows.items()
                if "student_greedy" in row]
     for name, scores in picked:

@@ -157,9 +157,9 @@ def bench_selection(small: bool, clips: int | None, epochs: int | None, seed: in
 @click.option("--teacher", default="colour_blind", show_default=True, help="round0 teacher: whose captions.")
 @click.option("--retriever-epochs", type=click.IntRange(min=1), default=10, show_default=True,
               help="Fine-tuning epochs of the retriever (the rounds' selector; the student's frame encoder).")
-@click.option("--student-init", type=click.Choice(["scratch", "retriever"]), default="scratch", show_default=True,
-              help="The student's frame encoder: from scratch (8 frames), or the world's fine-tuned retriever's "
-                   "video tower (its 12 frames).")
+@click.option("--student-init", type=click.Choice(["scratch", "retriever", "retriever-frozen"]), default="scratch",
+              show_default=True, help="The student's frame encoder: from scratch (8 frames), or the world's fine-tuned "
+              "retriever's video tower (its 12 frames), trained on or frozen.")
 @click.option("--corrections", is_flag=True, help="Fine-tune each round's student on the world's human corrections "
               "(refine --labels).")
 @click.option("--folds", type=click.IntRange(min=1), default=1, show_default=True,
