@@ -108,6 +108,15 @@ def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_los
             attributes = row[column]["attributes"]  # their mean is the attribute accuracy
             assert set(attributes) == set(ATTRIBUTES)
             assert sum(attributes.values()) / len(attributes) == pytest.approx(row[column]["accuracy"])
+        # the selector's treatment of the student, and the round replayed with score margins
+        found, start = row["selector"], rows["round 0 (colour_blind alone)"]["selected"]
+        assert found["worse_taken"] <= found["worse"] and found["better_taken"] <= found["better"]
+        assert found["worse"] + found["better"] <= len(held)
+        changed = [found["margins"][m]["changed"] for m in ("0.1", "0.2", "0.3", "0.5")]
+        assert changed == sorted(changed, reverse=True)
+        for replay in found["margins"].values():
+            if replay["changed"] == 0:  # nothing changed: round 0's captions
+                assert replay["accuracy"] == pytest.approx(start["accuracy"])
         # a perfect pick between round 0 and the student is never worse than either
         assert row["oracle"]["accuracy"] >= max(row["student_greedy"]["accuracy"],
                                                 rows["round 0 (colour_blind alone)"]["selected"]["accuracy"])
@@ -120,6 +129,7 @@ def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_los
     assert "round 0: colour_blind's captions alone" in done.stdout and "AdaTaiLr >= TaiLr" in done.stdout
     assert "the student starts from scratch" in done.stdout and "human corrections" in done.stdout
     assert "one student learns and captions every clip" in done.stdout
+    assert "mle, round 1: the selector took the student's caption where it was worse on" in done.stdout
     greedy = rows["mle, round 1"]["student_greedy"]["attributes"]
     line = next(l for l in done.stdout.splitlines() if l.startswith("mle, round 1: student greedy"))
     assert line.split()[-len(ATTRIBUTES):] == [f"{greedy[a]:.1%}" for a in ATTRIBUTES]

@@ -251,10 +251,10 @@ def _refinement(quick: bool, workdir: str) -> dict:
 
 
 def _refinement_headlines(r: dict) -> list[Headline]:
-    from vidcurate.pipelines.bench import refinement
+    from vidcurate.pipelines.bench.refinement_report import round0_row
 
     rows = r["noises"]["0.4"]["rows"]
-    start = refinement.round0_row(rows)["selected"]["accuracy"]
+    start = round0_row(rows)["selected"]["accuracy"]
     best = max((row for name, row in rows.items() if ", round " in name),
                key=lambda row: row["selected"]["accuracy"])
     steps = sum(row.get("steps", 0) for row in rows.values())
@@ -282,7 +282,7 @@ def _annotate_headlines(r: dict) -> list[Headline]:
 
 def _modules():
     from vidcurate.pipelines.bench import coordinator, runners, selection, shards, split, teachers
-    from vidcurate.pipelines.bench import annotate, build_memory, loader, refinement, scaling, scenes
+    from vidcurate.pipelines.bench import annotate, build_memory, loader, refinement, refinement_report, scaling, scenes
 
     return {
         "split": Benchmark("split", "the CPU stage (probe + split + stitch + extract + keyframes) vs Panda-70M-style "
@@ -322,7 +322,7 @@ def _modules():
         "selection": Benchmark("selection", "selectors on held-out synthetic clips vs the human-human ceiling",
                                _selection, selection.report, _selection_headlines),
         "refinement": Benchmark("refinement", "the data flywheel on a synthetic world: accuracy per round",
-                                _refinement, refinement.report, _refinement_headlines),
+                                _refinement, refinement_report.report, _refinement_headlines),
         "annotate": Benchmark("annotate", "the annotation server under simulated annotators", _annotate,
                               annotate.report, _annotate_headlines),
     }

@@ -177,7 +177,8 @@ def bench_refinement(small: bool, clips: int | None, epochs: int | None, rounds:
                      corrections: bool, folds: int, shift: int, losses: str, contrastive: float,
                      min_margin: float) -> None:
     """The data flywheel with likelihood, TaiLr and AdaTaiLr: accuracy and diversity per round and noise rate."""
-    from vidcurate.pipelines.bench.refinement import checked_losses, report, run
+    from vidcurate.pipelines.bench.refinement import checked_losses, run
+    from vidcurate.pipelines.bench.refinement_report import report
 
     rates = [float(n) for n in noises.split(",") if n.strip()]
     try:
