@@ -42,7 +42,7 @@ class FinetuneOptions:
     config: RetrieverConfig = field(default_factory=RetrieverConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     epochs: Optional[int] = None  # default: 10
-    lr: Optional[float] = None  # default: 2e-5 pretrained, 1e-3 scratch
+    lr: Optional[float] = None  # default: 2e-5 when a tower is pretrained, 1e-3 when both are from scratch
     weight_decay: float = 0.02
     batch_size: int = 32
     validation_share: float = 0.1
@@ -54,14 +54,17 @@ class FinetuneOptions:
     progress: bool = True
     init_from: Optional[str] = None  # start from this checkpoint's weights (and its config)
 
-    def pretrained(self) -> bool:
-        return self.config.video.kind == "pretrained" or self.config.text.kind == "pretrained"
+    def pretrained(self, config: RetrieverConfig | None = None) -> bool:
+        """Whether a tower of ``config`` (default: this run's own) is pretrained. With ``init_from`` the
+        run trains the checkpoint's towers, so finetune asks about the loaded model's config."""
+        config = config or self.config
+        return config.video.kind == "pretrained" or config.text.kind == "pretrained"
 
     def resolved_epochs(self) -> int:
         return self.epochs if self.epochs is not None else 10
 
-    def resolved_lr(self) -> float:
-        return self.lr if self.lr is not None else (2e-5 if self.pretrained() else 1e-3)
+    def resolved_lr(self, config: RetrieverConfig | None = None) -> float:
+        return self.lr if self.lr is not None else (2e-5 if self.pretrained(config) else 1e-3)
 
     def check(self) -> None:
         if self.batch_size < 1:
@@ -109,7 +112,7 @@ def train_loop(out: str, labels: str, output: str, options: FinetuneOptions, ran
     objective = RetrievalObjective(model, options.loss, seed=options.seed + rank)
     if prepare is not None:
         objective = prepare(objective)
-    epochs, lr = options.resolved_epochs(), options.resolved_lr()
+    epochs, lr = options.resolved_epochs(), options.resolved_lr(config)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                                   weight_decay=options.weight_decay, betas=(0.9, 0.999))
     per_rank = max(1, options.batch_size // world_size)
