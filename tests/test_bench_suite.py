@@ -136,16 +136,21 @@ def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_los
 
 
 @pytest.mark.slow
-def test_bench_refinement_freezes_the_retrievers_tower_and_passes_contrastive_and_margin_on(tmp_path):
-    """`bench refinement --student-init retriever-frozen --contrastive W --min-margin M`: the student's frame
-    encoder is the world's retriever's video tower and stays exactly that through training, the student
-    trains with the contrastive loss, the round is selected with the margin, and the report says so."""
+def test_bench_refinement_freezes_the_retrievers_tower_passes_contrastive_and_margin_on_and_rejudges(tmp_path):
+    """`bench refinement --student-init retriever-frozen --contrastive W --min-margin M --rejudge`: the
+    student's frame encoder is the world's retriever's video tower and stays exactly that through training,
+    the student trains with the contrastive loss, the round is selected with the margin, and the report says
+    so; the round's candidates are judged on the labelled clips only (the world's own labels untouched), a
+    retriever fine-tuned from the round's on them re-selects the round as a version of its own."""
+    import pyarrow.parquet as pq
     from safetensors.torch import load_file
+
+    from vidcurate.schemas.labels import read_labels
 
     work = tmp_path / "work"
     done = run_cli("bench", "refinement", "--clips", "24", "--epochs", "2", "--rounds", "1", "--noise", "0.4",
                    "--retriever-epochs", "1", "--losses", "mle", "--student-init", "retriever-frozen",
-                   "--contrastive", "0.5", "--min-margin", "0.2", "--workdir", str(work), timeout=900)
+                   "--contrastive", "0.5", "--min-margin", "0.2", "--rejudge", "--workdir", str(work), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((work / "bench_refinement.json").read_text())
     assert (result["student_init"], result["contrastive"], result["min_margin"]) == ("retriever-frozen", 0.5, 0.2)
@@ -162,6 +167,25 @@ def test_bench_refinement_freezes_the_retrievers_tower_and_passes_contrastive_an
     assert json.loads((copy / "versions" / "refine-r1.json").read_text())["min_margin"] == 0.2
     assert "video tower, frozen" in done.stdout and "contrastive loss at weight 0.5" in done.stdout
     assert "score margin of 0.2" in done.stdout
+    # --rejudge
+    world = work / "world-24-0-0.4"
+    truth = pq.read_table(world / "truth.parquet").to_pylist()
+    base, judged = read_labels(str(world / "labels.parquet")), read_labels(str(copy / "labels-refine-r1.parquet"))
+    added = judged[len(base):]
+    assert judged[:len(base)] == base and added and read_labels(str(copy / "labels.parquet")) == base
+    assert {r["clip_id"] for r in added} <= {r["clip_id"] for r in truth if r["labelled"]}
+    version = {r["clip_id"]: r for r in pq.read_table(copy / "versions" / "refine-r1.parquet").to_pylist()}
+    assert all({(c["teacher"], c["text"]) for c in r["candidates"]} ==
+               {(c["teacher"], c["text"]) for c in version[r["clip_id"]]["candidates"]} for r in added)
+    retriever = copy / "refine" / "r1" / "retriever-rejudged"
+    training = json.loads((retriever / "metrics.json").read_text())["training"]
+    assert training["labels"] == str(copy / "labels-refine-r1.parquet") and training["judgments"] == len(judged)
+    record = json.loads((copy / "versions" / "refine-r1-rejudged.json").read_text())
+    assert record["from_version"] == "refine-r1" and record["selector_settings"]["model"] == str(retriever)
+    row = result["noises"]["0.4"]["rows"]["mle r1, selector tuned on its judgments"]
+    assert row["rejudged"] and 0 <= row["selected"]["accuracy"] <= 1 and "margins" in row["selector"]
+    assert "mle r1, selector tuned on its judgments: the selector took" in done.stdout
+    assert "re-selected by its retriever fine-tuned further" in done.stdout
 
 
 def test_bench_encoder_trains_the_students_frame_encoder_on_true_attributes_and_scores_unseen_clips(tmp_path):

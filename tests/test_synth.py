@@ -242,3 +242,50 @@ def test_annotator_accuracy_sets_human_human_agreement_and_the_default_is_near_p
     print(f"\nagreement at accuracy 0.4 / 0.6 / 0.9: {' / '.join(f'{r:.1%}' for r in rates)}")
     assert rates[0] + 0.05 < rates[1] < rates[2] - 0.2
     assert 0.38 <= rates[1] <= 0.52
+
+
+def test_synth_annotate_judges_a_versions_candidates_of_labelled_clips_only_and_adds_nothing_twice(tmp_path):
+    """A version whose candidates are each clip's true caption (as "student-r1") and a recoloured copy of it:
+    the world's annotators judge only labelled clips, read the recoloured one as wrong, mostly choose the
+    true one (careful with probability 0.7), and a second run adds no judgment."""
+    from vidcurate.operators.write.versions import write_version
+
+    out = tmp_path / "world"
+    synth(out, 30, 8, 0.4)
+    truth = truth_of(out)
+    before = read_labels(str(out / "labels.parquet"))
+
+    def candidate(teacher, text):
+        return {"teacher": teacher, "modality": "V", "text": text, "model_id": None, "model_revision": None,
+                "params": None, "score": None}
+
+    rows = []
+    for r in sorted(truth, key=lambda r: r["clip_id"]):
+        wrong = re.sub(r"\b(red|orange|yellow|green|blue|purple)\b", "pink", r["caption"])
+        rows.append({"clip_id": r["clip_id"], "caption": wrong, "caption_teacher": "colour_blind", "score": None,
+                     "selector": "test", "candidates": [candidate("colour_blind", wrong),
+                                                        candidate("student-r1", r["caption"])],
+                     "error_reason": None})
+    write_version(str(out), "round-test", rows, {"selector": "test"})
+    done = run_cli("synth", "annotate", str(out), "--version", "round-test")
+    assert done.returncode == 0, done.stderr
+    print(f"\n{done.stdout}")
+    after = read_labels(str(out / "labels.parquet"))
+    added = after[len(before):]
+    assert after[:len(before)] == before and added
+    labelled = {r["clip_id"] for r in truth if r["labelled"]}
+    assert {r["clip_id"] for r in added} == labelled  # every labelled clip, no held-out one
+    assert all({c["teacher"] for c in r["candidates"]} == {"colour_blind", "student-r1"} for r in added)
+    assert min(r["created_at"] for r in added) > max(r["created_at"] for r in before)
+    picks = [r["candidates"][r["choice"]]["teacher"] if r["choice"] >= 0 else None for r in added]
+    assert picks.count("student-r1") >= 0.6 * len(picks) > picks.count("colour_blind")
+    assert f"{len(added)} judgments of {len(labelled)} labelled clips" in done.stdout
+    again = run_cli("synth", "annotate", str(out), "--version", "round-test")
+    assert again.returncode == 0 and read_labels(str(out / "labels.parquet")) == after
+    assert f"({len(labelled)} clips already judged" in again.stdout
+    for args in (["--version", "missing"], ["--labels", str(tmp_path / "broken.parquet")]):
+        (tmp_path / "broken.parquet").write_text("not parquet")
+        done = run_cli("synth", "annotate", str(out), *args)
+        assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    done = run_cli("synth", "annotate", str(tmp_path))
+    assert done.returncode == 2 and "not a synthetic world" in done.stderr

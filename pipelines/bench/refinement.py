@@ -30,6 +30,12 @@ its fold out (cross-fitting, pipelines/refine/loop.py); ``folds`` 1 trains one s
 clip and captions every clip with it. With ``corrections``, each round's student is then fine-tuned on the human corrections of the
 world's labels (``refine --labels``: clean captions of some labelled clips, none held out).
 
+With ``rejudge``, each round is also re-selected (a row of its own, after the round's): the world's
+simulated annotators judge the round's candidates (its previous caption and the student's) on the
+labelled clips, the round's retriever is fine-tuned further on the labels plus those judgments, and
+it selects between the same two candidates again (``rejudged_round``). The next round still starts
+from the round as refine selected it.
+
 Reference rows (not rounds): the consensus of the six teachers and, in the teacher setting,
 the fine-tuned retriever's pick among the six (Panda-70M's selection). Targets (from the
 issue): the flywheel raises accuracy over round 0; at the highest noise AdaTaiLr >= fixed
@@ -77,7 +83,7 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
         workdir: str | None, echo=print, round0: str = "teacher", teacher: str = ROUND0_TEACHER,
         retriever_epochs: int = RETRIEVER_EPOCHS, student_init: str = "scratch", corrections: bool = False,
         folds: int = 1, shift: int = 0, losses: list[str] | None = None, contrastive: float = 0.0,
-        min_margin: float = 0.0) -> dict:
+        min_margin: float = 0.0, rejudge: bool = False) -> dict:
     from vidcurate.operators.models.student.config import StudentConfig
     from vidcurate.pipelines.refine.loop import RefineOptions, refine
     from vidcurate.pipelines.train.student.loop import StudentTrainOptions
@@ -87,13 +93,15 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
     if round0 not in ROUND0 or student_init not in STUDENT_INIT:
         raise ValueError(f"round 0 must be one of {', '.join(ROUND0)} (got {round0!r}) and the student's start one "
                          f"of {', '.join(STUDENT_INIT)} (got {student_init!r})")
+    if rejudge and round0 != "teacher":
+        raise ValueError("rejudge re-tunes the rounds' retriever: it needs round 0 'teacher' (consensus has none)")
     preset = SMALL if small else FULL
     clips, epochs, rounds = clips or preset["clips"], epochs or preset["epochs"], rounds or preset["rounds"]
     workdir = workdir or tempfile.mkdtemp(prefix="vidcurate-bench-refinement-")
     results = {"clips": clips, "epochs": epochs, "rounds": rounds, "seed": seed, "round0": round0,
                "teacher": teacher if round0 == "teacher" else None, "student_init": student_init,
                "corrections": corrections, "folds": folds, "shift": shift, "losses": losses, "contrastive": contrastive,
-               "min_margin": min_margin, "noises": {}}
+               "min_margin": min_margin, "rejudge": rejudge, "noises": {}}
     for noise in noises:
         world, held = _world(workdir, clips, seed, noise, echo)
         rows = {"consensus of the six teachers (reference)": {"selected": _scores(held, _captions(world, None))}}
@@ -133,6 +141,10 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
             seconds = time.perf_counter() - started
             for done in state["rounds"]:
                 rows[f"{loss}, round {done['round']}"] = _round_row(copy, done, held, seed, seconds, folds)
+                if rejudge:
+                    name = rejudged_round(copy, done, checkpoint, retriever_epochs, seed, echo)
+                    rows[f"{loss} r{done['round']}, selector tuned on its judgments"] = {
+                        **rejudged_row(copy, done, name, held), "rejudged": True}
         results["noises"][str(noise)] = {"held_out_clips": len(held), "rows": rows}
         with open(os.path.join(workdir, "bench_refinement.json"), "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
@@ -161,12 +173,44 @@ def _retriever(world: str, workdir: str, epochs: int, seed: int, echo) -> str:
     return folder
 
 
-def _version(world: str, name: str, selector: str, fields: dict) -> None:
+def _version(world: str, name: str, selector: str, fields: dict, from_version: str = "build") -> None:
     from vidcurate.operators.write.versions import list_versions
     from vidcurate.pipelines.versions.select import reselect
 
     if name not in {v["name"] for v in list_versions(world)}:
-        reselect(world, selector, name, "build", fields)
+        reselect(world, selector, name, from_version, fields)
+
+
+def rejudged_round(copy: str, done: dict, checkpoint: str, epochs: int, seed: int, echo) -> str:
+    """The name of ``done``'s round re-selected by the round's retriever fine-tuned further (from its own
+    weights, ``epochs`` epochs) on the world's labels plus the simulated annotators' judgments of the
+    round's candidates on the labelled clips (`vidcurate synth annotate`): what a user gets by judging a
+    round on the annotation page, `retriever finetune --init` and `select --from-version`."""
+    from vidcurate.pipelines.synth.judge_version import judge_version
+    from vidcurate.pipelines.train.retriever.loop import FinetuneOptions, finetune
+
+    version, name = done["version"], f"{done['version']}-rejudged"
+    labels = os.path.join(copy, f"labels-{version}.parquet")
+    if not os.path.isfile(labels):
+        shutil.copyfile(os.path.join(copy, "labels.parquet"), f"{labels}.partial")
+        judge_version(copy, version, f"{labels}.partial")
+        os.replace(f"{labels}.partial", labels)
+    folder = os.path.join(copy, "refine", f"r{done['round']}", "retriever-rejudged")
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        echo(f"fine-tuning the round selector further on {labels}: {epochs} epochs")
+        finetune(copy, labels, folder, FinetuneOptions(epochs=epochs, seed=seed, progress=False, resume=True,
+                                                       init_from=checkpoint), echo=lambda line: None)
+    _version(copy, name, "retriever", {"model": folder}, from_version=version)
+    return name
+
+
+def rejudged_row(copy: str, done: dict, name: str, held: list[dict]) -> dict:
+    """The re-selected round's scores, how its selector treated the student, and the captions it changed."""
+    previous, greedy = _captions(copy, done["from_version"]), _student_greedy(copy, done["round"])
+    now = _captions(copy, name)
+    return {"selected": _scores(held, now), "selector": selector_diagnostics(copy, {**done, "version": name}, held,
+                                                                             previous, greedy),
+            "changed": sum(now[c] != previous.get(c) for c in now)}
 
 
 def _captions(out: str, version: str | None) -> dict:
@@ -179,9 +223,7 @@ def _captions(out: str, version: str | None) -> dict:
 def _round_row(copy: str, done: dict, held: list[dict], seed: int, seconds: float, folds: int) -> dict:
     from vidcurate.pipelines.refine.loop import fold_clips
 
-    greedy = {r["clip_id"]: r["text"] for r in
-              pq.read_table(os.path.join(copy, "refine", f"r{done['round']}", "captions.parquet"),
-                            columns=["clip_id", "text"]).to_pylist()}
+    greedy = _student_greedy(copy, done["round"])
     held_ids, sampled, history = [r["clip_id"] for r in held], {}, []
     for student, fold in zip(done["students"], fold_clips(copy, folds, seed)):
         mine = [c for c in held_ids if fold is None or c in fold]  # each clip by the student that captioned it
@@ -196,6 +238,12 @@ def _round_row(copy: str, done: dict, held: list[dict], seed: int, seconds: floa
             "gammas": [e["gamma"] for e in history], "seconds": seconds,
             "steps": sum(e.get("steps", 0) for e in history),
             "train_seconds": sum(e.get("seconds", 0.0) for e in history)}
+
+
+def _student_greedy(copy: str, round_number: int) -> dict:
+    """clip id -> the round's student caption (greedy, the candidate refine made)."""
+    path = os.path.join(copy, "refine", f"r{round_number}", "captions.parquet")
+    return {r["clip_id"]: r["text"] for r in pq.read_table(path, columns=["clip_id", "text"]).to_pylist()}
 
 
 MARGINS = (0.1, 0.2, 0.3, 0.5)  # score margins the round's selection is replayed with (refine --min-margin)

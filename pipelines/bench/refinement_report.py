@@ -20,6 +20,9 @@ def report(results: dict) -> str:
         start += f"; contrastive loss at weight {results['contrastive']:g} beside captioning"
     if results.get("min_margin"):
         start += f"; a student caption must win by a score margin of {results['min_margin']:g}"
+    if results.get("rejudge"):
+        start += ("; each round is also re-selected by its retriever fine-tuned further on the annotators' judgments "
+                  "of the round's candidates (labelled clips)")
     if results.get("shift"):
         start += f"; training batches shifted by up to {results['shift']} px"
     if results.get("corrections"):

@@ -172,10 +172,13 @@ def bench_selection(small: bool, clips: int | None, epochs: int | None, seed: in
               help="The student's CoCa-style contrastive loss weight beside captioning (0: off; CoCa's ratio 0.5).")
 @click.option("--min-margin", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="refine --min-margin: a student caption replaces one only when its score is this much higher.")
+@click.option("--rejudge", is_flag=True, help="After each round, the world's annotators judge its candidates on the "
+              "labelled clips (synth annotate), the round's retriever is fine-tuned further on them (--init) and "
+              "re-selects the round (select --from-version): a selector that has seen the student's errors judged.")
 def bench_refinement(small: bool, clips: int | None, epochs: int | None, rounds: int | None, noises: str, seed: int,
                      workdir: str | None, round0: str, teacher: str, retriever_epochs: int, student_init: str,
                      corrections: bool, folds: int, shift: int, losses: str, contrastive: float,
-                     min_margin: float) -> None:
+                     min_margin: float, rejudge: bool) -> None:
     """The data flywheel with likelihood, TaiLr and AdaTaiLr: accuracy and diversity per round and noise rate."""
     from vidcurate.pipelines.bench.refinement import checked_losses, run
     from vidcurate.pipelines.bench.refinement_report import report
@@ -188,7 +191,7 @@ def bench_refinement(small: bool, clips: int | None, epochs: int | None, rounds:
     click.echo(report(run(clips, epochs, rounds, rates, seed, small, workdir, echo=click.echo, round0=round0,
                           teacher=teacher, retriever_epochs=retriever_epochs, student_init=student_init,
                           corrections=corrections, folds=folds, shift=shift,
-                          losses=chosen, contrastive=contrastive, min_margin=min_margin)))
+                          losses=chosen, contrastive=contrastive, min_margin=min_margin, rejudge=rejudge)))
 
 
 @bench.command("encoder")

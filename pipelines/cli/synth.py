@@ -101,3 +101,31 @@ def synth_score(output: str, as_json: bool, version: str | None) -> None:
     click.echo(f"labels: {labels['judgments']} judgments of {labels['clips']} clips, {labels['all_bad']} 'all bad'; "
                f"chosen candidate faithful {'n/a' if picked is None else f'{picked:.1%}'}; human-human agreement "
                f"{'n/a' if agreement is None else f'{agreement:.1%}'} over {labels['agreement_pairs']} pairs")
+
+
+@synth.command("annotate")
+@click.argument("output", metavar="OUT")
+@click.option("--version", default=None, help="The caption version whose candidates are judged (default: the latest).")
+@click.option("--labels", default=None, help="Labels file the judgments are appended to (default: OUT/labels.parquet).")
+def synth_annotate(output: str, version: str | None, labels: str | None) -> None:
+    """The world's simulated annotators judge VERSION's candidates of the labelled clips.
+
+    What `vidcurate annotate OUT --version V` gets from people, on a synthetic world: after
+    `vidcurate refine`, the round's version holds the student's captions among the candidates,
+    so these judgments teach a retriever (`vidcurate retriever finetune --init`) the student's
+    kind of error. Held-out clips are never judged. Running it again adds nothing. Exit code 2
+    when OUT is not a synthetic world or the version or labels file is unusable.
+    """
+    from vidcurate.operators.write.versions import VersionError
+    from vidcurate.pipelines.synth.judge_version import judge_version
+    from vidcurate.pipelines.synth.write import SynthError
+    from vidcurate.schemas.labels import LabelsFileError
+
+    try:
+        added = judge_version(output, version, labels)
+    except (SynthError, VersionError, LabelsFileError) as exc:
+        _fail(str(exc))
+    chosen = ", ".join(f"{teacher} {n}" for teacher, n in added["chosen"].items()) or "none"
+    click.echo(f"{added['labels']}: {added['judgments']} judgments of {added['clips']} labelled clips of version "
+               f"{added['version']} added ({added['skipped_already_judged']} clips already judged with these "
+               f"candidates); chosen: {chosen}")

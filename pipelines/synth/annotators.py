@@ -72,11 +72,11 @@ def judge(clip_id: str, candidates: list[dict], truth: dict, annotator: str, rng
 
 
 def annotate(clips: list[tuple[str, list[dict], dict]], seed: int, label_share: float,
-             config: AnnotatorConfig = AnnotatorConfig()) -> list[dict]:
+             config: AnnotatorConfig = AnnotatorConfig(), start: datetime = EPOCH) -> list[dict]:
     """LABELS rows for the labelled ones of ``clips`` ((clip_id, candidates, true stated attributes)).
 
-    ``created_at`` runs on per annotator from EPOCH by the seconds each judgment took."""
-    clock = {f"annotator_{n:02d}": EPOCH for n in range(config.annotators)}
+    ``created_at`` runs on per annotator from ``start`` by the seconds each judgment took."""
+    clock = {f"annotator_{n:02d}": start for n in range(config.annotators)}
     rows = []
     for clip_id, candidates, truth in clips:
         if not is_labelled(seed, clip_id, label_share):
@@ -103,6 +103,13 @@ def agreement(rows: list[dict]) -> tuple[float | None, int]:
     return found["overall"], found["pairs"]
 
 
+def shot_attributes(attributes: dict) -> dict:
+    """A truth row's attributes as a Shot states them (what ``realize`` writes a correction from)."""
+    stated = {k: attributes[k] for k in ("shape", "colour", "count", "size", "background")}
+    stated["movement"] = attributes["direction"] if attributes["motion"] == "moving" else "still"
+    return stated
+
+
 def judge_held_out(truth_rows: list[dict], seed: int, config: AnnotatorConfig = AnnotatorConfig()) -> list[dict]:
     """LABELS rows for the held-out clips of truth.parquet ``truth_rows``, by the same simulated
     annotators (their own random draws): what benchmarks compare a selector's picks with.
@@ -113,8 +120,5 @@ def judge_held_out(truth_rows: list[dict], seed: int, config: AnnotatorConfig = 
     for row in truth_rows:
         if row["labelled"]:
             continue
-        attributes = json.loads(row["attributes"])
-        stated = {k: attributes[k] for k in ("shape", "colour", "count", "size", "background")}
-        stated["movement"] = attributes["direction"] if attributes["motion"] == "moving" else "still"
-        clips.append((row["clip_id"], row["candidates"], stated))
+        clips.append((row["clip_id"], row["candidates"], shot_attributes(json.loads(row["attributes"]))))
     return annotate(clips, seed + 7_000_003, 1.0, config)

@@ -26,9 +26,14 @@ from vidcurate.pipelines.synth.write import TRUTH_FILE, SynthError
 from vidcurate.schemas.labels import LabelsFileError, read_labels
 
 
-def faithful(caption: str | None, attributes: dict) -> bool:
+def caption_errors(caption: str | None, attributes: dict) -> list[str]:
+    """The attributes (ATTRIBUTES) ``caption`` does not state rightly: wrong, missing or ambiguous."""
     stated = read_attributes(caption or "")
-    return all(stated[a] == attributes[a] for a in ATTRIBUTES)
+    return [a for a in ATTRIBUTES if stated[a] != attributes[a]]
+
+
+def faithful(caption: str | None, attributes: dict) -> bool:
+    return not caption_errors(caption, attributes)
 
 
 def score(truth_rows: list[dict], captions_by_clip_id: dict[str, str | None]) -> dict:
