@@ -192,9 +192,8 @@ def rejudged_round(copy: str, done: dict, checkpoint: str, epochs: int, seed: in
     version, name = done["version"], f"{done['version']}-rejudged"
     labels = os.path.join(copy, f"labels-{version}.parquet")
     if not os.path.isfile(labels):
-        shutil.copyfile(os.path.join(copy, "labels.parquet"), f"{labels}.partial")
-        judge_version(copy, version, f"{labels}.partial")
-        os.replace(f"{labels}.partial", labels)
+        shutil.copyfile(os.path.join(copy, "labels.parquet"), labels)
+    judge_version(copy, version, labels)  # adds nothing to clips already judged with these candidates
     folder = os.path.join(copy, "refine", f"r{done['round']}", "retriever-rejudged")
     if not os.path.isfile(os.path.join(folder, "config.json")):
         echo(f"fine-tuning the round selector further on {labels}: {epochs} epochs")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from collections import Counter
 from datetime import timedelta
 
 import pyarrow.parquet as pq
@@ -73,9 +74,7 @@ def judge_version(out: str, version: str | None, labels: str | None = None) -> d
     start = max((r["created_at"] for r in existing), default=EPOCH) + timedelta(hours=1)
     added = annotate(clips, seed + zlib.crc32(name.encode("utf-8")), 1.0, config, start=start)
     write_labels(existing + added, labels)
-    picks = {}
-    for row in added:
-        picks[chosen(row) or "all bad"] = picks.get(chosen(row) or "all bad", 0) + 1
+    picks = Counter(chosen(row) or "all bad" for row in added)
     return {"version": name, "labels": labels, "clips": len(clips), "judgments": len(added),
             "skipped_already_judged": skipped, "chosen": dict(sorted(picks.items()))}
 
