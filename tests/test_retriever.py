@@ -178,7 +178,7 @@ def test_a_tiny_fine_tune_measurably_improves_r_at_1_and_eval_reports_it(world, 
 def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(world, tmp_path):
     from safetensors.torch import load_file
 
-    args = ["--lr", "3e-3", "--batch-size", "16"]
+    args = ["--lr", "3e-3", "--batch-size", "16", "--shift", "4"]  # a resumed epoch shifts its batches the same
     assert tiny_finetune(world, tmp_path / "whole", "--epochs", "2", *args).returncode == 0
     assert tiny_finetune(world, tmp_path / "parts", "--epochs", "1", *args).returncode == 0
     state = json.load(open(tmp_path / "parts" / "training" / "trainer_state.json"))
@@ -190,6 +190,23 @@ def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(world, tmp
     parts = load_file(tmp_path / "parts" / "training" / "model.safetensors")
     assert whole.keys() == parts.keys()
     assert all(torch.allclose(whole[k], parts[k], atol=1e-5) for k in whole)
+
+
+def test_shift_rolls_the_training_frames_and_is_recorded(world, tmp_path):
+    """`retriever finetune --shift PX` trains on batches rolled by up to PX pixels: other weights than
+    unshifted training from the same start, the shift in the checkpoint's provenance; a negative one exits 2."""
+    from safetensors.torch import load_file
+
+    args = ["--epochs", "1", "--lr", "3e-3", "--batch-size", "16"]
+    assert tiny_finetune(world, tmp_path / "still", *args).returncode == 0
+    assert tiny_finetune(world, tmp_path / "shifted", *args, "--shift", "4").returncode == 0
+    still = load_file(tmp_path / "still" / "training" / "model.safetensors")
+    shifted = load_file(tmp_path / "shifted" / "training" / "model.safetensors")
+    assert any(not torch.equal(still[k], shifted[k]) for k in still if k.startswith("video."))
+    assert json.load(open(tmp_path / "shifted" / "metrics.json"))["training"]["shift"] == 4
+    assert json.load(open(tmp_path / "still" / "metrics.json"))["training"]["shift"] == 0
+    done = tiny_finetune(world, tmp_path / "bad", *args, "--shift", "-1")
+    assert done.returncode == 2 and "shift must be >= 0 pixels" in done.stderr
 
 
 def test_finetune_errors_name_the_input(world, tmp_path):
@@ -374,6 +391,10 @@ def test_bench_selection_prints_every_row_the_ceiling_targets_and_throughput(tmp
     assert "selection throughput" in done.stdout and "bare model forward" in done.stdout
     summary = json.load(open(tmp_path / "bench_selection.json"))
     assert 0 <= summary["rows"]["random"]["faithful"] <= 1 and summary["throughput"]["ratio"] > 0
+    # the two video retrievers are probed one attribute at a time; the text-only one has nothing to probe
+    assert sorted(summary["probes"]) == ["retriever, Panda hard negatives", "retriever, plain contrastive"]
+    assert summary["probes"]["retriever, plain contrastive"]["colour pair"]["pairs"] == summary["held_out_clips"]
+    assert "what the selector tells apart" in done.stdout
 
 
 def test_the_scratch_cnns_max_pool_sees_an_object_wherever_it_is_and_the_grid_where():
@@ -391,3 +412,67 @@ def test_the_scratch_cnns_max_pool_sees_an_object_wherever_it_is_and_the_grid_wh
     assert torch.allclose(what[0], what[1], atol=1e-5)
     assert not torch.allclose(where[0], where[1], atol=1e-3)
     assert encoder.out.in_features == 16 * 13 and ScratchFrameEncoder([8], 8).max is None
+
+
+# ---- what a selector can tell apart (vidcurate synth probe) ----------------------------------------
+
+def test_probe_pairs_differ_from_the_truth_in_exactly_the_altered_attribute(world):
+    import pyarrow.parquet as pq
+
+    from vidcurate.pipelines.synth.captions import read_attributes
+    from vidcurate.pipelines.synth.probe import ALTERATIONS, probe_pairs
+    from vidcurate.pipelines.synth.score import caption_errors
+    from vidcurate.pipelines.synth.teachers import COLOUR_CONFUSION, OPPOSITE
+
+    truth = {r["clip_id"]: r for r in pq.read_table(world / "truth.parquet").to_pylist()}
+    pairs = probe_pairs(list(truth.values()), 4)
+    assert pairs == probe_pairs(list(truth.values()), 4)  # reproducible
+    expected = {"colour pair": "colour", "shape": "shape", "colour": "colour", "count": "count", "size": "size",
+                "background": "background", "direction": "direction"}
+    for clip_id, alteration, true, wrong in pairs:
+        attributes = json.loads(truth[clip_id]["attributes"])
+        assert caption_errors(true, attributes) == []
+        errors = caption_errors(wrong, attributes)
+        if alteration == "motion":  # still -> moving also states a direction a still clip lacks
+            assert "motion" in errors and set(errors) <= {"motion", "direction"}
+        else:
+            assert errors == [expected[alteration]], (alteration, wrong)
+        if alteration == "colour pair":
+            assert read_attributes(wrong)["colour"] == COLOUR_CONFUSION[attributes["colour"]]
+        if alteration == "direction":
+            assert read_attributes(wrong)["direction"] == OPPOSITE[attributes["direction"]]
+    moving = sum(json.loads(r["attributes"])["motion"] == "moving" for r in truth.values())
+    counted = {a: sum(p[1] == a for p in pairs) for a in ALTERATIONS}
+    assert counted == {**{a: len(truth) for a in ALTERATIONS}, "direction": moving}
+
+
+def test_synth_probe_scores_each_pair_as_a_round_scores_two_candidates(world, trained, tmp_path):
+    """`vidcurate synth probe OUT --model CKPT`: per alteration, the share of clips whose true caption the
+    retriever scores above the altered one, exactly as score_candidates ranks the two; errors exit 2."""
+    import pyarrow.parquet as pq
+
+    from vidcurate.pipelines.synth.probe import ALTERATIONS, probe_pairs
+
+    done = run_cli("synth", "probe", str(world), "--model", str(trained), "--all-clips", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout)
+    truth = pq.read_table(world / "truth.parquet").to_pylist()
+    model = load_retriever(str(trained))
+    frames = clip_frames(str(world), [r["clip_id"] for r in truth], TINY.num_frames, TINY.frame_size)
+    wins = {a: [] for a in ALTERATIONS}
+    for clip_id, alteration, true, wrong in probe_pairs(truth, 4):
+        scores = model.score_candidates(torch.from_numpy(frames[clip_id][None]), [[true, wrong]])[0]["scores"]
+        wins[alteration].append(1.0 if scores[0] > scores[1] else 0.5 if scores[0] == scores[1] else 0.0)
+    assert found["clips"] == len(truth) and not found["held_out"]
+    for alteration in ALTERATIONS:
+        part = found["alterations"][alteration]
+        assert part["pairs"] == len(wins[alteration])
+        assert part["true_preferred"] == pytest.approx(sum(wins[alteration]) / len(wins[alteration]), abs=1e-9)
+    text = run_cli("synth", "probe", str(world), "--model", str(trained))
+    assert text.returncode == 0 and "direction" in text.stdout and "held-out clips" in text.stdout
+    held = sum(not r["labelled"] for r in truth)
+    assert f"on {held} held-out clips" in text.stdout
+    bad = run_cli("synth", "probe", str(tmp_path), "--model", str(trained))
+    assert bad.returncode == 2 and "is not a synthetic world" in bad.stderr
+    bad = run_cli("synth", "probe", str(world), "--model", str(tmp_path / "missing"))
+    assert bad.returncode == 2 and "cannot load the retriever" in bad.stderr

@@ -50,7 +50,7 @@ def run(clips: int, epochs: int, seed: int, augment: str, workdir: str | None, e
     from vidcurate.pipelines.train.frame_store import frame_store
     from vidcurate.pipelines.train.retriever.data import index_rows
     from vidcurate.pipelines.train.student.data import in_fold
-    from vidcurate.pipelines.train.student.loop import shift_batch
+    from vidcurate.pipelines.train.augment import shift_batch
 
     if augment not in AUGMENTS or clips < 2 or epochs < 1:
         raise ValueError(f"need --augment one of {', '.join(AUGMENTS)} (got {augment!r}), --clips >= 2 and "

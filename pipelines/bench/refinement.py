@@ -83,7 +83,7 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
         workdir: str | None, echo=print, round0: str = "teacher", teacher: str = ROUND0_TEACHER,
         retriever_epochs: int = RETRIEVER_EPOCHS, student_init: str = "scratch", corrections: bool = False,
         folds: int = 1, shift: int = 0, losses: list[str] | None = None, contrastive: float = 0.0,
-        min_margin: float = 0.0, rejudge: bool = False) -> dict:
+        min_margin: float = 0.0, rejudge: bool = False, retriever_shift: int = 0) -> dict:
     from vidcurate.operators.models.student.config import StudentConfig
     from vidcurate.pipelines.refine.loop import RefineOptions, refine
     from vidcurate.pipelines.train.student.loop import StudentTrainOptions
@@ -101,11 +101,11 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
     results = {"clips": clips, "epochs": epochs, "rounds": rounds, "seed": seed, "round0": round0,
                "teacher": teacher if round0 == "teacher" else None, "student_init": student_init,
                "corrections": corrections, "folds": folds, "shift": shift, "losses": losses, "contrastive": contrastive,
-               "min_margin": min_margin, "rejudge": rejudge, "noises": {}}
+               "min_margin": min_margin, "rejudge": rejudge, "retriever_shift": retriever_shift, "noises": {}}
     for noise in noises:
         world, held = _world(workdir, clips, seed, noise, echo)
         rows = {"consensus of the six teachers (reference)": {"selected": _scores(held, _captions(world, None))}}
-        checkpoint = _retriever(world, workdir, retriever_epochs, seed, echo) \
+        checkpoint = _retriever(world, workdir, retriever_epochs, seed, echo, retriever_shift) \
             if round0 == "teacher" or student_init != "scratch" else None
         config = StudentConfig(contrastive=contrastive)
         if student_init != "scratch":
@@ -126,7 +126,8 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
                                          + ("-corrections" if corrections else "") + f"-folds{folds}"
                                          + (f"-shift{shift}" if shift else "")
                                          + (f"-contrastive{contrastive:g}" if contrastive else "")
-                                         + (f"-margin{min_margin:g}" if min_margin else ""))
+                                         + (f"-margin{min_margin:g}" if min_margin else "")
+                                         + (f"-rshift{retriever_shift}" if retriever_shift else ""))
             if not os.path.isdir(copy):
                 shutil.copytree(world, copy, copy_function=os.link)
             train = StudentTrainOptions(config=config, control=NoiseControl(loss=loss), epochs=epochs, seed=seed,
@@ -142,10 +143,12 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
             for done in state["rounds"]:
                 rows[f"{loss}, round {done['round']}"] = _round_row(copy, done, held, seed, seconds, folds)
                 if rejudge:
-                    name = rejudged_round(copy, done, checkpoint, retriever_epochs, seed, echo)
+                    name, folder = rejudged_round(copy, done, checkpoint, retriever_epochs, seed, echo,
+                                                  retriever_shift)
                     rows[f"{loss} r{done['round']}, selector tuned on its judgments"] = {
-                        **rejudged_row(copy, done, name, held), "rejudged": True}
-        results["noises"][str(noise)] = {"held_out_clips": len(held), "rows": rows}
+                        **rejudged_row(copy, done, name, held), "rejudged": True, "retriever": folder}
+        results["noises"][str(noise)] = {"held_out_clips": len(held), "rows": rows,
+                                         "probes": selector_probes(world, held, checkpoint, rows)}
         with open(os.path.join(workdir, "bench_refinement.json"), "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
     results["workdir"] = workdir
@@ -161,15 +164,16 @@ def _world(workdir: str, clips: int, seed: int, noise: float, echo) -> tuple[str
     return world, [r for r in truth if not r["labelled"]]
 
 
-def _retriever(world: str, workdir: str, epochs: int, seed: int, echo) -> str:
-    """A retriever fine-tuned on the world's labels (the labelled clips only), once per world."""
+def _retriever(world: str, workdir: str, epochs: int, seed: int, echo, shift: int = 0) -> str:
+    """A retriever fine-tuned on the world's labels (the labelled clips only), once per world and shift."""
     from vidcurate.pipelines.train.retriever.loop import FinetuneOptions, finetune
 
-    folder = os.path.join(workdir, f"retriever-{os.path.basename(world)}")
+    folder = os.path.join(workdir, f"retriever-{os.path.basename(world)}" + (f"-shift{shift}" if shift else ""))
     if not os.path.isfile(os.path.join(folder, "config.json")):
         echo(f"fine-tuning the round selector's retriever on {world}'s labels: {epochs} epochs")
         finetune(world, os.path.join(world, "labels.parquet"), folder,
-                 FinetuneOptions(epochs=epochs, seed=seed, progress=False, resume=True), echo=lambda line: None)
+                 FinetuneOptions(epochs=epochs, seed=seed, progress=False, resume=True, shift=shift),
+                 echo=lambda line: None)
     return folder
 
 
@@ -181,7 +185,8 @@ def _version(world: str, name: str, selector: str, fields: dict, from_version: s
         reselect(world, selector, name, from_version, fields)
 
 
-def rejudged_round(copy: str, done: dict, checkpoint: str, epochs: int, seed: int, echo) -> str:
+def rejudged_round(copy: str, done: dict, checkpoint: str, epochs: int, seed: int, echo,
+                   shift: int = 0) -> tuple[str, str]:
     """The name of ``done``'s round re-selected by the round's retriever fine-tuned further (from its own
     weights, ``epochs`` epochs) on the world's labels plus the simulated annotators' judgments of the
     round's candidates on the labelled clips (`vidcurate synth annotate`): what a user gets by judging a
@@ -198,9 +203,31 @@ def rejudged_round(copy: str, done: dict, checkpoint: str, epochs: int, seed: in
     if not os.path.isfile(os.path.join(folder, "config.json")):
         echo(f"fine-tuning the round selector further on {labels}: {epochs} epochs")
         finetune(copy, labels, folder, FinetuneOptions(epochs=epochs, seed=seed, progress=False, resume=True,
-                                                       init_from=checkpoint), echo=lambda line: None)
+                                                       init_from=checkpoint, shift=shift), echo=lambda line: None)
     _version(copy, name, "retriever", {"model": folder}, from_version=version)
-    return name
+    return name, folder
+
+
+def selector_probes(world: str, held: list[dict], checkpoint: str | None, rows: dict) -> dict:
+    """What each round selector (the world's retriever, each rejudged one) tells apart on the held-out
+    clips, one attribute at a time (`vidcurate synth probe`); {} when the rounds select by consensus."""
+    from vidcurate.operators.models.retriever import load_retriever
+    from vidcurate.pipelines.synth.judge_version import world_settings
+    from vidcurate.pipelines.synth.probe import probe_pairs, probe_retriever
+    from vidcurate.pipelines.train.retriever.data import clip_frames
+
+    if checkpoint is None:
+        return {}
+    selectors = {"the world's retriever (round selector)": checkpoint}
+    selectors.update({name: row["retriever"] for name, row in rows.items() if row.get("retriever")})
+    pairs = probe_pairs(held, world_settings(world)[0])
+    found, frames = {}, None
+    for name, folder in selectors.items():
+        model = load_retriever(folder)
+        frames = frames or clip_frames(world, [r["clip_id"] for r in held], model.config.num_frames,
+                                       tuple(model.config.frame_size))
+        found[name] = probe_retriever(model, pairs, frames)
+    return found
 
 
 def rejudged_row(copy: str, done: dict, name: str, held: list[dict]) -> dict:

@@ -4,6 +4,7 @@ student (with the round replayed at score margins), the training speed, and the 
 from __future__ import annotations
 
 from vidcurate.pipelines.bench.refinement import LOSSES
+from vidcurate.pipelines.synth.probe import probe_table
 
 
 def report(results: dict) -> str:
@@ -25,6 +26,8 @@ def report(results: dict) -> str:
                   "of the round's candidates (labelled clips)")
     if results.get("shift"):
         start += f"; training batches shifted by up to {results['shift']} px"
+    if results.get("retriever_shift"):
+        start += f"; the rounds' retrievers trained on batches shifted by up to {results['retriever_shift']} px"
     if results.get("corrections"):
         start += "; each round's student is fine-tuned on the labelled clips' human corrections"
     lines = [f"Refinement on synthetic worlds of {results['clips']} clips (seed {results['seed']}), "
@@ -42,6 +45,7 @@ def report(results: dict) -> str:
                          f"{row.get('changed', '')}")
         lines += attribute_lines(found["rows"])
         lines += selector_lines(found["rows"])
+        lines += probe_table(found.get("probes") or {}, 46)
         steps = sum(row.get("steps", 0) for row in found["rows"].values())
         train = sum(row.get("train_seconds", 0.0) for row in found["rows"].values())
         if steps and train:
@@ -76,7 +80,8 @@ def _targets(rows: dict, noise: float, highest: float) -> list[str]:
     last = {loss: [r for n, r in rows.items() if n.startswith(f"{loss}, round")][-1] for loss in LOSSES
             if any(n.startswith(f"{loss}, round") for n in rows)}
     out = ["targets:"]
-    best = max(last.values(), key=lambda r: r["selected"]["accuracy"])
+    refined = list(last.values()) + [r for r in rows.values() if r.get("rejudged")]
+    best = max(refined, key=lambda r: r["selected"]["accuracy"])
     out.append(f"  [{'met' if best['selected']['accuracy'] > start else 'MISSED'}] the flywheel raises selected "
                f"accuracy over round 0: best {best['selected']['accuracy']:.1%} vs {start:.1%}")
     if noise == highest and len(last) == 3:

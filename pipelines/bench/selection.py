@@ -41,6 +41,7 @@ def run(clips: int | None, epochs: int | None, seed: int, noise: float, small: b
         repeats: int = 3, echo=print) -> dict:
     from vidcurate.operators.models.retriever import RetrieverConfig, VideoTowerConfig, create_retriever, load_retriever
     from vidcurate.pipelines.synth.annotators import AnnotatorConfig, agreement, judge_held_out
+    from vidcurate.pipelines.synth.probe import probe_pairs, probe_retriever
     from vidcurate.pipelines.synth.write import synthesized_world
     from vidcurate.pipelines.train.retriever.data import clip_frames, index_rows, read_judgments
     from vidcurate.pipelines.train.retriever.losses import LossConfig
@@ -71,7 +72,8 @@ def run(clips: int | None, epochs: int | None, seed: int, noise: float, small: b
                 ("retriever, Panda hard negatives", RetrieverConfig(), LossConfig.preset("panda")),
                 ("text-only, Panda hard negatives", RetrieverConfig(video=VideoTowerConfig(kind="none")),
                  LossConfig.preset("panda"))]
-    checkpoints, timings = {}, {}
+    checkpoints, timings, probes = {}, {}, {}
+    pairs = probe_pairs(list(held_out.values()), seed)
     for name, config, loss in variants:
         folder = os.path.join(workdir, "ckpt-" + name.split(",")[0].replace(" ", "-") + "-" + loss_name(loss))
         echo(f"fine-tuning {name}: {epochs} epochs")
@@ -81,11 +83,13 @@ def run(clips: int | None, epochs: int | None, seed: int, noise: float, small: b
         timings[name] = time.perf_counter() - started
         checkpoints[name] = folder
         results[name] = _rates(_picks(load_retriever(folder), held_out, frames), examples, held_out)
+        if config.video.kind != "none":
+            probes[name] = probe_retriever(load_retriever(folder), pairs, frames)
     speed = throughput(checkpoints["retriever, Panda hard negatives"], world, index, sorted(held_out)[:256],
                        repeats)
     summary = {"world": world, "clips": clips, "held_out_clips": len(held_out), "held_out_judgments": len(examples),
                "human_human_agreement": ceiling, "agreement_pairs": pairs, "epochs": epochs, "rows": results,
-               "fine_tune_seconds": timings, "throughput": speed}
+               "fine_tune_seconds": timings, "throughput": speed, "probes": probes}
     with open(os.path.join(workdir, "bench_selection.json"), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2)
     return summary
@@ -161,6 +165,8 @@ def throughput(checkpoint: str, world: str, index: dict, clip_ids: list[str], re
 
 
 def report(summary: dict) -> str:
+    from vidcurate.pipelines.synth.probe import probe_table
+
     ceiling = summary["human_human_agreement"]
     lines = [f"Caption selection on {summary['held_out_clips']} held-out clips ({summary['held_out_judgments']} "
              f"simulated judgments) of a {summary['clips']}-clip synthetic world; fine-tunes of "
@@ -188,6 +194,8 @@ def report(summary: dict) -> str:
                       f"{panda['faithful']:.1%}", text_only["faithful"] <= panda["faithful"] - 0.05),
               _target(f"agreement with the human pick >= 90% of the ceiling: {panda['agreement'] / ceiling:.0%} of it "
                       "(Panda-70M: 80%)", panda["agreement"] >= 0.9 * ceiling)]
+    if summary.get("probes"):
+        lines += [""] + probe_table(summary["probes"], 34)
     speed = summary["throughput"]
     lines += ["", f"selection throughput on {speed['clips']} clips (forward batch {speed['batch_size']}): operator "
                   f"{speed['operator_clips_per_s']:.1f} clips/s, bare model forward {speed['bare_clips_per_s']:.1f} "

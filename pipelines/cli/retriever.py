@@ -47,9 +47,11 @@ def retriever() -> None:
 @click.option("--validation-share", type=float, default=0.1, show_default=True,
               help="Share of the labelled clips held out to evaluate every epoch and pick the best one.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--shift", type=int, default=0, show_default=True,
+              help="Roll each training batch's frames by up to this many pixels each way (0: off).")
 def finetune_command(output_dir, labels, checkpoint, epochs, lr, weight_decay, batch_size, loss, video_tower,
                      video_model, text_tower, text_model, pooling, frames, init_from, resume, workers, device,
-                     validation_share, seed) -> None:
+                     validation_share, seed, shift) -> None:
     """Fine-tune the retriever on judgments of OUT's clips; the best epoch goes to CKPT.
 
     Frames come from the clips' mp4s in OUT's shards. Every epoch prints validation R@1
@@ -72,7 +74,8 @@ def finetune_command(output_dir, labels, checkpoint, epochs, lr, weight_decay, b
         _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     options = FinetuneOptions(config=config, loss=LossConfig.preset(loss), epochs=epochs, lr=lr,
                               weight_decay=weight_decay, batch_size=batch_size, validation_share=validation_share,
-                              seed=seed, device=device, resume=resume, workers=workers, init_from=init_from)
+                              seed=seed, device=device, resume=resume, workers=workers, init_from=init_from,
+                              shift=shift)
     try:
         summary = finetune(output_dir, labels, checkpoint, options, echo=click.echo)
     except (TrainingDataError, LabelsFileError, OperatorSetupError) as exc:

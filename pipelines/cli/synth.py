@@ -129,3 +129,38 @@ def synth_annotate(output: str, version: str | None, labels: str | None) -> None
     click.echo(f"{added['labels']}: {added['judgments']} judgments of {added['clips']} labelled clips of version "
                f"{added['version']} added ({added['skipped_already_judged']} clips already judged with these "
                f"candidates); chosen: {chosen}")
+
+
+@synth.command("probe")
+@click.argument("output", metavar="OUT")
+@click.option("--model", "checkpoint", required=True, help="The retriever checkpoint to probe (a folder or hub id).")
+@click.option("--all-clips", is_flag=True, help="Probe every clip, the labelled ones too (default: held-out only).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def synth_probe(output: str, checkpoint: str, all_clips: bool, as_json: bool) -> None:
+    """What a retriever can tell apart, one attribute at a time, on a synthetic world.
+
+    For every held-out clip: its true caption against the same caption with one attribute
+    wrong (shape, colour, colour pair, count, size, motion, direction, background), the two
+    scored as a refinement round scores the current caption against the student's. Prints
+    how often the true caption scores higher (50% is blind). Exit code 2 when OUT is not a
+    synthetic world or the checkpoint cannot be loaded.
+    """
+    import json
+
+    from vidcurate.operators.base import OperatorSetupError
+    from vidcurate.pipelines.synth.probe import probe_world
+    from vidcurate.pipelines.synth.write import SynthError
+    from vidcurate.pipelines.train.retriever.data import TrainingDataError
+
+    try:
+        found = probe_world(output, checkpoint, held_out=not all_clips)
+    except (SynthError, OperatorSetupError, TrainingDataError) as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    click.echo(f"{checkpoint} on {found['clips']} {'held-out ' if found['held_out'] else ''}clips of {output}: "
+               "the true caption scored above one with the attribute wrong (50% = blind)")
+    for alteration, part in found["alterations"].items():
+        share = "n/a" if part["true_preferred"] is None else f"{part['true_preferred']:.1%}"
+        click.echo(f"  {alteration:<12} {share:>6}  ({part['pairs']} pairs)")

@@ -83,11 +83,18 @@ class Retriever(nn.Module):
         owner = torch.tensor([b for b, clip in enumerate(candidates) for _ in clip], device=self.device)
         sims = (video[0][owner] * text[0]).sum(-1)
         match = torch.sigmoid(self.match_logits(video, text, owner, torch.arange(len(texts), device=self.device)))
-        out, offset, w = [], 0, self.config.match_weight
+        out, offset = [], 0
         for clip in candidates:
             n = len(clip)
             sim, prob = sims[offset:offset + n], match[offset:offset + n]
-            mix = w * prob + (1 - w) * torch.softmax(sim * self.scale(), dim=0) if n else prob
-            out.append({"scores": mix.tolist(), "match": prob.tolist(), "similarity": sim.tolist()})
+            out.append({"scores": self.mix(sim, prob).tolist(), "match": prob.tolist(), "similarity": sim.tolist()})
             offset += n
         return out
+
+    def mix(self, similarity: torch.Tensor, match: torch.Tensor) -> torch.Tensor:
+        """One clip's selection scores (Unmasked Teacher's multiple-choice mix): ``match_weight`` x the
+        matching probability + the rest x the softmax over the clip's candidates of scaled similarity."""
+        if not len(similarity):
+            return match
+        w = self.config.match_weight
+        return w * match + (1 - w) * torch.softmax(similarity * self.scale(), dim=0)

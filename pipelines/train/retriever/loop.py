@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from vidcurate.pipelines.train.augment import shift_batch
 from vidcurate.operators.models.retriever import (RetrieverConfig, create_retriever, load_retriever,
                                                   load_training_state, resolve_device, save_retriever)
 from vidcurate.pipelines.train.frame_store import frame_store
@@ -53,6 +54,7 @@ class FinetuneOptions:
     workers: int = 0  # 0: this process; N: Ray Train with N workers
     progress: bool = True
     init_from: Optional[str] = None  # start from this checkpoint's weights (and its config)
+    shift: int = 0  # roll each training batch's frames by up to this many pixels each way (augment.py)
 
     def pretrained(self, config: RetrieverConfig | None = None) -> bool:
         """Whether a tower of ``config`` (default: this run's own) is pretrained. With ``init_from`` the
@@ -67,6 +69,8 @@ class FinetuneOptions:
         return self.lr if self.lr is not None else (2e-5 if self.pretrained(config) else 1e-3)
 
     def check(self) -> None:
+        if self.shift < 0:
+            raise TrainingDataError(f"shift must be >= 0 pixels, got {self.shift}")
         if self.batch_size < 1:
             raise TrainingDataError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.resolved_epochs() < 1:
@@ -131,7 +135,8 @@ def train_loop(out: str, labels: str, output: str, options: FinetuneOptions, ran
             echo(f"resuming {output} after epoch {state['epoch']}")
     provenance = {"build": os.path.abspath(out), "labels": os.path.abspath(labels), **judgments.counts,
                   "loss": vars(options.loss), "lr": lr, "weight_decay": options.weight_decay,
-                  "batch_size": options.batch_size, "workers": max(1, world_size), "seed": options.seed}
+                  "batch_size": options.batch_size, "workers": max(1, world_size), "seed": options.seed,
+                  "shift": options.shift}
     for epoch in range(state["epoch"], epochs):
         model.train()
         # the negatives mined in an epoch depend on (seed, rank, epoch) only: a resumed run mines the same
@@ -139,8 +144,9 @@ def train_loop(out: str, labels: str, output: str, options: FinetuneOptions, ran
         order = list(part)
         random.Random(f"{options.seed}:{epoch}").shuffle(order)
         mine = order[:steps_per_epoch * per_rank]
+        shifts = random.Random(f"{options.seed}:{rank}:{epoch}:shift")  # a resumed epoch shifts the same
         losses = _run_epoch(objective, optimizer, schedule, mine, frames, per_rank,
-                            f"epoch {epoch + 1}/{epochs}", options.progress and rank == 0)
+                            f"epoch {epoch + 1}/{epochs}", options.progress and rank == 0, options.shift, shifts)
         metrics = selection_metrics(judgments.validation, score_examples(model, judgments.validation, frames),
                                     options.threshold)
         entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else None, **metrics}
@@ -164,13 +170,14 @@ def train_loop(out: str, labels: str, output: str, options: FinetuneOptions, ran
     return {"best": state["best"], "history": state["history"], "training": provenance, "output": output}
 
 
-def _run_epoch(objective, optimizer, schedule, examples, frames, batch_size, label, progress) -> list[float]:
+def _run_epoch(objective, optimizer, schedule, examples, frames, batch_size, label, progress, shift=0,
+               shifts=None) -> list[float]:
     from tqdm import tqdm
 
     losses = []
     batches = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
     for batch in tqdm(batches, desc=label, disable=not progress, leave=False):
-        stacked = torch.from_numpy(np.stack([frames[e.clip_id] for e in batch]))
+        stacked = shift_batch(torch.from_numpy(np.stack([frames[e.clip_id] for e in batch])), shift, shifts)
         loss, _ = objective(stacked, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -38,6 +38,7 @@ import torch
 from vidcurate.operators.models.checkpoint_folder import load_training_state
 from vidcurate.operators.models.student import (StudentConfig, create_student, load_student, resolve_device,
                                                 save_student)
+from vidcurate.pipelines.train.augment import shift_batch
 from vidcurate.pipelines.train.frame_store import frame_store
 from vidcurate.pipelines.train.retriever.data import TrainingDataError, index_rows
 from vidcurate.pipelines.train.retriever.loop import _warmup_cosine
@@ -213,14 +214,6 @@ def train_loop(out: str, version: str | None, output: str, options: StudentTrain
 def _optimizer(model, lr: float, options: StudentTrainOptions):
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                              weight_decay=options.weight_decay, betas=(0.9, 0.999))
-
-
-def shift_batch(frames: torch.Tensor, pixels: int, rng) -> torch.Tensor:
-    """``frames`` [B, T, H, W, 3] rolled by up to ``pixels`` each way, drawn from ``rng`` (0: unchanged). The
-    whole batch moves together, so motion and layout survive (a flip would reverse left and right)."""
-    if not pixels:
-        return frames
-    return torch.roll(frames, (rng.randint(-pixels, pixels), rng.randint(-pixels, pixels)), (2, 3))
 
 
 def _run_epoch(model, optimizer, schedule, examples, frames, batch_size, control, gamma, label, progress, shift=0
