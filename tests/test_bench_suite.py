@@ -150,16 +150,17 @@ def test_bench_refinement_freezes_the_retrievers_tower_passes_contrastive_and_ma
     work = tmp_path / "work"
     done = run_cli("bench", "refinement", "--clips", "24", "--epochs", "2", "--rounds", "1", "--noise", "0.4",
                    "--retriever-epochs", "1", "--losses", "mle", "--student-init", "retriever-frozen",
-                   "--contrastive", "0.5", "--min-margin", "0.2", "--rejudge", "--retriever-shift", "4",
+                   "--contrastive", "0.5", "--min-margin", "0.2", "--rejudge", "--retriever-shift", "4", "--retriever-pooling", "motion",
                    "--workdir", str(work), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((work / "bench_refinement.json").read_text())
     assert (result["student_init"], result["contrastive"], result["min_margin"]) == ("retriever-frozen", 0.5, 0.2)
-    copy = work / "refine-teacher-retriever-frozen-0.4-mle-folds1-contrastive0.5-margin0.2-rshift4"
+    copy = work / "refine-teacher-retriever-frozen-0.4-mle-folds1-contrastive0.5-margin0.2-rshift4-rmotion"
     student = copy / "refine" / "r1" / "student"
     config = json.loads((student / "config.json").read_text())
     assert config["video_trainable"] is False and config["contrastive"] == 0.5 and config["video_init"]
-    theirs, mine = load_file(str(work / "retriever-world-24-0-0.4-shift4" / "model.safetensors")), \
+    assert config["video"]["pooling"] == "motion"  # --retriever-pooling: the frozen tower's pooling too
+    theirs, mine = load_file(str(work / "retriever-world-24-0-0.4-shift4-motion" / "model.safetensors")), \
         load_file(str(student / "model.safetensors"))
     tower = [k for k in mine if k.startswith("video.")]
     assert tower and all(torch.equal(mine[k], theirs[k]) for k in tower)  # frozen: the retriever's weights
@@ -188,7 +189,7 @@ def test_bench_refinement_freezes_the_retrievers_tower_passes_contrastive_and_ma
     assert "mle r1, selector tuned on its judgments: the selector took" in done.stdout
     assert "re-selected by its retriever fine-tuned further" in done.stdout
     # --retriever-shift: both retrievers trained on shifted batches; what each tells apart is printed
-    assert json.loads((work / "retriever-world-24-0-0.4-shift4" / "metrics.json").read_text())["training"]["shift"] == 4
+    assert json.loads((work / "retriever-world-24-0-0.4-shift4-motion" / "metrics.json").read_text())["training"]["shift"] == 4
     assert training["shift"] == 4 and "retrievers trained on batches shifted by up to 4 px" in done.stdout
     probes = result["noises"]["0.4"]["probes"]
     assert list(probes) == ["the world's retriever (round selector)", "mle r1, selector tuned on its judgments"]
@@ -197,7 +198,7 @@ def test_bench_refinement_freezes_the_retrievers_tower_passes_contrastive_and_ma
     for found in probes.values():
         assert found["shape"]["pairs"] == held and found["direction"]["pairs"] == moving
         assert all(v["true_preferred"] is None or 0 <= v["true_preferred"] <= 1 for v in found.values())
-    assert "what the selector tells apart" in done.stdout
+    assert "what the selector tells apart" in done.stdout and "pools frames with motion" in done.stdout
 
 
 def test_bench_encoder_trains_the_students_frame_encoder_on_true_attributes_and_scores_unseen_clips(tmp_path):

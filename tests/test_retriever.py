@@ -96,6 +96,31 @@ def test_checkpoint_round_trip_scores_the_same_and_is_no_pickle(tmp_path, world)
         assert all(0 <= s <= 1 for s in a["scores"])
 
 
+def test_motion_pooling_sees_a_clip_played_backwards_and_round_trips(tmp_path, world):
+    """pooling motion: with the learned positions at zero, attention pooling gives a reversed clip the same
+    clip vector (it is blind to order) and motion pooling does not (each frame's change flips sign); a
+    motion checkpoint loads and scores the same."""
+    from vidcurate.operators.models.retriever.towers import TemporalPooling
+
+    torch.manual_seed(0)
+    tokens = torch.randn(2, 6, 16)
+    for kind, blind in (("attention", True), ("motion", False)):
+        pool = TemporalPooling(kind, 16, 6).eval()
+        with torch.no_grad():
+            pool.position.zero_()
+            forward, backward = pool(tokens)[0], pool(tokens.flip(1))[0]
+        assert torch.allclose(forward, backward, atol=1e-5) is blind, kind
+    config = TINY.model_copy(update={"video": TINY.video.model_copy(update={"pooling": "motion"})})
+    model = create_retriever(config).eval()
+    assert any(k.startswith("pool.motion.") for k in model.state_dict())
+    loaded = load_retriever(save_retriever(model, str(tmp_path / "motion")))
+    assert loaded.config.video.pooling == "motion"
+    examples = read_judgments(str(world / "labels.parquet"), validation_share=0.0).train[:3]
+    frames = clip_frames(str(world), [e.clip_id for e in examples], 4, (30, 40))
+    for a, b in zip(score_examples(model, examples, frames), score_examples(loaded, examples, frames)):
+        assert np.allclose(a["scores"], b["scores"], atol=1e-6)
+
+
 def test_the_scratch_cnns_pooling_is_saved_and_a_checkpoint_from_before_it_loads_as_the_grid(tmp_path, world):
     """video.spatial round-trips (grid_max scores the same after loading); config.json files written
     before the field existed describe the grid-only CNN and still load as it."""

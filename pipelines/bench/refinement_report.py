@@ -26,6 +26,8 @@ def report(results: dict) -> str:
                   "of the round's candidates (labelled clips)")
     if results.get("shift"):
         start += f"; training batches shifted by up to {results['shift']} px"
+    if results.get("retriever_pooling", "attention") != "attention":
+        start += f"; the world's retriever pools frames with {results['retriever_pooling']}"
     if results.get("retriever_shift"):
         start += f"; the rounds' retrievers trained on batches shifted by up to {results['retriever_shift']} px"
     if results.get("corrections"):

@@ -37,7 +37,9 @@ def retriever() -> None:
 @click.option("--text-tower", type=click.Choice(["scratch", "pretrained"]), default="scratch", show_default=True)
 @click.option("--text-model", default=None, help="Tokenizer (scratch) or encoder (pretrained); 'same' = the video "
               "model's text tower. Default: the bundled all-MiniLM-L6-v2.")
-@click.option("--pooling", type=click.Choice(["attention", "mean"]), default="attention", show_default=True)
+@click.option("--pooling", type=click.Choice(["motion", "attention", "mean"]), default="motion", show_default=True,
+              help="Temporal pooling: attention over the frames; motion: the same over each frame and its change "
+                   "from the frame before (sees the direction of motion); mean: the average frame.")
 @click.option("--frames", type=int, default=12, show_default=True, help="Frames per clip (Panda-70M: 12).")
 @click.option("--init", "init_from", default=None, help="Start from this checkpoint's weights and config.")
 @click.option("--resume", is_flag=True, help="Continue the run whose state is in CKPT/training.")

@@ -104,8 +104,7 @@ def probe_retriever(model, pairs: list[tuple[str, str, str, str]], frames: dict[
     return {a: {"pairs": len(w), "true_preferred": float(np.mean(w)) if w else None} for a, w in wins.items()}
 
 
-def probe_world(out: str, checkpoint: str, held_out: bool = True, frames: dict | None = None,
-                seed: int | None = None) -> dict:
+def probe_world(out: str, checkpoint: str, held_out: bool = True) -> dict:
     """The probe of retriever ``checkpoint`` on world ``out``'s held-out clips (``held_out=False``: all)."""
     from vidcurate.operators.models.retriever import load_retriever
     from vidcurate.pipelines.synth.judge_version import world_settings
@@ -116,10 +115,8 @@ def probe_world(out: str, checkpoint: str, held_out: bool = True, frames: dict |
         raise SynthError(f"{out!r} is not a synthetic world (no {TRUTH_FILE}): the probe needs the clips' truth")
     rows = [r for r in pq.read_table(path).to_pylist() if not (held_out and r["labelled"])]
     model = load_retriever(checkpoint)
-    seed = world_settings(out)[0] if seed is None else seed
-    frames = frames if frames is not None else clip_frames(out, [r["clip_id"] for r in rows],
-                                                            model.config.num_frames, tuple(model.config.frame_size))
-    found = probe_retriever(model, probe_pairs(rows, seed), frames)
+    frames = clip_frames(out, [r["clip_id"] for r in rows], model.config.num_frames, tuple(model.config.frame_size))
+    found = probe_retriever(model, probe_pairs(rows, world_settings(out)[0]), frames)
     return {"world": out, "model": checkpoint, "clips": len(rows), "held_out": held_out, "alterations": found}
 
 

@@ -12,8 +12,11 @@ A checkpoint names its towers; weights live beside it in ``model.safetensors``. 
                        mean-pooled; or with ``model: same`` the video tower's own text tower
 
 Per-frame features go through temporal pooling (``mean``, or ``attention``: a learned
-position per frame, one transformer layer over the frames, then attention pooling), so
-``attention`` can tell left from right; ``mean`` cannot, by construction.
+position per frame, one transformer layer over the frames, then attention pooling; or
+``motion``: the same over each frame's token plus its change from the frame before).
+``mean`` cannot tell left from right, by construction; ``attention`` can in principle, but
+its small learned positions left it order-blind in practice (towers.TemporalPooling);
+``motion`` sees the sign of every change.
 
 Scoring follows Unmasked Teacher's multiple-choice scorer: ``match_weight`` x matching-head
 probability + (1 - match_weight) x softmax over the clip's candidates of the contrastive
@@ -42,7 +45,9 @@ class VideoTowerConfig(BaseModel):
     spatial: Literal["grid", "grid_max"] = Field("grid", description="Scratch CNN: the coarse 3x4 grid alone "
                                                  "(where things are), or with a global max pool beside it (what "
                                                  "is there, wherever it is: the student's default).")
-    pooling: Literal["mean", "attention"] = "attention"
+    pooling: Literal["mean", "attention", "motion"] = Field(
+        "motion", description="Temporal pooling: motion (attention over each frame and its change from the frame "
+        "before), attention (over the frames alone: order-blind in practice), or mean (order-blind).")
 
 
 class TextTowerConfig(BaseModel):

@@ -100,21 +100,32 @@ class TemporalPooling(nn.Module):
     """Per-frame tokens -> (one clip vector, the frame tokens the matching head attends to).
 
     ``mean``: the average frame (order-blind). ``attention``: a learned embedding per frame
-    position, one transformer layer over the frames, and a learned query's attention pooling."""
+    position, one transformer layer over the frames, and a learned query's attention pooling.
+    ``motion``: ``attention`` over each frame's token plus a projection of its change from the
+    frame before (zero for the first): reversing a clip negates every change, so the tokens of a
+    clip played backwards differ, whatever the position embeddings learned. Measured on a 2,000-clip
+    synthetic world, ``attention``'s clip vector of a reversed clip had cosine 0.9999 with the clip's
+    (positions of norm 0.27 against frame tokens of 9.5), and its retriever told a caption's direction
+    from the opposite one on 50.4% of held-out clips (``vidcurate synth probe``)."""
 
     def __init__(self, kind: str, width: int, max_frames: int):
         super().__init__()
         self.kind = kind
-        if kind == "attention":
+        if kind in ("attention", "motion"):
             self.position = nn.Parameter(torch.randn(1, max_frames, width) * 0.02)
             self.mixer = nn.TransformerEncoderLayer(width, _heads(width), 2 * width, dropout=0.0, batch_first=True,
                                                     norm_first=True)
             self.query = nn.Parameter(torch.randn(1, 1, width) * 0.02)
             self.pool = nn.MultiheadAttention(width, _heads(width), batch_first=True)
+        if kind == "motion":
+            self.motion = nn.Linear(width, width)
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.kind == "mean" or tokens.shape[1] == 1:
             return tokens.mean(dim=1), tokens
+        if self.kind == "motion":
+            change = nn.functional.pad(torch.diff(tokens, dim=1), (0, 0, 1, 0))
+            tokens = tokens + self.motion(change)
         tokens = self.mixer(tokens + self.position[:, :tokens.shape[1]])
         pooled, _ = self.pool(self.query.expand(tokens.shape[0], -1, -1), tokens, tokens)
         return pooled[:, 0], tokens
