@@ -120,7 +120,7 @@ def test_bench_refinement_starts_from_one_teachers_captions_and_scores_every_los
         # a perfect pick between round 0 and the student is never worse than either
         assert row["oracle"]["accuracy"] >= max(row["student_greedy"]["accuracy"],
                                                 rows["round 0 (colour_blind alone)"]["selected"]["accuracy"])
-        copy = work / f"refine-teacher-scratch-0.4-{loss}-corrections-folds1"
+        copy = work / f"refine-teacher-scratch-0.4-{loss}-corrections-folds1-rmotion"  # the default pooling
         version = pq.read_table(copy / "versions" / "refine-r1.parquet")
         assert version.num_rows == len(truth)
         history = json.loads((copy / "refine" / "r1" / "student" / "metrics.json").read_text())["history"]
