@@ -420,6 +420,7 @@ def test_bench_selection_prints_every_row_the_ceiling_targets_and_throughput(tmp
     assert sorted(summary["probes"]) == ["retriever, Panda hard negatives", "retriever, plain contrastive"]
     assert summary["probes"]["retriever, plain contrastive"]["colour pair"]["pairs"] == summary["held_out_clips"]
     assert "what the selector tells apart" in done.stdout
+    assert isinstance(summary["agreement_pairs"], int)  # the probe's cases do not replace the agreement pairs
 
 
 def test_the_scratch_cnns_max_pool_sees_an_object_wherever_it_is_and_the_grid_where():

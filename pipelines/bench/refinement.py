@@ -167,8 +167,7 @@ def _world(workdir: str, clips: int, seed: int, noise: float, echo) -> tuple[str
     return world, [r for r in truth if not r["labelled"]]
 
 
-def _retriever(world: str, workdir: str, epochs: int, seed: int, echo, shift: int = 0,
-               pooling: str = "attention") -> str:
+def _retriever(world: str, workdir: str, epochs: int, seed: int, echo, shift: int, pooling: str) -> str:
     """A retriever fine-tuned on the world's labels (the labelled clips only), once per world, shift and pooling."""
     from vidcurate.operators.models.retriever import RetrieverConfig, VideoTowerConfig
     from vidcurate.pipelines.train.retriever.loop import FinetuneOptions, finetune

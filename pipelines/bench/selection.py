@@ -73,7 +73,7 @@ def run(clips: int | None, epochs: int | None, seed: int, noise: float, small: b
                 ("text-only, Panda hard negatives", RetrieverConfig(video=VideoTowerConfig(kind="none")),
                  LossConfig.preset("panda"))]
     checkpoints, timings, probes = {}, {}, {}
-    pairs = probe_pairs(list(held_out.values()), seed)
+    probe_cases = probe_pairs(list(held_out.values()), seed)
     for name, config, loss in variants:
         folder = os.path.join(workdir, "ckpt-" + name.split(",")[0].replace(" ", "-") + "-" + loss_name(loss))
         echo(f"fine-tuning {name}: {epochs} epochs")
@@ -82,9 +82,10 @@ def run(clips: int | None, epochs: int | None, seed: int, noise: float, small: b
                                                         progress=False), echo=lambda line: None)
         timings[name] = time.perf_counter() - started
         checkpoints[name] = folder
-        results[name] = _rates(_picks(load_retriever(folder), held_out, frames), examples, held_out)
+        model = load_retriever(folder)
+        results[name] = _rates(_picks(model, held_out, frames), examples, held_out)
         if config.video.kind != "none":
-            probes[name] = probe_retriever(load_retriever(folder), pairs, frames)
+            probes[name] = probe_retriever(model, probe_cases, frames)
     speed = throughput(checkpoints["retriever, Panda hard negatives"], world, index, sorted(held_out)[:256],
                        repeats)
     summary = {"world": world, "clips": clips, "held_out_clips": len(held_out), "held_out_judgments": len(examples),

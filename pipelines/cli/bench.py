@@ -183,8 +183,7 @@ def bench_selection(small: bool, clips: int | None, epochs: int | None, seed: in
 def bench_refinement(small: bool, clips: int | None, epochs: int | None, rounds: int | None, noises: str, seed: int,
                      workdir: str | None, round0: str, teacher: str, retriever_epochs: int, student_init: str,
                      corrections: bool, folds: int, shift: int, retriever_shift: int, retriever_pooling: str,
-                     losses: str,
-                     contrastive: float, min_margin: float, rejudge: bool) -> None:
+                     losses: str, contrastive: float, min_margin: float, rejudge: bool) -> None:
     """The data flywheel with likelihood, TaiLr and AdaTaiLr: accuracy and diversity per round and noise rate."""
     from vidcurate.pipelines.bench.refinement import checked_losses, run
     from vidcurate.pipelines.bench.refinement_report import report
@@ -197,7 +196,8 @@ def bench_refinement(small: bool, clips: int | None, epochs: int | None, rounds:
     click.echo(report(run(clips, epochs, rounds, rates, seed, small, workdir, echo=click.echo, round0=round0,
                           teacher=teacher, retriever_epochs=retriever_epochs, student_init=student_init,
                           corrections=corrections, folds=folds, shift=shift, retriever_shift=retriever_shift,
-                          retriever_pooling=retriever_pooling, losses=chosen, contrastive=contrastive, min_margin=min_margin, rejudge=rejudge)))
+                          retriever_pooling=retriever_pooling, losses=chosen, contrastive=contrastive,
+                          min_margin=min_margin, rejudge=rejudge)))
 
 
 @bench.command("encoder")
