@@ -258,6 +258,18 @@ def test_finetune_errors_name_the_input(world, tmp_path):
     done = run_cli("retriever", "eval", str(world), "--labels", str(world / "labels.parquet"), "--model",
                    str(tmp_path / "nothing"))
     assert done.returncode == 2 and "does not exist" in done.stderr
+    done = tiny_finetune(world, tmp_path / "c", "--epochs", "1", "--pooling", "attention", "--spatial", "grid_max")
+    assert done.returncode == 2 and "cannot change them" in done.stderr and "--pooling, --spatial" in done.stderr
+    assert not os.path.exists(tmp_path / "c")
+
+
+def test_finetune_builds_the_towers_its_options_name(world, tmp_path):
+    done = run_cli("retriever", "finetune", str(world), "--labels", str(world / "labels.parquet"), "-o",
+                   str(tmp_path / "c"), "--epochs", "1", "--frames", "2", "--spatial", "grid_max", "--pooling", "mean")
+    assert done.returncode == 0, done.stderr
+    config = json.load(open(tmp_path / "c" / "config.json"))
+    assert config["video"]["spatial"] == "grid_max" and config["video"]["pooling"] == "mean"
+    assert config["num_frames"] == 2
 
 
 # ---- selection -----------------------------------------------------------------------------

@@ -20,6 +20,11 @@ def retriever() -> None:
     """Fine-tune and evaluate the video-text retriever that selects captions (`select --selector retriever`)."""
 
 
+# finetune's options that build the towers: a checkpoint given with --init brings its own
+ARCHITECTURE = {"video_tower": "--video-tower", "video_model": "--video-model", "text_tower": "--text-tower",
+                "text_model": "--text-model", "pooling": "--pooling", "spatial": "--spatial", "frames": "--frames"}
+
+
 @retriever.command("finetune")
 @click.argument("output_dir", metavar="OUT")
 @click.option("--labels", required=True, help="Judgments of OUT's clips (schemas/labels.py: parquet or jsonl).")
@@ -40,6 +45,9 @@ def retriever() -> None:
 @click.option("--pooling", type=click.Choice(["motion", "attention", "mean"]), default="motion", show_default=True,
               help="Temporal pooling: attention over the frames; motion: the same over each frame and its change "
                    "from the frame before (sees the direction of motion); mean: the average frame.")
+@click.option("--spatial", type=click.Choice(["grid", "grid_max"]), default="grid", show_default=True,
+              help="Scratch video tower: each frame pooled to a 3x4 grid (where things are), or that grid with a "
+                   "global max pool beside it (what is there, wherever it is).")
 @click.option("--frames", type=int, default=12, show_default=True, help="Frames per clip (Panda-70M: 12).")
 @click.option("--init", "init_from", default=None, help="Start from this checkpoint's weights and config.")
 @click.option("--resume", is_flag=True, help="Continue the run whose state is in CKPT/training.")
@@ -52,7 +60,7 @@ def retriever() -> None:
 @click.option("--shift", type=int, default=0, show_default=True,
               help="Roll each training batch's frames by up to this many pixels each way (0: off).")
 def finetune_command(output_dir, labels, checkpoint, epochs, lr, weight_decay, batch_size, loss, video_tower,
-                     video_model, text_tower, text_model, pooling, frames, init_from, resume, workers, device,
+                     video_model, text_tower, text_model, pooling, spatial, frames, init_from, resume, workers, device,
                      validation_share, seed, shift) -> None:
     """Fine-tune the retriever on judgments of OUT's clips; the best epoch goes to CKPT.
 
@@ -68,9 +76,17 @@ def finetune_command(output_dir, labels, checkpoint, epochs, lr, weight_decay, b
     from vidcurate.pipelines.train.retriever.loop import FinetuneOptions, finetune
     from vidcurate.schemas.labels import LabelsFileError
 
+    if init_from:
+        context = click.get_current_context()
+        given = [name for name in ARCHITECTURE if context.get_parameter_source(name).name != "DEFAULT"]
+        if given:
+            _fail(f"--init {init_from} trains that checkpoint's towers as they are; "
+                  f"{', '.join(ARCHITECTURE[n] for n in given)} cannot change them (leave them out, or start without "
+                  "--init)")
     try:
         text = TextTowerConfig(kind=text_tower, **({"model": text_model} if text_model else {}))
-        config = RetrieverConfig(video=VideoTowerConfig(kind=video_tower, model=video_model, pooling=pooling),
+        config = RetrieverConfig(video=VideoTowerConfig(kind=video_tower, model=video_model, pooling=pooling,
+                                                        spatial=spatial),
                                  text=text, num_frames=frames)
     except ValidationError as exc:
         _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))

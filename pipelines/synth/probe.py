@@ -89,18 +89,12 @@ def probe_retriever(model, pairs: list[tuple[str, str, str, str]], frames: dict[
     clip_ids = sorted(by_clip)
     for start in range(0, len(clip_ids), batch_size):
         part = clip_ids[start:start + batch_size]
-        video = model.encode_video(torch.from_numpy(np.stack([frames[c] for c in part])))
-        texts = [t for c in part for _, true, wrong in by_clip[c] for t in (true, wrong)]
-        owner = torch.tensor([b for b, c in enumerate(part) for _ in by_clip[c] for _ in (0, 1)], device=model.device)
-        text = model.encode_text(texts)
-        sims = (video[0][owner] * text[0]).sum(-1)
-        match = torch.sigmoid(model.match_logits(video, text, owner, torch.arange(len(texts), device=model.device)))
-        offset = 0
-        for c in part:
-            for alteration, _, _ in by_clip[c]:
-                true_score, wrong_score = model.mix(sims[offset:offset + 2], match[offset:offset + 2]).tolist()
+        scored = model.score_groups(torch.from_numpy(np.stack([frames[c] for c in part])),
+                                    [[[true, wrong] for _, true, wrong in by_clip[c]] for c in part])
+        for c, groups in zip(part, scored):
+            for (alteration, _, _), pair in zip(by_clip[c], groups):
+                true_score, wrong_score = pair["scores"]
                 wins[alteration].append(1.0 if true_score > wrong_score else 0.5 if true_score == wrong_score else 0.0)
-                offset += 2
     return {a: {"pairs": len(w), "true_preferred": float(np.mean(w)) if w else None} for a, w in wins.items()}
 
 

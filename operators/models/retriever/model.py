@@ -76,19 +76,28 @@ class Retriever(nn.Module):
     def score_candidates(self, frames: torch.Tensor, candidates: list[list[str]]) -> list[dict]:
         """Per clip: ``scores`` (the UMT mix, what decides), ``match`` (matching probabilities)
         and ``similarity`` (cosine), one per candidate; one forward pass for every clip and text."""
-        texts = [t for clip in candidates for t in clip]
+        return [groups[0] for groups in self.score_groups(frames, [[clip] for clip in candidates])]
+
+    @torch.no_grad()
+    def score_groups(self, frames: torch.Tensor, groups: list[list[list[str]]]) -> list[list[dict]]:
+        """``score_candidates`` with several candidate sets per clip, each mixed on its own (the probe's
+        pairs): per clip, per set, the same dict; each clip is encoded once."""
+        texts = [t for clip in groups for group in clip for t in group]
         if not texts:
-            return [{"scores": [], "match": [], "similarity": []} for _ in candidates]
+            return [[{"scores": [], "match": [], "similarity": []} for _ in clip] for clip in groups]
         video, text = self.encode_video(frames), self.encode_text(texts)
-        owner = torch.tensor([b for b, clip in enumerate(candidates) for _ in clip], device=self.device)
+        owner = torch.tensor([b for b, clip in enumerate(groups) for group in clip for _ in group], device=self.device)
         sims = (video[0][owner] * text[0]).sum(-1)
         match = torch.sigmoid(self.match_logits(video, text, owner, torch.arange(len(texts), device=self.device)))
         out, offset = [], 0
-        for clip in candidates:
-            n = len(clip)
-            sim, prob = sims[offset:offset + n], match[offset:offset + n]
-            out.append({"scores": self.mix(sim, prob).tolist(), "match": prob.tolist(), "similarity": sim.tolist()})
-            offset += n
+        for clip in groups:
+            scored = []
+            for group in clip:
+                sim, prob = sims[offset:offset + len(group)], match[offset:offset + len(group)]
+                scored.append({"scores": self.mix(sim, prob).tolist(), "match": prob.tolist(),
+                               "similarity": sim.tolist()})
+                offset += len(group)
+            out.append(scored)
         return out
 
     def mix(self, similarity: torch.Tensor, match: torch.Tensor) -> torch.Tensor:
