@@ -151,16 +151,17 @@ def test_bench_refinement_freezes_the_retrievers_tower_passes_contrastive_and_ma
     done = run_cli("bench", "refinement", "--clips", "24", "--epochs", "2", "--rounds", "1", "--noise", "0.4",
                    "--retriever-epochs", "1", "--losses", "mle", "--student-init", "retriever-frozen",
                    "--contrastive", "0.5", "--min-margin", "0.2", "--rejudge", "--retriever-shift", "4", "--retriever-pooling", "motion",
-                   "--workdir", str(work), timeout=900)
+                   "--retriever-spatial", "grid_max", "--workdir", str(work), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((work / "bench_refinement.json").read_text())
     assert (result["student_init"], result["contrastive"], result["min_margin"]) == ("retriever-frozen", 0.5, 0.2)
-    copy = work / "refine-teacher-retriever-frozen-0.4-mle-folds1-contrastive0.5-margin0.2-rshift4-rmotion"
+    copy = work / "refine-teacher-retriever-frozen-0.4-mle-folds1-contrastive0.5-margin0.2-rshift4-rmotion-rgrid_max"
     student = copy / "refine" / "r1" / "student"
     config = json.loads((student / "config.json").read_text())
     assert config["video_trainable"] is False and config["contrastive"] == 0.5 and config["video_init"]
-    assert config["video"]["pooling"] == "motion"  # --retriever-pooling: the frozen tower's pooling too
-    theirs, mine = load_file(str(work / "retriever-world-24-0-0.4-shift4-motion" / "model.safetensors")), \
+    # --retriever-pooling and --retriever-spatial: the frozen tower's too
+    assert (config["video"]["pooling"], config["video"]["spatial"]) == ("motion", "grid_max")
+    theirs, mine = load_file(str(work / "retriever-world-24-0-0.4-shift4-motion-grid_max" / "model.safetensors")), \
         load_file(str(student / "model.safetensors"))
     tower = [k for k in mine if k.startswith("video.")]
     assert tower and all(torch.equal(mine[k], theirs[k]) for k in tower)  # frozen: the retriever's weights
@@ -168,7 +169,7 @@ def test_bench_refinement_freezes_the_retrievers_tower_passes_contrastive_and_ma
     assert all(e["contrastive_loss"] is not None for e in history)
     assert json.loads((copy / "versions" / "refine-r1.json").read_text())["min_margin"] == 0.2
     assert "video tower, frozen" in done.stdout and "contrastive loss at weight 0.5" in done.stdout
-    assert "score margin of 0.2" in done.stdout
+    assert "score margin of 0.2" in done.stdout and "pools each frame's features with grid_max" in done.stdout
     # --rejudge
     world = work / "world-24-0-0.4"
     truth = pq.read_table(world / "truth.parquet").to_pylist()
@@ -189,7 +190,7 @@ def test_bench_refinement_freezes_the_retrievers_tower_passes_contrastive_and_ma
     assert "mle r1, selector tuned on its judgments: the selector took" in done.stdout
     assert "re-selected by its retriever fine-tuned further" in done.stdout
     # --retriever-shift: both retrievers trained on shifted batches; what each tells apart is printed
-    assert json.loads((work / "retriever-world-24-0-0.4-shift4-motion" / "metrics.json").read_text())["training"]["shift"] == 4
+    assert json.loads((work / "retriever-world-24-0-0.4-shift4-motion-grid_max" / "metrics.json").read_text())["training"]["shift"] == 4
     assert training["shift"] == 4 and "retrievers trained on batches shifted by up to 4 px" in done.stdout
     probes = result["noises"]["0.4"]["probes"]
     assert list(probes) == ["the world's retriever (round selector)", "mle r1, selector tuned on its judgments"]

@@ -84,7 +84,7 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
         retriever_epochs: int = RETRIEVER_EPOCHS, student_init: str = "scratch", corrections: bool = False,
         folds: int = 1, shift: int = 0, losses: list[str] | None = None, contrastive: float = 0.0,
         min_margin: float = 0.0, rejudge: bool = False, retriever_shift: int = 0,
-        retriever_pooling: str = "motion") -> dict:
+        retriever_pooling: str = "motion", retriever_spatial: str = "grid") -> dict:
     from vidcurate.operators.models.student.config import StudentConfig
     from vidcurate.pipelines.refine.loop import RefineOptions, refine
     from vidcurate.pipelines.train.student.loop import StudentTrainOptions
@@ -103,11 +103,12 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
                "teacher": teacher if round0 == "teacher" else None, "student_init": student_init,
                "corrections": corrections, "folds": folds, "shift": shift, "losses": losses, "contrastive": contrastive,
                "min_margin": min_margin, "rejudge": rejudge, "retriever_shift": retriever_shift,
-               "retriever_pooling": retriever_pooling, "noises": {}}
+               "retriever_pooling": retriever_pooling, "retriever_spatial": retriever_spatial, "noises": {}}
     for noise in noises:
         world, held = _world(workdir, clips, seed, noise, echo)
         rows = {"consensus of the six teachers (reference)": {"selected": _scores(held, _captions(world, None))}}
-        checkpoint = _retriever(world, workdir, retriever_epochs, seed, echo, retriever_shift, retriever_pooling) \
+        checkpoint = _retriever(world, workdir, retriever_epochs, seed, echo, retriever_shift, retriever_pooling,
+                                retriever_spatial) \
             if round0 == "teacher" or student_init != "scratch" else None
         config = StudentConfig(contrastive=contrastive)
         if student_init != "scratch":
@@ -130,7 +131,8 @@ def run(clips: int | None, epochs: int | None, rounds: int | None, noises: list[
                                          + (f"-contrastive{contrastive:g}" if contrastive else "")
                                          + (f"-margin{min_margin:g}" if min_margin else "")
                                          + (f"-rshift{retriever_shift}" if retriever_shift else "")
-                                         + (f"-r{retriever_pooling}" if retriever_pooling != "attention" else ""))
+                                         + (f"-r{retriever_pooling}" if retriever_pooling != "attention" else "")
+                                         + (f"-r{retriever_spatial}" if retriever_spatial != "grid" else ""))
             if not os.path.isdir(copy):
                 shutil.copytree(world, copy, copy_function=os.link)
             train = StudentTrainOptions(config=config, control=NoiseControl(loss=loss), epochs=epochs, seed=seed,
@@ -167,14 +169,16 @@ def _world(workdir: str, clips: int, seed: int, noise: float, echo) -> tuple[str
     return world, [r for r in truth if not r["labelled"]]
 
 
-def _retriever(world: str, workdir: str, epochs: int, seed: int, echo, shift: int, pooling: str) -> str:
-    """A retriever fine-tuned on the world's labels (the labelled clips only), once per world, shift and pooling."""
+def _retriever(world: str, workdir: str, epochs: int, seed: int, echo, shift: int, pooling: str,
+               spatial: str) -> str:
+    """A retriever fine-tuned on the world's labels (the labelled clips only), once per world and tower options."""
     from vidcurate.operators.models.retriever import RetrieverConfig, VideoTowerConfig
     from vidcurate.pipelines.train.retriever.loop import FinetuneOptions, finetune
 
     folder = os.path.join(workdir, f"retriever-{os.path.basename(world)}" + (f"-shift{shift}" if shift else "")
-                          + (f"-{pooling}" if pooling != "attention" else ""))
-    config = RetrieverConfig(video=VideoTowerConfig(pooling=pooling))
+                          + (f"-{pooling}" if pooling != "attention" else "")
+                          + (f"-{spatial}" if spatial != "grid" else ""))
+    config = RetrieverConfig(video=VideoTowerConfig(pooling=pooling, spatial=spatial))
     if not os.path.isfile(os.path.join(folder, "config.json")):
         echo(f"fine-tuning the round selector's retriever on {world}'s labels: {epochs} epochs")
         finetune(world, os.path.join(world, "labels.parquet"), folder,

@@ -28,6 +28,8 @@ def report(results: dict) -> str:
         start += f"; training batches shifted by up to {results['shift']} px"
     if results.get("retriever_pooling", "attention") != "attention":
         start += f"; the world's retriever pools frames with {results['retriever_pooling']}"
+    if results.get("retriever_spatial", "grid") != "grid":
+        start += f"; the world's retriever pools each frame's features with {results['retriever_spatial']}"
     if results.get("retriever_shift"):
         start += f"; the rounds' retrievers trained on batches shifted by up to {results['retriever_shift']} px"
     if results.get("corrections"):

@@ -171,6 +171,8 @@ def bench_selection(small: bool, clips: int | None, epochs: int | None, seed: in
 @click.option("--retriever-pooling", type=click.Choice(["motion", "attention", "mean"]), default="motion",
               show_default=True, help="retriever finetune --pooling for the world's retriever (attention: the "
               "pooling before stop 39, blind to the direction of motion in practice).")
+@click.option("--retriever-spatial", type=click.Choice(["grid", "grid_max"]), default="grid", show_default=True,
+              help="retriever finetune --spatial for the world's retriever.")
 @click.option("--losses", default="mle,tailr,adatailr", show_default=True,
               help="The losses to refine with, comma-separated.")
 @click.option("--contrastive", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -183,7 +185,7 @@ def bench_selection(small: bool, clips: int | None, epochs: int | None, seed: in
 def bench_refinement(small: bool, clips: int | None, epochs: int | None, rounds: int | None, noises: str, seed: int,
                      workdir: str | None, round0: str, teacher: str, retriever_epochs: int, student_init: str,
                      corrections: bool, folds: int, shift: int, retriever_shift: int, retriever_pooling: str,
-                     losses: str, contrastive: float, min_margin: float, rejudge: bool) -> None:
+                     retriever_spatial: str, losses: str, contrastive: float, min_margin: float, rejudge: bool) -> None:
     """The data flywheel with likelihood, TaiLr and AdaTaiLr: accuracy and diversity per round and noise rate."""
     from vidcurate.pipelines.bench.refinement import checked_losses, run
     from vidcurate.pipelines.bench.refinement_report import report
@@ -196,8 +198,8 @@ def bench_refinement(small: bool, clips: int | None, epochs: int | None, rounds:
     click.echo(report(run(clips, epochs, rounds, rates, seed, small, workdir, echo=click.echo, round0=round0,
                           teacher=teacher, retriever_epochs=retriever_epochs, student_init=student_init,
                           corrections=corrections, folds=folds, shift=shift, retriever_shift=retriever_shift,
-                          retriever_pooling=retriever_pooling, losses=chosen, contrastive=contrastive,
-                          min_margin=min_margin, rejudge=rejudge)))
+                          retriever_pooling=retriever_pooling, retriever_spatial=retriever_spatial, losses=chosen,
+                          contrastive=contrastive, min_margin=min_margin, rejudge=rejudge)))
 
 
 @bench.command("encoder")
