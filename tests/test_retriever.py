@@ -166,7 +166,7 @@ def test_a_tiny_locally_built_clip_serves_as_both_towers_through_the_loader(tmp_
     frames = clip_frames(str(world), [e.clip_id for e in examples], 3, (30, 40))
     for a, b in zip(score_examples(model, examples, frames), score_examples(loaded, examples, frames)):
         assert np.allclose(a["scores"], b["scores"], atol=1e-5)
-    # --init from it trains its pretrained towers at the pretrained default lr, whatever the CLI's tower flags say
+    # --init from it trains its pretrained towers at the pretrained default lr (the CLI's tower defaults do not apply)
     done = run_cli("retriever", "finetune", str(world), "--labels", str(world / "labels.parquet"),
                    "-o", str(tmp_path / "from-clip"), "--init", folder, "--epochs", "1")
     assert done.returncode == 0, done.stderr
